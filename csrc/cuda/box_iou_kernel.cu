@@ -1,0 +1,30 @@
+// CUDA kernel of dualhead::box_iou: one thread per output element, the shared math header.
+#include <c10/cuda/CUDAException.h>
+
+#include "../dualhead_math.h"
+#include "launchers.h"
+
+namespace dualhead {
+namespace {
+
+__global__ void box_iou_kernel(BoxIouParams p) {
+  const int64_t total = p.n * p.m;
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = t / p.m, j = t % p.m;
+    p.out[t] = box_iou(load_box(p.boxes1 + 4 * i), load_box(p.boxes2 + 4 * j), p.kind);
+  }
+}
+
+}  // namespace
+
+void launch_box_iou(const BoxIouParams& p, cudaStream_t stream) {
+  const int64_t total = p.n * p.m;
+  if (total == 0) return;
+  const int threads = 256;
+  const int64_t blocks = (total + threads - 1) / threads;
+  // Grid-stride loop: a bounded grid covers any size.
+  box_iou_kernel<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), threads, 0, stream>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace dualhead

@@ -1,0 +1,76 @@
+"""nn.Module assigners with ultralytics' interfaces (SPEC §2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dualhead import ops
+from dualhead.assignment import DualAssignment
+
+
+def _min_side(stride) -> float:
+    """ultralytics' stride_val: stride[1] when there are several levels, else stride[0]."""
+    stride = list(stride)
+    return float(stride[1] if len(stride) > 1 else stride[0])
+
+
+class TaskAlignedAssigner(nn.Module):
+    """Drop-in for ultralytics.utils.tal.TaskAlignedAssigner (same constructor, forward and
+    return tuple), computed by dualhead's kernels.
+
+    Extra keyword-only options: conflict ("all" as ultralytics, or "claimants"), iou_type.
+    """
+
+    def __init__(self, topk: int = 13, num_classes: int = 80, alpha: float = 1.0, beta: float = 6.0, stride=None,
+                 eps: float = 1e-9, topk2: int | None = None, *, conflict: str = "all", iou_type: str = "ciou"):
+        super().__init__()
+        self.topk = topk
+        self.topk2 = topk2 or topk
+        self.num_classes = num_classes
+        self.alpha = alpha
+        self.beta = beta
+        self.stride = list(stride) if stride is not None else [8, 16, 32]
+        self.stride_val = _min_side(self.stride)
+        self.eps = eps
+        self.conflict = conflict
+        self.iou_type = iou_type
+
+    def assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
+        """Compact form (dualhead.Assignment): no (B, N, C) tensor."""
+        return ops.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=self.topk,
+                          topk2=self.topk2, alpha=self.alpha, beta=self.beta, min_side=self.stride_val,
+                          conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
+
+    @torch.no_grad()
+    def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
+        """Returns (target_labels (B,N) int64, target_bboxes (B,N,4) fp32, target_scores (B,N,C) fp32,
+        fg_mask (B,N) bool, target_gt_idx (B,N) int64)."""
+        return self.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt).to_dense(self.num_classes)
+
+
+class DualAssigner(nn.Module):
+    """YOLOv10 consistent dual assignment: o2m (top-k) and o2o heads in one call.
+
+    The o2o head uses alpha * r and beta * r (r = 1: the paper's consistent metric).
+    min_side=None means stride[1], as ultralytics' small-box floor; 0 gives the original YOLOv10.
+    """
+
+    def __init__(self, num_classes: int = 80, o2m_topk: int = 10, o2o_topk: int = 1, o2o_topk2: int | None = None,
+                 alpha: float = 0.5, beta: float = 6.0, r: float = 1.0, stride=(8, 16, 32), min_side=None,
+                 conflict: str = "all", *, iou_type: str = "ciou", eps: float = 1e-9):
+        super().__init__()
+        self.num_classes = num_classes
+        self.o2m_topk, self.o2o_topk, self.o2o_topk2 = o2m_topk, o2o_topk, o2o_topk2
+        self.alpha, self.beta, self.r = alpha, beta, r
+        self.stride = tuple(stride)
+        self.min_side = _min_side(self.stride) if min_side is None else min_side
+        self.conflict, self.iou_type, self.eps = conflict, iou_type, eps
+
+    @torch.no_grad()
+    def forward(self, o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
+                mask_gt) -> DualAssignment:
+        return ops.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
+                               mask_gt, o2m_topk=self.o2m_topk, o2o_topk=self.o2o_topk, o2o_topk2=self.o2o_topk2,
+                               alpha=self.alpha, beta=self.beta, r=self.r, min_side=self.min_side,
+                               conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)

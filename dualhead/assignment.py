@@ -1,0 +1,77 @@
+"""Result containers: one head's compact assignment and the dual result with its statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Assignment:
+    """One head's targets in compact form (B images, N anchors).
+
+    fg_mask (B, N) bool     anchor is a positive
+    gt_idx  (B, N) int64    its ground truth (0 for background, as ultralytics)
+    labels  (B, N) int64    class of gt_idx (clamped >= 0; for background: ground truth 0's)
+    bboxes  (B, N, 4) fp32  box of gt_idx, xyxy pixels
+    scores  (B, N) fp32     target score t = m * Og / (Mg + eps) on class `labels`; 0 on background
+    """
+
+    fg_mask: torch.Tensor
+    gt_idx: torch.Tensor
+    labels: torch.Tensor
+    bboxes: torch.Tensor
+    scores: torch.Tensor
+
+    def to_dense(self, num_classes: int):
+        """The ultralytics 5-tuple: (target_labels, target_bboxes, target_scores (B,N,C),
+        fg_mask, target_gt_idx). The (B, N, C) scores are the largest thing an assigner writes;
+        prefer the compact form where the consumer allows it (BCE needs no dense target)."""
+        from dualhead import ops
+
+        return ops.to_dense(self, num_classes)
+
+
+@dataclass
+class ConsistencyStats:
+    """How consistent the two heads' assignments are, per ground truth and in summary.
+
+    pick (B, M) int64   the o2o positive of each ground truth (its highest target score; -1: none)
+    rank (B, M) int64   that anchor's 0-based rank in the ground truth's o2m metric ordering
+                        (larger metric first, smaller anchor index on ties; -1: no pick)
+    gap  (B, M) fp32    supervision gap A = t_o2o,i - 1[i in O] t_o2m,i + sum_{k in O \\ {i}} t_o2m,k
+                        (O: the ground truth's o2m positives, i: its o2o pick); NaN for padding
+    valid (B, M) bool   real ground truths
+    top1/top5/top10     fraction of real ground truths with an o2o pick whose rank < 1/5/10
+    gap_mean            mean gap over real ground truths
+    """
+
+    pick: torch.Tensor
+    rank: torch.Tensor
+    gap: torch.Tensor
+    valid: torch.Tensor
+    top1: float = field(init=False)
+    top5: float = field(init=False)
+    top10: float = field(init=False)
+    gap_mean: float = field(init=False)
+
+    def __post_init__(self):
+        has = self.valid & (self.pick >= 0)
+        n = int(has.sum())
+        r = self.rank[has]
+        self.top1, self.top5, self.top10 = (float((r < k).sum()) / n if n else float("nan") for k in (1, 5, 10))
+        nv = int(self.valid.sum())
+        self.gap_mean = float(self.gap[self.valid].sum()) / nv if nv else float("nan")
+
+    def as_dict(self) -> dict:
+        return {"top1": self.top1, "top5": self.top5, "top10": self.top10, "gap": self.gap_mean}
+
+
+@dataclass
+class DualAssignment:
+    """Both heads' assignments from one call, and their consistency statistics."""
+
+    o2m: Assignment
+    o2o: Assignment
+    stats: ConsistencyStats

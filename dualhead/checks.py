@@ -1,0 +1,105 @@
+"""Input checks shared by every assigner entry point (SPEC §4).
+
+Each failure is a ValueError naming the argument and the offending value or shape. The checks
+that need data (labels in range, finite non-inverted boxes) look only at real ground truths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+IOU_KINDS = {"iou": 0, "giou": 1, "diou": 2, "ciou": 3}
+CONFLICT_RULES = {"all": 0, "claimants": 1}
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else repr(type(t).__name__)
+
+
+def _tensor(name, t):
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _float(name, t):
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor (fp32/fp16/bf16), got {t.dtype}")
+
+
+def check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, n_anchors, num_classes=None):
+    """Validate scalar parameters; returns (topk2 resolved, conflict id, iou kind id)."""
+    for name, k in (("topk", topk), ("topk2", topk2)):
+        if k is None and name == "topk2":
+            continue
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k > n_anchors:
+            raise ValueError(f"{name} must be an int in [1, N={n_anchors}], got {k!r}")
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or not v >= 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if not isinstance(min_side, (int, float)) or not min_side >= 0 or not math.isfinite(min_side):
+        raise ValueError(f"min_side must be a finite number >= 0, got {min_side!r}")
+    if conflict not in CONFLICT_RULES:
+        raise ValueError(f"conflict must be one of {sorted(CONFLICT_RULES)}, got {conflict!r}")
+    if iou_type not in IOU_KINDS:
+        raise ValueError(f"iou_type must be one of {sorted(IOU_KINDS)}, got {iou_type!r}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    return (topk if topk2 is None else topk2), CONFLICT_RULES[conflict], IOU_KINDS[iou_type]
+
+
+def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix=""):
+    """Validate the ultralytics-layout inputs of one head.
+
+    Returns (gt_labels (B, M) int64, mask_gt (B, M) bool): the (B, M, 1) forms are squeezed, float
+    labels truncated like ultralytics' `.long()`.
+    """
+    names = [prefix + "pd_scores", prefix + "pd_bboxes", "anc_points", "gt_labels", "gt_bboxes", "mask_gt"]
+    ts = [pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt]
+    for n, t in zip(names, ts):
+        _tensor(n, t)
+    if pd_scores.dim() != 3:
+        raise ValueError(f"{names[0]} must be (B, N, C), got {_shape(pd_scores)}")
+    B, N, C = pd_scores.shape
+    if pd_bboxes.shape != (B, N, 4):
+        raise ValueError(f"{names[1]} must be (B, N, 4) = {(B, N, 4)}, got {_shape(pd_bboxes)}")
+    if anc_points.shape != (N, 2):
+        raise ValueError(f"anc_points must be (N, 2) = {(N, 2)}, got {_shape(anc_points)}")
+    if gt_bboxes.dim() != 3 or gt_bboxes.shape[0] != B or gt_bboxes.shape[2] != 4:
+        raise ValueError(f"gt_bboxes must be (B, M, 4) with B={B}, got {_shape(gt_bboxes)}")
+    M = gt_bboxes.shape[1]
+    if gt_labels.shape not in ((B, M), (B, M, 1)):
+        raise ValueError(f"gt_labels must be (B, M) or (B, M, 1) = {(B, M)}, got {_shape(gt_labels)}")
+    if mask_gt.shape not in ((B, M), (B, M, 1)):
+        raise ValueError(f"mask_gt must be (B, M) or (B, M, 1) = {(B, M)}, got {_shape(mask_gt)}")
+    for n, t in zip(names[:3] + names[4:5], (pd_scores, pd_bboxes, anc_points, gt_bboxes)):
+        _float(n, t)
+    if gt_labels.dtype == torch.bool or gt_labels.is_complex():
+        raise ValueError(f"gt_labels must be an integer or float tensor, got {gt_labels.dtype}")
+    dev = pd_scores.device
+    for n, t in zip(names[1:], ts[1:]):
+        if t.device != dev:
+            raise ValueError(f"{n} is on {t.device} but {names[0]} is on {dev}: all inputs must share one device")
+    labels = gt_labels.reshape(B, M)
+    mask = mask_gt.reshape(B, M)
+    mask = mask.bool() if mask.dtype != torch.bool else mask
+    if labels.is_floating_point():
+        if not bool(torch.isfinite(labels[mask]).all()):
+            raise ValueError("gt_labels must be finite for real ground truths")
+    labels = labels.long()
+    real = labels[mask]
+    if real.numel():
+        lo, hi = int(real.min()), int(real.max())
+        if lo < 0 or hi >= C:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"gt_labels must be in [0, C={C}) for real ground truths, got {bad}")
+        boxes = gt_bboxes[mask]
+        if not bool(torch.isfinite(boxes).all()):
+            raise ValueError(f"gt_bboxes must be finite for real ground truths, got {boxes[~torch.isfinite(boxes).all(1)][0].tolist()}")
+        inv = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+        if bool(inv.any()):
+            raise ValueError(f"gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got {boxes[inv][0].tolist()}")
+    if not bool(torch.isfinite(anc_points).all()):
+        raise ValueError("anc_points must be finite")
+    return labels, mask

@@ -1,0 +1,63 @@
+"""Pure-torch implementations of dualhead's ops (same signatures as dualhead.ops).
+
+The test oracle for the fused kernels and the fallback when the extension is not built.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dualhead.assignment import Assignment, DualAssignment
+from dualhead.checks import check_inputs, check_params
+from dualhead.reference.assign import candidate_pairs, head_assign
+from dualhead.reference.dual import consistency_stats
+from dualhead.reference.iou import box_iou, iou_aligned
+
+__all__ = ["box_iou", "iou_aligned", "assign", "dual_assign", "to_dense"]
+
+
+@torch.no_grad()
+def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, topk=10, topk2=None, alpha=0.5,
+           beta=6.0, min_side=16.0, conflict="all", iou_type="ciou", eps=1e-9) -> Assignment:
+    """Single-head task-aligned assignment (SPEC §1), compact output. Shapes as in SPEC §1:
+    pd_scores (B, N, C), pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
+    gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels."""
+    topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
+    labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
+    pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
+    out, _, _ = head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, topk=topk, topk2=topk2,
+                            alpha=alpha, beta=beta, conflict=conflict, iou_type=iou_type, eps=eps)
+    return out
+
+
+@torch.no_grad()
+def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *,
+                o2m_topk=10, o2o_topk=1, o2o_topk2=None, alpha=0.5, beta=6.0, r=1.0, min_side=16.0,
+                conflict="all", iou_type="ciou", eps=1e-9) -> DualAssignment:
+    """Both heads from one candidate search: o2m with (alpha, beta, o2m_topk), o2o with
+    (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics."""
+    N = o2m_scores.shape[1] if o2m_scores.dim() == 3 else 0
+    check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
+    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
+    labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
+    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_")
+    if o2o_scores.shape != o2m_scores.shape:
+        raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
+    pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
+    common = dict(conflict=conflict, iou_type=iou_type, eps=eps)
+    o2m, _, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, topk=o2m_topk,
+                                topk2=o2m_topk, alpha=alpha, beta=beta, **common)
+    o2o, _, _ = head_assign(pairs, o2o_scores, o2o_bboxes, labels, mask, gt_bboxes, topk=o2o_topk,
+                            topk2=o2o_topk2, alpha=r * alpha, beta=r * beta, **common)
+    if m_o2m is None:
+        m_o2m = torch.zeros(0, device=o2m_scores.device)
+    return DualAssignment(o2m, o2o, consistency_stats(pairs, m_o2m, o2m, o2o, mask))
+
+
+def to_dense(a: Assignment, num_classes: int):
+    """Compact -> ultralytics' (labels, bboxes, scores (B, N, C), fg_mask, gt_idx)."""
+    B, N = a.fg_mask.shape
+    scores = torch.zeros(B, N, num_classes, dtype=torch.float32, device=a.scores.device)
+    lab = a.labels.clamp(0, num_classes - 1).unsqueeze(-1)
+    scores.scatter_(2, lab, (a.scores * a.fg_mask).unsqueeze(-1))
+    return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx

@@ -1,0 +1,197 @@
+"""Task-aligned assignment (SPEC §1) in pure torch: the test oracle and the no-compiler fallback.
+
+Sparse throughout: it works on the list of (image, ground truth, anchor) candidate pairs and on
+per-anchor arrays, never on (B, M, N) float tensors (only a bounded chunk of the in-box boolean
+mask exists at a time). Every float operation that decides a pick is the same torch operation,
+in the same order, as ultralytics 8.4.190's TaskAlignedAssigner, so the two agree bit for bit on
+fp32 inputs; see shared/reference/ultralytics_tal.md for the quirks reproduced here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dualhead.assignment import Assignment
+from dualhead.reference.iou import iou_aligned
+
+IN_BOX_EPS = 1e-9  # select_candidates_in_gts' strict margin, pixels
+CHUNK = 1 << 22  # in-box mask elements evaluated at a time (bounded memory)
+
+
+@dataclass
+class Pairs:
+    """Candidate pairs, sorted by (image, ground truth, anchor)."""
+
+    b: torch.Tensor  # image
+    g: torch.Tensor  # ground truth slot
+    a: torch.Tensor  # anchor
+
+    def __len__(self):
+        return self.b.numel()
+
+
+def candidate_region(gt_bboxes: torch.Tensor, min_side: float) -> torch.Tensor:
+    """Boxes (K, 4) xyxy with each side < min_side widened to min_side about the centre, through
+    ultralytics' xyxy->xywh->xyxy round trip (it rounds even boxes that are not widened)."""
+    x1, y1, x2, y2 = gt_bboxes.unbind(-1)
+    cxy = torch.stack(((x1 + x2) / 2, (y1 + y2) / 2), -1)
+    wh = torch.stack((x2 - x1, y2 - y1), -1)
+    wh = torch.where(wh < min_side, torch.tensor(min_side, dtype=wh.dtype, device=wh.device), wh)
+    half = wh / 2
+    return torch.cat((cxy - half, cxy + half), -1)
+
+
+def candidate_pairs(anc_points: torch.Tensor, gt_bboxes: torch.Tensor, mask: torch.Tensor, min_side: float) -> Pairs:
+    """Every (b, g, a) with g a real ground truth and anchor a strictly inside its region."""
+    B, M = mask.shape
+    N = anc_points.shape[0]
+    rows = mask.reshape(-1).nonzero().squeeze(1)
+    region = candidate_region(gt_bboxes.reshape(-1, 4)[rows].float(), float(min_side))
+    ax, ay = anc_points[:, 0].float(), anc_points[:, 1].float()
+    out_rows, out_anchors = [], []
+    step = max(1, CHUNK // max(N, 1))
+    for s in range(0, rows.numel(), step):
+        r = region[s : s + step]
+        inside = ax - r[:, 0:1] > IN_BOX_EPS
+        inside &= ay - r[:, 1:2] > IN_BOX_EPS
+        inside &= r[:, 2:3] - ax > IN_BOX_EPS
+        inside &= r[:, 3:4] - ay > IN_BOX_EPS
+        i, a = inside.nonzero(as_tuple=True)
+        out_rows.append(rows[s + i])
+        out_anchors.append(a)
+    flat = torch.cat(out_rows) if out_rows else rows.new_zeros(0)
+    a = torch.cat(out_anchors) if out_anchors else rows.new_zeros(0)
+    return Pairs(flat // M, flat % M, a)
+
+
+def pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, alpha, beta, iou_type):
+    """Overlap o = max(IoU, 0) and metric m = p^alpha * o^beta of each pair, in fp32.
+
+    Non-finite predictions give o = 0 / m = 0 instead of NaN targets (SPEC §4)."""
+    b, g, a = pairs.b, pairs.g, pairs.a
+    p = pd_scores[b, a, labels[b, g]].float()
+    o = iou_aligned(gt_bboxes[b, g].float(), pd_bboxes[b, a].float(), iou_type).clamp_(0)
+    o = torch.where(torch.isfinite(o), o, torch.zeros_like(o))
+    m = p.pow(alpha) * o.pow(beta)
+    m = torch.where(torch.isfinite(m) & (m >= 0), m, torch.zeros_like(m))
+    return o, m
+
+
+def group_starts(sorted_group: torch.Tensor) -> torch.Tensor:
+    """Index of the first element of each element's run in a sorted vector."""
+    return torch.searchsorted(sorted_group, sorted_group)
+
+
+def sparse_topk(group: torch.Tensor, anchor: torch.Tensor, value: torch.Tensor, k: int) -> torch.Tensor:
+    """Which listed entries are in their group's top-k over *all* anchors, unlisted anchors
+    counting as value 0 (torch.topk over a dense row with zeros), ties to the smaller anchor.
+
+    Entries must be sorted by (group, anchor) and have value >= 0. An entry with value > 0 is in
+    iff fewer than k listed entries of its group rank before it; a zero-valued one (anchor a)
+    iff n_pos + (a - #{positive-valued entries with smaller anchor}) < k.
+    """
+    n = group.numel()
+    if n == 0:
+        return torch.zeros(0, dtype=torch.bool, device=group.device)
+    order = torch.argsort(-value, stable=True)  # value desc, anchor asc within equal values
+    order = order[torch.argsort(group[order], stable=True)]
+    gs = group[order]
+    rank_sorted = torch.arange(n, device=group.device) - group_starts(gs)
+    rank = torch.empty_like(rank_sorted).scatter_(0, order, rank_sorted)
+    pos = value > 0
+    # positive-valued entries of the same group with a smaller anchor (input order is by anchor)
+    csum = torch.cumsum(pos.long(), 0) - pos.long()
+    before = csum - csum[group_starts(group)]
+    starts = group_starts(group)
+    n_pos_total = torch.zeros(n, dtype=torch.long, device=group.device).index_add_(0, starts, pos.long())[starts]
+    keep_zero = (n_pos_total + (anchor - before)) < k
+    return torch.where(pos, rank < k, keep_zero)
+
+
+def resolve_conflicts(pairs, o, claim, B, n_anchors, conflict):
+    """Per anchor (flat b*N + a): number of claimants and the winning ground truth.
+
+    conflict 'all' (ultralytics): argmax of o over all ground truths of the image (o = 0 for
+    non-candidates): the smallest index among the maxima, index 0 when every o is 0.
+    'claimants': the same argmax over the claiming ground truths only."""
+    flat = pairs.b * n_anchors + pairs.a
+    size = B * n_anchors
+    claims = torch.zeros(size, dtype=torch.long, device=o.device).index_add_(0, flat[claim], torch.ones_like(flat[claim]))
+    sel = torch.ones_like(claim) if conflict == "all" else claim
+    f, oo, gg = flat[sel], o[sel], pairs.g[sel]
+    best = torch.zeros(size, dtype=o.dtype, device=o.device).scatter_reduce_(0, f, oo, "amax")
+    at_best = oo == best[f]
+    big = torch.iinfo(torch.long).max
+    winner = torch.full((size,), big, dtype=torch.long, device=o.device)
+    winner.scatter_reduce_(0, f[at_best], gg[at_best], "amin")
+    if conflict == "all":
+        winner = torch.where(best > 0, winner, torch.zeros_like(winner))
+    return claims, winner
+
+
+def assign_pairs(pairs, o, m, B, N, M, topk, topk2, conflict, eps):
+    """Steps 4-7 of SPEC §1 on precomputed pair metrics -> per-anchor (fg, gt, m, o, t), flat."""
+    dev = o.device
+    group = pairs.b * M + pairs.g
+    claim = sparse_topk(group, pairs.a, m, topk)
+    claims, winner = resolve_conflicts(pairs, o, claim, B, N, conflict)
+    fg = claims > 0
+    # claims == 1: the single claimant; claims > 1: the conflict winner
+    gt = torch.zeros(B * N, dtype=torch.long, device=dev)
+    flat = pairs.b * N + pairs.a
+    single = claim & (claims[flat] == 1)
+    gt[flat[single]] = pairs.g[single]
+    gt = torch.where(claims > 1, winner, gt)
+    # metric and overlap of the final (anchor, gt) pair; 0 when it is not a candidate (the
+    # conflict quirk can hand an anchor to a ground truth that does not contain it)
+    mf = torch.zeros(B * N, dtype=torch.float32, device=dev)
+    of = torch.zeros_like(mf)
+    hit = fg[flat] & (gt[flat] == pairs.g)
+    mf[flat[hit]] = m[hit]
+    of[flat[hit]] = o[hit]
+    if topk2 != topk:
+        idx = fg.nonzero().squeeze(1)  # sorted by (b, a)
+        grp = (idx // N) * M + gt[idx]
+        order = torch.argsort(grp, stable=True)  # -> (group, anchor)
+        keep = torch.zeros_like(fg)
+        keep[idx[order]] = sparse_topk(grp[order], idx[order] % N, mf[idx[order]], topk2)
+        fg &= keep
+    # per ground truth maxima over the final positives, then t = m * Og / (Mg + eps)
+    grp = (torch.arange(B * N, device=dev) // N) * M + gt
+    mg = torch.zeros(B * M, dtype=torch.float32, device=dev).scatter_reduce_(0, grp[fg], mf[fg], "amax")
+    og = torch.zeros_like(mg).scatter_reduce_(0, grp[fg], of[fg], "amax")
+    t = mf * og[grp] / (mg[grp] + eps)
+    t = torch.where(fg, t, torch.zeros_like(t))
+    gt = torch.where(fg, gt, torch.zeros_like(gt))
+    return fg, gt, mf, of, t
+
+
+def make_assignment(fg, gt, t, labels, gt_bboxes, B, N) -> Assignment:
+    bi = torch.arange(B, device=gt.device).repeat_interleave(N)
+    gt2 = gt.view(B, N)
+    return Assignment(
+        fg_mask=fg.view(B, N),
+        gt_idx=gt2,
+        labels=labels[bi, gt].view(B, N).clamp(min=0) if labels.shape[1] else torch.zeros_like(gt2),
+        bboxes=gt_bboxes[bi, gt].view(B, N, 4).float() if gt_bboxes.shape[1] else torch.zeros(B, N, 4, device=gt.device),
+        scores=t.view(B, N),
+    )
+
+
+def empty_assignment(B, N, num_classes, device) -> Assignment:
+    """M = 0 (no ground-truth slots): labels = C, everything else 0 (ultralytics)."""
+    z = torch.zeros(B, N, dtype=torch.long, device=device)
+    return Assignment(z != 0, z, z + num_classes, torch.zeros(B, N, 4, device=device), torch.zeros(B, N, device=device))
+
+
+def head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, *, topk, topk2, alpha, beta, conflict, iou_type, eps):
+    """One head from shared candidate pairs -> (Assignment, per-pair o, per-pair m)."""
+    B, N, C = pd_scores.shape
+    M = mask.shape[1]
+    if M == 0:
+        return empty_assignment(B, N, C, pd_scores.device), None, None
+    o, m = pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, alpha, beta, iou_type)
+    fg, gt, _, _, t = assign_pairs(pairs, o, m, B, N, M, topk, topk2, conflict, eps)
+    return make_assignment(fg, gt, t, labels, gt_bboxes, B, N), o, m

@@ -1,0 +1,128 @@
+"""Build of dualhead's C++/CUDA extension (dualhead._C).
+
+C++ sources (csrc/*.cpp, csrc/cpu/*.cpp) are always built; CUDA sources (csrc/cuda/*) whenever a
+CUDA toolkit is found and torch is a CUDA build -- a GPU need not be present. Knobs (printed at
+build time):
+
+  DUALHEAD_FORCE_CUDA=1   build CUDA or fail (no silent CPU-only build)
+  DUALHEAD_NO_CUDA=1      skip CUDA even when a toolkit is there
+  TORCH_CUDA_ARCH_LIST    archs to compile for; default "8.0;9.0" (sm_80, sm_90)
+  CUDA_HOME / CUDA_PATH   toolkit root; otherwise found from /usr/local/cuda or nvcc on PATH
+  MAX_JOBS                parallel compile jobs (ninja)
+
+Build against the torch you run with: `pip install --no-build-isolation -e .` (torch is
+deliberately not a build requirement, so pip cannot build against a second, different torch).
+"""
+
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCHS = "8.0;9.0"
+
+
+def _is_toolkit(root):
+    return bool(root) and os.path.isfile(os.path.join(root, "bin", "nvcc")) and os.path.isfile(
+        os.path.join(root, "include", "cuda_runtime.h")
+    )
+
+
+def find_cuda_home():
+    """The CUDA toolkit root, or None.
+
+    torch guesses CUDA_HOME from `which nvcc`, which is wrong when nvcc on PATH is a wrapper
+    script (e.g. /usr/local/bin/nvcc -> CUDA_HOME=/usr/local, which has no CUDA headers or libs).
+    Accept only a directory that really holds bin/nvcc and include/cuda_runtime.h.
+    """
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if _is_toolkit(os.environ.get(var)):
+            return os.environ[var]
+    candidates = ["/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+        # A wrapper script: look for the toolkit path it execs.
+        try:
+            with open(nvcc, "r", errors="ignore") as f:
+                for word in f.read(4096).split():
+                    if word.endswith("/bin/nvcc"):
+                        candidates.append(os.path.dirname(os.path.dirname(word)))
+        except OSError:
+            pass
+    candidates += sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for c in candidates:
+        if _is_toolkit(c):
+            return c
+    return None
+
+
+cuda_home = find_cuda_home()
+if cuda_home:
+    # Must be set before torch.utils.cpp_extension is imported: it reads CUDA_HOME at import.
+    os.environ["CUDA_HOME"] = cuda_home
+
+try:
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+except ImportError:  # pragma: no cover - message for users building in an isolated env
+    sys.exit(
+        "dualhead: torch must be installed before building, and the build must see it:\n"
+        "  pip install torch && pip install --no-build-isolation .\n"
+        "(an isolated build would compile against a different torch than the one you run)"
+    )
+
+
+def want_cuda():
+    if os.environ.get("DUALHEAD_NO_CUDA") == "1":
+        return False, "DUALHEAD_NO_CUDA=1"
+    force = os.environ.get("DUALHEAD_FORCE_CUDA") == "1"
+    if torch.version.cuda is None:
+        if force:
+            sys.exit("dualhead: DUALHEAD_FORCE_CUDA=1 but torch is a CPU-only build")
+        return False, "torch is a CPU-only build"
+    if not cuda_home:
+        if force:
+            sys.exit("dualhead: DUALHEAD_FORCE_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME)")
+        return False, "no CUDA toolkit found"
+    return True, f"toolkit at {cuda_home}"
+
+
+def extensions():
+    with_cuda, why = want_cuda()
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    # -ffp-contract=off: no fused multiply-adds, so the C++ float math rounds exactly like
+    # torch's separate tensor ops (the parity tests compare with ultralytics to 1e-5).
+    cxx = ["-O3", "-ffp-contract=off"]  # the C++ standard is torch's choice (C++20 for 2.14)
+    define_macros = []
+    archs = ""
+    if with_cuda:
+        archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
+        sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
+        define_macros.append(("DUALHEAD_CUDA_ARCHS", f'"{archs}"'))
+    print(
+        f"dualhead build: torch {torch.__version__} (cuda {torch.version.cuda}), CUDA "
+        f"{'on' if with_cuda else 'off'} ({why}), CUDA_HOME={cuda_home}, "
+        f"TORCH_CUDA_ARCH_LIST={archs or '-'}, MAX_JOBS={os.environ.get('MAX_JOBS', '-')}",
+        flush=True,
+    )
+    kwargs = dict(
+        name="dualhead._C",
+        sources=sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=define_macros,
+    )
+    if with_cuda:
+        # --fmad=false: same no-FMA rounding as the CPU build, so CPU and GPU agree closely.
+        nvcc = ["-O3", "--fmad=false", "--expt-relaxed-constexpr"]
+        return [CUDAExtension(extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)]
+    return [CppExtension(extra_compile_args={"cxx": cxx}, **kwargs)]
+
+
+setup(
+    ext_modules=extensions(),
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)
