@@ -19,6 +19,11 @@ except (ImportError, OSError) as e:  # not built, or built against another torch
 
 _warned = False
 
+if _C is not None:
+    from dualhead import _fake
+
+    _fake.register()
+
 
 def available() -> bool:
     """True when torch.ops.dualhead.* are registered by the compiled extension."""

@@ -22,8 +22,8 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
     """Single-head task-aligned assignment (SPEC §1), compact output. Shapes as in SPEC §1:
     pd_scores (B, N, C), pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
     gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels."""
-    topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
+    topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
     pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
     out, _, _ = head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, topk=topk, topk2=topk2,
                             alpha=alpha, beta=beta, conflict=conflict, iou_type=iou_type, eps=eps)
@@ -36,13 +36,13 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
                 conflict="all", iou_type="ciou", eps=1e-9) -> DualAssignment:
     """Both heads from one candidate search: o2m with (alpha, beta, o2m_topk), o2o with
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics."""
-    N = o2m_scores.shape[1] if o2m_scores.dim() == 3 else 0
-    check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
-    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
     labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
     check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_")
     if o2o_scores.shape != o2m_scores.shape:
         raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
+    N = o2m_scores.shape[1]
+    check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
+    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
     pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
     common = dict(conflict=conflict, iou_type=iou_type, eps=eps)
     o2m, _, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, topk=o2m_topk,

@@ -1,0 +1,30 @@
+# Two commands on a fresh machine (README): `make bench` runs the main job, `make test` the tests.
+# Both create .venv and build the extension in place first (torch, then the extension built
+# against that torch with --no-build-isolation).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+export MAX_JOBS ?= 2
+
+.PHONY: install test bench info clean
+install: $(VENV)/.installed
+$(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PIN) setuptools wheel ninja pybind11 numpy
+	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
+	$(BIN)/dualhead info
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/dualhead bench --json benchmarks/results_cpu.json
+
+info: install
+	$(BIN)/dualhead info
+
+clean:
+	rm -rf build $(VENV) dualhead/_C*.so *.egg-info

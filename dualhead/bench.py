@@ -1,0 +1,223 @@
+"""`dualhead bench`: the SPEC §5 workloads against the baselines, in one process, interleaved.
+
+Implementations compared on identical inputs (each checked equal to ultralytics once before
+timing, tie-aware as in the tests):
+  dualhead     dualhead.ops (fused kernels when the extension is built)
+  reference    dualhead.reference (pure torch)
+  ultralytics  ultralytics' TaskAlignedAssigner, called twice for dual (o2m topk 10; o2o topk 7 +
+               topk2 1), when installed
+Modes: dual-compact (both heads, compact targets), dual-dense (both heads, ultralytics tuples).
+Times are medians of interleaved rounds (torch.utils.benchmark.Timer, which synchronises CUDA).
+Peak extra memory is measured per implementation in a fresh subprocess (CPU: peak RSS over the
+call with glibc's mmap threshold pinned, so freed tensors are returned to the OS; CUDA:
+max_memory_allocated). Writes a table and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from dualhead.synthetic import WORKLOADS, make_batch
+
+O2M = dict(topk=10)
+O2O = dict(topk=7, topk2=1)
+
+
+def add_arguments(p):
+    p.add_argument("--workloads", default="W1,W2,W3,W4", help="comma list of SPEC §5 ids (default all)")
+    p.add_argument("--impls", default="dualhead,reference,ultralytics")
+    p.add_argument("--modes", default="dual-compact,dual-dense")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (SPEC: 2)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds per measurement")
+    p.add_argument("--batch", type=int, default=None, help="override B (W3 on GPU: 128)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--sweep-m", default="", help="comma list of M for a W1-like sweep over ground truths per image")
+    p.add_argument("--json", default="bench_results.json")
+    p.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
+
+
+def have_ultralytics() -> bool:
+    try:
+        import ultralytics.utils.tal  # noqa: F401
+
+        return True
+    except Exception:
+        return False
+
+
+def workload_batch(wid, device, batch=None, seed=0, m_override=None):
+    kw = dict(WORKLOADS[wid])
+    if batch:
+        kw["B"] = batch
+    if m_override:
+        kw["n_gt"] = (m_override, m_override)
+    bt = make_batch(seed=seed, device=device, **kw)
+    s2, b2 = bt.second_head(seed + 1)
+    return bt, s2.to(device), b2.to(device), kw["C"]
+
+
+def make_fn(impl, mode, bt, s2, b2, C):
+    """A zero-argument callable computing both heads with impl in mode."""
+    import dualhead
+
+    a = bt.args()
+    rest = a[2:]
+    if impl == "ultralytics":
+        from ultralytics.utils.tal import TaskAlignedAssigner as UT
+
+        u1 = UT(num_classes=C, alpha=0.5, beta=6.0, **O2M)
+        u2 = UT(num_classes=C, alpha=0.5, beta=6.0, **O2O)
+        if mode == "dual-compact":
+            return None  # ultralytics has no compact form; its dense call is the baseline
+        return lambda: (u1(a[0], a[1], *rest), u2(s2, b2, *rest))
+    mod = dualhead.ops if impl == "dualhead" else dualhead.reference
+
+    def dual():
+        return mod.dual_assign(a[0], a[1], s2, b2, *rest, o2m_topk=10, o2o_topk=7, o2o_topk2=1)
+
+    if mode == "dual-compact":
+        return dual
+    return lambda: (lambda r: (r.o2m.to_dense(C), r.o2o.to_dense(C)))(dual())
+
+
+def check_equal(impl_out, ref_out, what):
+    """Tie-aware equality of two (o2m, o2o) dense pairs, as in tests/helpers.py."""
+    for r, g in zip(ref_out, impl_out):
+        nz = (r[2].sum(-1) > 0) | (g[2].sum(-1) > 0)
+        if not (torch.equal(r[3][nz], g[3][nz]) and torch.equal(r[4][nz], g[4][nz])):
+            raise AssertionError(f"{what}: positives differ from ultralytics")
+        err = (r[2] - g[2]).abs().max().item()
+        if err > 1e-5:
+            raise AssertionError(f"{what}: target scores differ from ultralytics by {err}")
+
+
+def time_fn(fn, min_time):
+    from torch.utils.benchmark import Timer
+
+    m = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_time)
+    return m.median
+
+
+def mem_child(impl, mode, wid, device, batch):
+    """Runs in a subprocess: peak extra memory (bytes) of one call."""
+    bt, s2, b2, C = workload_batch(wid, device, int(batch) or None)
+    fn = make_fn(impl, mode, bt, s2, b2, C)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    base = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak-RSS counter (VmHWM)
+        f.write("5")
+    fn()
+    return status("VmHWM") - base
+
+
+def measure_memory(impl, mode, wid, device, batch):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="2")
+    cmd = [sys.executable, "-m", "dualhead.cli", "bench", "--mem-child", impl, mode, wid, f"{device}:{batch or 0}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return None
+    try:
+        return int(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
+
+
+def run(args) -> int:
+    if args.mem_child:
+        impl, mode, wid, dev_batch = args.mem_child
+        device, batch = dev_batch.rsplit(":", 1)
+        torch.set_num_threads(2)
+        print(mem_child(impl, mode, wid, device, batch))
+        return 0
+    torch.set_num_threads(args.threads)
+    impls = [i for i in args.impls.split(",") if i]
+    if "ultralytics" in impls and not have_ultralytics():
+        print("ultralytics not installed: baseline 'ultralytics' skipped (pip install ultralytics==8.4.190)")
+        impls.remove("ultralytics")
+    modes = [m for m in args.modes.split(",") if m]
+    cases = [(w, None) for w in args.workloads.split(",") if w]
+    cases += [("W1", int(m)) for m in args.sweep_m.split(",") if m]
+    rows = []
+    for wid, m_over in cases:
+        bt, s2, b2, C = workload_batch(wid, args.device, args.batch, m_override=m_over)
+        name = wid if m_over is None else f"W1 M={m_over}"
+        n_gt = int(bt.mask_gt.sum())
+        for mode in modes:
+            fns = {i: make_fn(i, mode, bt, s2, b2, C) for i in impls}
+            fns = {i: f for i, f in fns.items() if f is not None}
+            if "ultralytics" in impls:  # assert equal once before timing
+                ref = make_fn("ultralytics", "dual-dense", bt, s2, b2, C)()
+                for i, f in fns.items():
+                    if i != "ultralytics":
+                        out = f()
+                        if mode == "dual-compact":
+                            out = (out.o2m.to_dense(C), out.o2o.to_dense(C))
+                        check_equal(out, ref, f"{name}/{mode}/{i}")
+            times = {i: [] for i in fns}
+            for _ in range(args.rounds):  # interleaved: machine noise hits every impl alike
+                for i, f in fns.items():
+                    times[i].append(time_fn(f, args.min_time))
+            for i in fns:
+                rows.append(dict(workload=name, mode=mode, impl=i, B=bt.pd_scores.shape[0], M=bt.gt_bboxes.shape[1],
+                                 n_gt=n_gt, median_s=statistics.median(times[i]), device=args.device))
+    base = {(r["workload"], r["impl"]): r["median_s"] for r in rows if r["impl"] == "ultralytics"}
+    for r in rows:
+        b = base.get((r["workload"], "ultralytics"))
+        r["speedup_vs_ultralytics"] = b / r["median_s"] if b else None
+        if not args.no_memory and r["workload"] in WORKLOADS:
+            r["peak_extra_mb"] = (lambda v: None if v is None else v / 2**20)(
+                measure_memory(r["impl"], r["mode"], r["workload"], args.device, args.batch))
+    print_table(rows)
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), torch=torch.__version__,
+                threads=args.threads, command=" ".join(["dualhead", "bench"] + sys.argv[2:]))
+    with open(args.json, "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    print(f"\n{meta['date']}  {meta['machine']}  torch {meta['torch']}  threads {args.threads}  -> {args.json}")
+    return 0
+
+
+def print_table(rows):
+    hdr = f"{'workload':<12}{'mode':<14}{'impl':<13}{'B':>4}{'M':>6}{'median ms':>12}{'x ultralytics':>15}{'peak MB':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        sp = r.get("speedup_vs_ultralytics")
+        mem = r.get("peak_extra_mb")
+        print(f"{r['workload']:<12}{r['mode']:<14}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['median_s'] * 1e3:>12.2f}"
+              f"{(f'{sp:.1f}x' if sp else '-'):>15}{(f'{mem:.0f}' if mem is not None else '-'):>10}")

@@ -1,0 +1,105 @@
+"""SPEC §4: every bad input is a clear error naming the argument; diverging predictions never
+produce non-finite targets."""
+
+import pytest
+import torch
+
+import dualhead
+from dualhead.synthetic import make_batch
+
+C = 6
+
+
+@pytest.fixture
+def args():
+    return list(make_batch(B=2, C=C, seed=3, n_gt=(2, 5)).args())
+
+
+ASSIGNERS = {
+    "reference": lambda a, **kw: dualhead.reference.assign(*a, **kw),
+    "ops": lambda a, **kw: dualhead.ops.assign(*a, **kw),
+    "module": lambda a, **kw: dualhead.TaskAlignedAssigner(num_classes=C, **{k: v for k, v in kw.items() if k in ("topk", "topk2")})(*a),
+}
+
+
+def bad(args, i, value):
+    a = list(args)
+    a[i] = value(a[i]) if callable(value) else value
+    return a
+
+
+CASES = [
+    ("pd_scores rank", lambda a: bad(a, 0, lambda t: t[0]), "pd_scores"),
+    ("pd_scores dtype", lambda a: bad(a, 0, lambda t: (t > 0.5).long()), "pd_scores"),
+    ("pd_bboxes shape", lambda a: bad(a, 1, lambda t: t[..., :3]), "pd_bboxes"),
+    ("anc_points shape", lambda a: bad(a, 2, lambda t: t[:-1]), "anc_points"),
+    ("gt_labels shape", lambda a: bad(a, 3, lambda t: t[:, :-1]), "gt_labels"),
+    ("gt_bboxes shape", lambda a: bad(a, 4, lambda t: t[..., :2]), "gt_bboxes"),
+    ("gt_bboxes dtype", lambda a: bad(a, 4, lambda t: t.long()), "gt_bboxes"),
+    ("mask_gt shape", lambda a: bad(a, 5, lambda t: t[:1]), "mask_gt"),
+    ("device mix", lambda a: bad(a, 1, lambda t: torch.empty(t.shape, device="meta")), "device"),
+    ("label negative", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], -1.0, t)), r"gt_labels.*-1"),
+    ("label >= C", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float(C), t)), rf"gt_labels.*{C}"),
+    ("gt box nan", lambda a: bad(a, 4, lambda t: t.index_put((torch.tensor([0]), torch.tensor([0]), torch.tensor([2])), torch.tensor(float("nan")))), r"gt_bboxes.*finite"),
+    ("gt box inf", lambda a: bad(a, 4, lambda t: t.index_put((torch.tensor([0]), torch.tensor([0]), torch.tensor([3])), torch.tensor(float("inf")))), r"gt_bboxes.*finite"),
+    ("gt box inverted", lambda a: bad(a, 4, lambda t: t.index_put((torch.tensor([0]), torch.tensor([0]), torch.tensor([0])), t[0, 0, 2] + 5)), r"gt_bboxes.*x2 >= x1"),
+]
+
+
+@pytest.mark.parametrize("which", list(ASSIGNERS))
+@pytest.mark.parametrize("name,make,match", CASES, ids=[c[0] for c in CASES])
+def test_bad_tensor_raises(args, which, name, make, match):
+    with pytest.raises(ValueError, match=match):
+        ASSIGNERS[which](make(args))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(topk=0), r"topk .*got 0"),
+    (dict(topk=10**7), r"topk .*got 10000000"),
+    (dict(topk=10, topk2=0), r"topk2 .*got 0"),
+    (dict(min_side=-1.0), r"min_side.*-1.0"),
+    (dict(min_side=float("nan")), r"min_side.*nan"),
+    (dict(alpha=float("inf")), r"alpha.*inf"),
+    (dict(conflict="nearest"), r"conflict.*nearest"),
+    (dict(iou_type="siou"), r"iou_type.*siou"),
+], ids=lambda x: str(x) if isinstance(x, str) else None)
+def test_bad_parameter_raises(args, kw, match):
+    with pytest.raises(ValueError, match=match):
+        dualhead.ops.assign(*args, **kw)
+
+
+def test_padding_rows_are_not_checked(args):
+    """Garbage in padded slots (mask 0) is ignored, as ultralytics pads with zeros."""
+    a = list(args)
+    a[5] = a[5].clone()
+    a[5][0, 0] = 0
+    a[3] = a[3].clone()
+    a[3][0, 0] = -7
+    a[4] = a[4].clone()
+    a[4][0, 0] = torch.tensor([5.0, 5.0, 1.0, float("nan")])
+    dualhead.ops.assign(*a)
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf"), -float("inf"), 1e30])
+def test_non_finite_predictions_give_finite_targets(args, poison):
+    a = list(args)
+    s, b = a[0].clone(), a[1].clone()
+    s[:, ::3] = poison
+    b[:, 1::4, 0] = poison
+    b[:, 2::5, 3] = poison
+    a[0], a[1] = s, b
+    out = dualhead.ops.assign(*a)
+    assert torch.isfinite(out.scores).all() and torch.isfinite(out.bboxes).all()
+    dense = out.to_dense(C)
+    assert torch.isfinite(dense[2]).all()
+    dual = dualhead.ops.dual_assign(s, b, s, b, *a[2:])
+    assert torch.isfinite(dual.o2o.scores).all() and torch.isfinite(dual.stats.gap[dual.stats.valid]).all()
+
+
+def test_box_iou_bad_shapes():
+    with pytest.raises((RuntimeError, ValueError), match="boxes1"):
+        dualhead.ops.box_iou(torch.zeros(3, 5), torch.zeros(2, 4))
+    with pytest.raises((RuntimeError, ValueError), match="boxes2"):
+        dualhead.ops.box_iou(torch.zeros(3, 4), torch.zeros(2))
+    with pytest.raises(ValueError, match="kind"):
+        dualhead.ops.box_iou(torch.zeros(3, 4), torch.zeros(2, 4), kind="wiou")

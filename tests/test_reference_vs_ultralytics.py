@@ -1,0 +1,96 @@
+"""dualhead.reference against ultralytics 8.4.190's own TaskAlignedAssigner (SPEC §3)."""
+
+import pytest
+import torch
+
+import dualhead
+from dualhead.synthetic import make_batch
+from helpers import assert_same_targets
+
+tal = pytest.importorskip("ultralytics.utils.tal", reason="ultralytics==8.4.190 is a test extra")
+
+# (name, ultralytics kwargs, dualhead assign kwargs)
+CONFIGS = [
+    ("o2m", dict(topk=10, alpha=0.5, beta=6.0), dict(topk=10, min_side=16.0)),
+    ("o2o", dict(topk=7, topk2=1, alpha=0.5, beta=6.0), dict(topk=7, topk2=1, min_side=16.0)),
+    ("yolov10-original", dict(topk=1, alpha=0.5, beta=6.0, stride=[0]), dict(topk=1, min_side=0.0)),
+    ("class-defaults", dict(), dict(topk=13, alpha=1.0, beta=6.0, min_side=16.0)),
+]
+DISTS = [
+    ("coco", dict(imgsz=640, n_gt=(1, 40), kind="coco")),
+    ("tiny", dict(imgsz=640, n_gt=(1, 40), kind="tiny")),
+    ("crowded", dict(imgsz=640, n_gt=(150, 300), kind="crowded")),
+    ("hires", dict(imgsz=1280, n_gt=(5, 60), kind="coco")),
+]
+
+
+def run_ultralytics(kw, batch, C):
+    return tal.TaskAlignedAssigner(num_classes=C, **kw)(*batch)
+
+
+@pytest.mark.parametrize("dist_name,dist", DISTS, ids=[d[0] for d in DISTS])
+@pytest.mark.parametrize("name,ukw,dkw", CONFIGS, ids=[c[0] for c in CONFIGS])
+@pytest.mark.parametrize("seed", range(3))
+def test_reference_matches_ultralytics_fp32(name, ukw, dkw, dist_name, dist, seed):
+    C = 17
+    bt = make_batch(B=3, C=C, seed=1000 * seed + hash(dist_name + name) % 997, **dist)
+    ref = run_ultralytics(ukw, bt.args(), C)
+    got = dualhead.reference.assign(*bt.args(), **dkw).to_dense(C)
+    assert_same_targets(ref, got, what=f"{name}/{dist_name}/{seed}")
+    assert int(ref[3].sum()) > 0  # the case exercised something
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name,ukw,dkw", CONFIGS[:2], ids=[c[0] for c in CONFIGS[:2]])
+@pytest.mark.parametrize("seed", range(2))
+def test_reference_matches_ultralytics_half_inputs(name, ukw, dkw, dtype, seed):
+    """Half-precision predictions are computed in fp32: equal to ultralytics fed the same
+    (rounded) values in fp32, which is what its autocast pow promotion does on CUDA."""
+    C = 11
+    bt = make_batch(B=3, C=C, seed=77 + seed, dtype=dtype, n_gt=(1, 40))
+    args32 = (bt.pd_scores.float(), bt.pd_bboxes.float()) + bt.args()[2:]
+    ref = run_ultralytics(ukw, args32, C)
+    got = dualhead.reference.assign(*bt.args(), **dkw).to_dense(C)
+    assert_same_targets(ref, got, what=f"{name}/{dtype}")
+
+
+def test_drop_in_module_matches_ultralytics():
+    """dualhead.TaskAlignedAssigner with ultralytics' constructor is a drop-in replacement."""
+    C = 80
+    bt = make_batch(B=4, C=C, seed=5, n_gt=(1, 30))
+    for kw in (dict(topk=10, num_classes=C, alpha=0.5, beta=6.0), dict(topk=7, topk2=1, num_classes=C, alpha=0.5, beta=6.0)):
+        ref = tal.TaskAlignedAssigner(**kw)(*bt.args())
+        got = dualhead.TaskAlignedAssigner(**kw)(*bt.args())
+        assert [t.dtype for t in got] == [torch.int64, torch.float32, torch.float32, torch.bool, torch.int64]
+        assert_same_targets(ref, got, what=str(kw))
+
+
+def test_no_ground_truth_slots():
+    C = 5
+    bt = make_batch(B=2, C=C, seed=1, n_gt=(1, 3))
+    args = list(bt.args())
+    args[3], args[4], args[5] = args[3][:, :0], args[4][:, :0], args[5][:, :0]
+    labels, boxes, scores, fg, gt = dualhead.TaskAlignedAssigner(num_classes=C)(*args)
+    assert (labels == C).all() and not fg.any() and (scores == 0).all() and (boxes == 0).all() and (gt == 0).all()
+
+
+def test_conflict_quirk_is_reproduced():
+    """ultralytics resolves a contested anchor by the argmax of CIoU over *all* ground truths, so
+    a ground truth that never claimed it can win it ('all'); 'claimants' keeps it among the
+    claimants. Anchor 0 is claimed by gt 0 and gt 1 while gt 2 (best CIoU there) claims anchor 3."""
+    C = 3
+    anc = torch.tensor([[50.0, 50.0], [10.0, 10.0], [90.0, 90.0], [53.0, 53.0]])
+    gt = torch.tensor([[[30.0, 30.0, 70.0, 70.0], [20.0, 20.0, 80.0, 80.0], [45.0, 45.0, 55.0, 55.0]]])
+    labels = torch.tensor([[[0.0], [1.0], [2.0]]])
+    mask = torch.ones(1, 3, 1)
+    pd_boxes = torch.tensor([[[44.0, 44.0, 56.0, 56.0], [0, 0, 20, 20], [80, 80, 100, 100], [40, 40, 60, 60]]])
+    scores = torch.full((1, 4, C), 0.5)
+    scores[0, 3, 0] = scores[0, 3, 1] = 1e-6  # gt 0 and gt 1 prefer anchor 0
+    scores[0, 3, 2], scores[0, 0, 2] = 0.99, 1e-6  # gt 2 prefers anchor 3
+    ref = tal.TaskAlignedAssigner(topk=1, num_classes=C, alpha=0.5, beta=6.0, stride=[0])(scores, pd_boxes, anc, labels, gt, mask)
+    got = dualhead.reference.assign(scores, pd_boxes, anc, labels, gt, mask, topk=1, min_side=0.0)
+    assert torch.equal(ref[4], got.gt_idx) and torch.equal(ref[3], got.fg_mask)
+    assert got.gt_idx[0].tolist()[0] == 2 and got.gt_idx[0].tolist()[3] == 2  # gt 2 won anchor 0 unclaimed
+    assert torch.allclose(ref[2].sum(-1), got.scores, atol=1e-6)
+    claim = dualhead.reference.assign(scores, pd_boxes, anc, labels, gt, mask, topk=1, min_side=0.0, conflict="claimants")
+    assert bool(claim.fg_mask[0, 0]) and int(claim.gt_idx[0, 0]) in (0, 1)
