@@ -95,6 +95,26 @@ DH_HD bool in_region(float ax, float ay, const Box& r) {
          (r.y2 - ay > kInBoxEps);
 }
 
+// One level of the standard anchor grid (ultralytics make_anchors * stride): anchor
+// start + j*w + i sits at ((i + 0.5) * stride, (j + 0.5) * stride), fp32.
+struct GridLevel {
+  int64_t start, w, h;
+  float stride;
+};
+
+// Cells [*i0, *i1] of a level whose centres can lie strictly inside [lo, hi]: a superset by up
+// to one cell each side (computed in double, clamped before the int conversion so any finite
+// box is safe); the caller applies the exact in_region test to each, so the grid path and the
+// general scan select identical anchors.
+DH_HD void grid_cells(float lo, float hi, float stride, int64_t n, int64_t* i0, int64_t* i1) {
+  double a = floor(static_cast<double>(lo) / stride - 0.5);
+  double b = ceil(static_cast<double>(hi) / stride - 0.5);
+  a = a < 0.0 ? 0.0 : (a > static_cast<double>(n) ? static_cast<double>(n) : a);
+  b = b < -1.0 ? -1.0 : (b > static_cast<double>(n - 1) ? static_cast<double>(n - 1) : b);
+  *i0 = static_cast<int64_t>(a);
+  *i1 = static_cast<int64_t>(b);
+}
+
 // x^e with fast paths for the exponents the method uses (alpha 0.5/1, beta 2/6, r = 1).
 // torch's pow special-cases 0.5, 1, 2 and 3 the same way; 6 = (x^3)^2 is within 2 ulp of powf.
 DH_HD float fast_pow(float x, float e) {

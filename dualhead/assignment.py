@@ -24,13 +24,13 @@ class Assignment:
     bboxes: torch.Tensor
     scores: torch.Tensor
 
-    def to_dense(self, num_classes: int):
+    def to_dense(self, num_classes: int, out: torch.Tensor | None = None):
         """The ultralytics 5-tuple: (target_labels, target_bboxes, target_scores (B,N,C),
         fg_mask, target_gt_idx). The (B, N, C) scores are the largest thing an assigner writes;
         prefer the compact form where the consumer allows it (BCE needs no dense target)."""
         from dualhead import ops
 
-        return ops.to_dense(self, num_classes)
+        return ops.to_dense(self, num_classes, out)
 
 
 @dataclass

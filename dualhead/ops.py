@@ -10,7 +10,9 @@ import torch
 
 from dualhead import _ext, reference
 from dualhead.assignment import Assignment, DualAssignment
-from dualhead.checks import IOU_KINDS
+from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_inputs, check_params
+from dualhead.reference.assign import Pairs
+from dualhead.reference.dual import consistency_stats
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense"]
 
@@ -20,32 +22,92 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "ciou") -> t
     (ultralytics bbox_iou, eps 1e-7)."""
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {sorted(IOU_KINDS)}, got {kind!r}")
-    if _ext.has_kernel("box_iou", _dispatch_key(boxes1)):
+    if _use_kernel("box_iou", boxes1):
         return torch.ops.dualhead.box_iou(boxes1, boxes2, IOU_KINDS[kind])
-    _ext.warn_fallback()
     return reference.box_iou(boxes1, boxes2, kind)
+
+
+def _use_kernel(op: str, t: torch.Tensor) -> bool:
+    if _ext.has_kernel(op, _dispatch_key(t)):
+        return True
+    _ext.warn_fallback()
+    return False
+
+
+def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, conflict, iou_type, eps, with_pairs):
+    """torch.ops.dualhead.assign on validated inputs -> ([Assignment per head], pairs or None)."""
+    (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
+    fg, gt, lab, box, t, pg, pa, pm = torch.ops.dualhead.assign(
+        s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
+        CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_pairs)
+    out = [Assignment(fg[h], gt[h], lab[h], box[h], t[h]) for h in range(len(heads))]
+    M = mask.shape[1]
+    pairs = Pairs(pg // M, pg % M, pa) if with_pairs else None
+    return out, pairs, pm
 
 
 def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, topk=10, topk2=None, alpha=0.5,
            beta=6.0, min_side=16.0, conflict="all", iou_type="ciou", eps=1e-9) -> Assignment:
-    """Single-head task-aligned assignment, compact output (see dualhead.reference.assign)."""
-    return reference.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=topk,
-                            topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict,
-                            iou_type=iou_type, eps=eps)
+    """Single-head task-aligned assignment (SPEC §1), compact output.
+
+    pd_scores (B, N, C) probabilities, pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
+    gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels. See dualhead.reference.assign."""
+    if not _use_kernel("assign", pd_scores if isinstance(pd_scores, torch.Tensor) else torch.empty(0)):
+        return reference.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=topk,
+                                topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict,
+                                iou_type=iou_type, eps=eps)
+    labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
+    topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
+    out, _, _ = _run([(pd_scores, pd_bboxes)], anc_points, labels, gt_bboxes, mask, [topk, topk2], [alpha, beta],
+                     min_side, conflict, iou_type, eps, False)
+    return out[0]
 
 
 def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *,
                 o2m_topk=10, o2o_topk=1, o2o_topk2=None, alpha=0.5, beta=6.0, r=1.0, min_side=16.0,
-                conflict="all", iou_type="ciou", eps=1e-9) -> DualAssignment:
-    """Both heads in one call, sharing the candidate search (see dualhead.reference.dual_assign)."""
-    return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
-                                 mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2, alpha=alpha,
-                                 beta=beta, r=r, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
+                conflict="all", iou_type="ciou", eps=1e-9, stats=True) -> DualAssignment:
+    """Both heads in one call sharing the candidate search: o2m (alpha, beta, o2m_topk) and o2o
+    (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus the consistency
+    statistics (stats=False skips them: DualAssignment.stats is then None)."""
+    if not _use_kernel("assign", o2m_scores if isinstance(o2m_scores, torch.Tensor) else torch.empty(0)):
+        return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
+                                     gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
+                                     alpha=alpha, beta=beta, r=r, min_side=min_side, conflict=conflict,
+                                     iou_type=iou_type, eps=eps)
+    labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
+    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_")
+    if o2o_scores.shape != o2m_scores.shape:
+        raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
+    N = o2m_scores.shape[1]
+    check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
+    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
+    if o2o_scores.dtype != o2m_scores.dtype:
+        o2o_scores = o2o_scores.to(o2m_scores.dtype)
+    (o2m, o2o), pairs, m_o2m = _run([(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)], anc_points, labels,
+                                    gt_bboxes, mask, [o2m_topk, o2m_topk, o2o_topk, o2o_topk2],
+                                    [alpha, beta, r * alpha, r * beta], min_side, conflict, iou_type, eps, stats)
+    return DualAssignment(o2m, o2o, consistency_stats(pairs, m_o2m, o2m, o2o, mask) if stats else None)
 
 
-def to_dense(a: Assignment, num_classes: int):
-    """Compact Assignment -> ultralytics 5-tuple with (B, N, C) target scores."""
-    return reference.to_dense(a, num_classes)
+def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
+    """Compact Assignment -> ultralytics 5-tuple (labels, bboxes, scores (B, N, C), fg_mask, gt_idx).
+
+    out: an fp32 (B, N, C) buffer to write the scores into (reused across steps it avoids the
+    first-touch cost of fresh pages); it is returned as the scores element."""
+    if not _use_kernel("to_dense", a.scores):
+        dense = reference.to_dense(a, num_classes)
+        if out is not None:
+            out.copy_(dense[2])
+            dense = dense[:2] + (out,) + dense[3:]
+        return dense
+    if out is None:
+        scores = torch.ops.dualhead.to_dense(a.labels, a.scores, num_classes)
+    else:
+        if out.shape != (*a.labels.shape, num_classes):
+            raise ValueError(f"out must be {(*a.labels.shape, num_classes)}, got {tuple(out.shape)}")
+        torch.ops.dualhead.to_dense_out(a.labels, a.scores, out)
+        scores = out
+    return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
 
 
 def _dispatch_key(t: torch.Tensor) -> str:

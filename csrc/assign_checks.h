@@ -1,0 +1,136 @@
+// assign_checks.h — boundary checks and parameter unpacking of dualhead::assign, shared by
+// the CPU and CUDA host code. Messages name the argument and the offending value or shape.
+#pragma once
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <vector>
+
+#include "dualhead_math.h"
+
+namespace dualhead {
+
+struct AssignConfig {
+  int64_t B = 0, N = 0, C = 0, M = 0, H = 1;
+  int64_t topk[2] = {1, 1}, topk2[2] = {1, 1};
+  float alpha[2] = {0.f, 0.f}, beta[2] = {0.f, 0.f};
+  float min_side = 0.f, eps = 1e-9f;
+  int conflict = 0, kind = kCIoU;
+};
+
+inline AssignConfig check_assign_args(const at::Tensor& scores, const at::Tensor& bboxes,
+                                      const c10::optional<at::Tensor>& scores2,
+                                      const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc,
+                                      const at::Tensor& labels, const at::Tensor& gt, const at::Tensor& mask,
+                                      at::IntArrayRef topk, at::ArrayRef<double> exps, double min_side,
+                                      int64_t conflict, int64_t kind, double eps) {
+  AssignConfig c;
+  TORCH_CHECK(scores.dim() == 3, "pd_scores must be (B, N, C), got ", scores.sizes());
+  c.B = scores.size(0);
+  c.N = scores.size(1);
+  c.C = scores.size(2);
+  TORCH_CHECK(at::isFloatingType(scores.scalar_type()), "pd_scores must be a float tensor, got ", scores.scalar_type());
+  TORCH_CHECK(bboxes.dim() == 3 && bboxes.size(0) == c.B && bboxes.size(1) == c.N && bboxes.size(2) == 4,
+              "pd_bboxes must be (B, N, 4) = (", c.B, ", ", c.N, ", 4), got ", bboxes.sizes());
+  TORCH_CHECK(at::isFloatingType(bboxes.scalar_type()), "pd_bboxes must be a float tensor, got ", bboxes.scalar_type());
+  TORCH_CHECK(scores2.has_value() == bboxes2.has_value(), "scores2 and bboxes2 must be given together");
+  if (scores2.has_value()) {
+    c.H = 2;
+    TORCH_CHECK(scores2->sizes() == scores.sizes(), "o2o_scores must match o2m_scores ", scores.sizes(), ", got ",
+                scores2->sizes());
+    TORCH_CHECK(scores2->scalar_type() == scores.scalar_type(), "o2o_scores dtype ", scores2->scalar_type(),
+                " must match o2m_scores dtype ", scores.scalar_type());
+    TORCH_CHECK(bboxes2->sizes() == bboxes.sizes(), "o2o_bboxes must be (B, N, 4), got ", bboxes2->sizes());
+    TORCH_CHECK(at::isFloatingType(bboxes2->scalar_type()), "o2o_bboxes must be a float tensor");
+  }
+  TORCH_CHECK(anc.dim() == 2 && anc.size(0) == c.N && anc.size(1) == 2, "anc_points must be (N, 2) = (", c.N,
+              ", 2), got ", anc.sizes());
+  TORCH_CHECK(at::isFloatingType(anc.scalar_type()), "anc_points must be a float tensor, got ", anc.scalar_type());
+  TORCH_CHECK(gt.dim() == 3 && gt.size(0) == c.B && gt.size(2) == 4, "gt_bboxes must be (B, M, 4) with B=", c.B,
+              ", got ", gt.sizes());
+  TORCH_CHECK(at::isFloatingType(gt.scalar_type()), "gt_bboxes must be a float tensor, got ", gt.scalar_type());
+  c.M = gt.size(1);
+  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == c.B && labels.size(1) == c.M &&
+                  labels.scalar_type() == at::kLong,
+              "gt_labels must be int64 (B, M) = (", c.B, ", ", c.M, "), got ", labels.scalar_type(), " ",
+              labels.sizes());
+  TORCH_CHECK(mask.dim() == 2 && mask.size(0) == c.B && mask.size(1) == c.M && mask.scalar_type() == at::kBool,
+              "mask_gt must be bool (B, M), got ", mask.scalar_type(), " ", mask.sizes());
+  for (const at::Tensor* t : {&bboxes, &anc, &labels, &gt, &mask}) {
+    TORCH_CHECK(t->device() == scores.device(), "all inputs must be on ", scores.device(), ", got one on ",
+                t->device());
+  }
+  if (c.H == 2) {
+    TORCH_CHECK(scores2->device() == scores.device() && bboxes2->device() == scores.device(),
+                "o2o inputs must be on ", scores.device());
+  }
+  TORCH_CHECK(static_cast<int64_t>(topk.size()) == 2 * c.H, "topk must hold 2 values per head, got ", topk.size());
+  TORCH_CHECK(static_cast<int64_t>(exps.size()) == 2 * c.H, "exps must hold 2 values per head, got ", exps.size());
+  for (int64_t h = 0; h < c.H; ++h) {
+    c.topk[h] = topk[2 * h];
+    c.topk2[h] = topk[2 * h + 1];
+    TORCH_CHECK(c.topk[h] >= 1 && c.topk[h] <= c.N, "topk must be in [1, N=", c.N, "], got ", c.topk[h]);
+    TORCH_CHECK(c.topk2[h] >= 1 && c.topk2[h] <= c.N, "topk2 must be in [1, N=", c.N, "], got ", c.topk2[h]);
+    const double a = exps[2 * h], b = exps[2 * h + 1];
+    TORCH_CHECK(a >= 0 && a < 1e30, "alpha must be a finite number >= 0, got ", a);
+    TORCH_CHECK(b >= 0 && b < 1e30, "beta must be a finite number >= 0, got ", b);
+    c.alpha[h] = static_cast<float>(a);
+    c.beta[h] = static_cast<float>(b);
+  }
+  TORCH_CHECK(min_side >= 0 && min_side < 1e30, "min_side must be a finite number >= 0, got ", min_side);
+  TORCH_CHECK(conflict == 0 || conflict == 1, "conflict must be 0 (all) or 1 (claimants), got ", conflict);
+  TORCH_CHECK(kind >= 0 && kind <= 3, "kind must be 0..3 (iou, giou, diou, ciou), got ", kind);
+  TORCH_CHECK(eps >= 0 && eps < 1, "eps must be in [0, 1), got ", eps);
+  c.min_side = static_cast<float>(min_side);
+  c.eps = static_cast<float>(eps);
+  c.conflict = static_cast<int>(conflict);
+  c.kind = static_cast<int>(kind);
+  return c;
+}
+
+// Data checks on real ground truths (labels in [0, C), finite xyxy with x2 >= x1, y2 >= y1):
+// out-of-range labels would index outside pd_scores. Host-side data (CPU tensors).
+inline void check_gt_values(const int64_t* labels, const float* gt, const bool* mask, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!mask[r]) continue;
+    TORCH_CHECK(labels[r] >= 0 && labels[r] < C, "gt_labels must be in [0, C=", C, ") for real ground truths, got ",
+                labels[r]);
+    const float* q = gt + 4 * r;
+    const bool finite = std::isfinite(q[0]) && std::isfinite(q[1]) && std::isfinite(q[2]) && std::isfinite(q[3]);
+    TORCH_CHECK(finite, "gt_bboxes must be finite for real ground truths, got [", q[0], ", ", q[1], ", ", q[2], ", ",
+                q[3], "]");
+    TORCH_CHECK(q[2] >= q[0] && q[3] >= q[1], "gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got [", q[0], ", ",
+                q[1], ", ", q[2], ", ", q[3], "]");
+  }
+}
+
+// Recognise ultralytics' multi-level anchor grid: consecutive levels, each row-major with
+// anchor (i + 0.5) * s, (j + 0.5) * s. Every anchor is compared exactly, so a match is a proof
+// and anything else takes the general scan. O(N) (~10 us for N = 8400): cheaper and safer than
+// caching on a data pointer that may be reused by another tensor.
+inline std::vector<GridLevel> detect_grid(const float* anc, int64_t N) {
+  std::vector<GridLevel> levels;
+  int64_t p = 0;
+  while (p < N) {
+    const float s = anc[2 * p] * 2.f;
+    if (!(s > 0.f) || !(s < 1e7f) || anc[2 * p + 1] != anc[2 * p] || levels.size() >= 16) return {};
+    int64_t w = 0;
+    while (p + w < N && anc[2 * (p + w) + 1] == anc[2 * p + 1]) ++w;
+    int64_t h = 0;
+    while (p + (h + 1) * w <= N) {
+      bool ok = true;
+      for (int64_t i = 0; i < w && ok; ++i) {
+        const float* q = anc + 2 * (p + h * w + i);
+        ok = q[0] == (static_cast<float>(i) + 0.5f) * s && q[1] == (static_cast<float>(h) + 0.5f) * s;
+      }
+      if (!ok) break;
+      ++h;
+    }
+    if (h == 0) return {};
+    levels.push_back(GridLevel{p, w, h, s});
+    p += w * h;
+  }
+  return levels;
+}
+
+}  // namespace dualhead

@@ -1,0 +1,305 @@
+// CPU backend of dualhead::assign and dualhead::to_dense.
+//
+// Pass 1, parallel over (image, ground truth): enumerate the ground truth's candidate anchors
+//   (grid cells under its region when anc_points is the standard grid, else a scan), evaluate
+//   IoU + prior + metric for every head on each, keep each head's top-k in a sorted list, and
+//   publish (a) per anchor the packed max-(overlap, -gt) key over all candidates ('all'
+//   conflicts) and (b) the claims of the kept top-k (count + packed key over claimants).
+//   Max of packed keys and counts commute, so the atomics give bitwise-deterministic results.
+// Pass 2, parallel over images: resolve each anchor (single claimant / conflict winner),
+//   re-evaluate the final pair with the same math, apply topk2, take per-ground-truth maxima,
+//   write the compact targets.
+// No (B, M, N) buffer anywhere: workspace is O(B*N + B*M*k) plus the optional pair list.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../assign_checks.h"
+#include "../dualhead_math.h"
+
+namespace dualhead {
+namespace {
+
+inline void atomic_max_u64(int64_t* slot, uint64_t v) {
+  uint64_t* p = reinterpret_cast<uint64_t*>(slot);
+  uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
+struct Inputs {
+  const float* boxes[2];
+  const float* anc;
+  const int64_t* labels;
+  const float* gt;
+  const bool* mask;
+};
+
+struct Work {
+  int32_t* claims;    // (H, B, N) claimants per anchor
+  int64_t* claim_key; // (H, B, N) max packed (o, -g) over claimants
+  int64_t* all_key;   // (H, B, N) max packed (o, -g) over all candidates (conflict 'all')
+};
+
+// Visit the candidate anchors of one region in increasing anchor order.
+template <typename F>
+inline void for_each_candidate(const Box& r, const float* anc, int64_t N, const std::vector<GridLevel>& grid, F&& f) {
+  if (grid.empty()) {
+    for (int64_t a = 0; a < N; ++a)
+      if (in_region(anc[2 * a], anc[2 * a + 1], r)) f(a);
+    return;
+  }
+  for (const GridLevel& L : grid) {
+    int64_t i0, i1, j0, j1;
+    grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
+    grid_cells(r.y1, r.y2, L.stride, L.h, &j0, &j1);
+    for (int64_t j = j0; j <= j1; ++j)
+      for (int64_t i = i0; i <= i1; ++i) {
+        const int64_t a = L.start + j * L.w + i;
+        if (in_region(anc[2 * a], anc[2 * a + 1], r)) f(a);
+      }
+  }
+}
+
+template <typename S>
+inline void eval_pair(const AssignConfig& c, const Inputs& in, const S* scores, int h, int64_t b, const Box& gb,
+                      int64_t label, int64_t a, float* o, float* m) {
+  const int64_t ba = b * c.N + a;
+  *o = sanitize_overlap(box_iou(gb, load_box(in.boxes[h] + 4 * ba), c.kind));
+  *m = align_metric(static_cast<float>(scores[ba * c.C + label]), *o, c.alpha[h], c.beta[h]);
+}
+
+template <typename S>
+void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* scores,
+                     const std::vector<GridLevel>& grid, Work w, bool with_pairs,
+                     std::vector<std::vector<int32_t>>& pair_a, std::vector<std::vector<float>>& pair_m) {
+  const int64_t rows = c.B * c.M;
+  const int64_t kmax = std::max(c.topk[0], c.H > 1 ? c.topk[1] : 0);
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> vals(2 * kmax);
+    std::vector<int64_t> idxs(2 * kmax);
+    for (int64_t row = begin; row < end; ++row) {
+      if (!in.mask[row]) continue;
+      const int64_t b = row / c.M, g = row % c.M, label = in.labels[row];
+      const Box gb = load_box(in.gt + 4 * row);
+      const Box region = candidate_region(gb, c.min_side);
+      int len[2] = {0, 0};
+      for_each_candidate(region, in.anc, c.N, grid, [&](int64_t a) {
+        for (int h = 0; h < c.H; ++h) {
+          float o, m;
+          eval_pair(c, in, scores[h], h, b, gb, label, a, &o, &m);
+          topk_insert(vals.data() + h * kmax, idxs.data() + h * kmax, &len[h], static_cast<int>(c.topk[h]), m, a);
+          if (c.conflict == 0 && o > 0.f) atomic_max_u64(w.all_key + (h * c.B + b) * c.N + a, pack_overlap_key(o, g));
+          if (with_pairs && h == 0) {
+            pair_a[row].push_back(static_cast<int32_t>(a));
+            pair_m[row].push_back(m);
+          }
+        }
+      });
+      for (int h = 0; h < c.H; ++h) {
+        const int64_t* ix = idxs.data() + h * kmax;
+        const int keep = topk_keep_count(vals.data() + h * kmax, ix, len[h], static_cast<int>(c.topk[h]));
+        for (int j = 0; j < keep; ++j) {
+          const int64_t slot = (h * c.B + b) * c.N + ix[j];
+          float o, m;
+          eval_pair(c, in, scores[h], h, b, gb, label, ix[j], &o, &m);
+          __atomic_fetch_add(w.claims + slot, 1, __ATOMIC_RELAXED);
+          atomic_max_u64(w.claim_key + slot, pack_overlap_key(o, g));
+        }
+      }
+    }
+  });
+}
+
+struct Out {
+  bool* fg;
+  int64_t* gt_idx;
+  int64_t* labels;
+  float* boxes;
+  float* scores;
+};
+
+template <typename S>
+void pass_anchors(const AssignConfig& c, const Inputs& in, const S* const* scores, Work w, Out out) {
+  at::parallel_for(0, c.B * c.H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> mf(c.N), of(c.N), mg(c.M), og(c.M);
+    std::vector<int64_t> ga(c.N);
+    std::vector<float> lv;
+    std::vector<int64_t> li;
+    std::vector<int> ll;
+    for (int64_t hb = begin; hb < end; ++hb) {
+      const int h = static_cast<int>(hb / c.B);
+      const int64_t b = hb % c.B, base = hb * c.N;
+      const int64_t* lab = in.labels + b * c.M;
+      const float* gtb = in.gt + 4 * b * c.M;
+      const bool* mk = in.mask + b * c.M;
+      // 1. resolve each claimed anchor, re-evaluate its final pair (0 if not a candidate)
+      for (int64_t a = 0; a < c.N; ++a) {
+        const int32_t n = w.claims[base + a];
+        mf[a] = of[a] = 0.f;
+        if (n == 0) {
+          ga[a] = -1;
+          continue;
+        }
+        int64_t g;
+        if (n == 1 || c.conflict == 1) {
+          g = key_gt(static_cast<uint64_t>(w.claim_key[base + a]));
+        } else {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
+          const uint64_t k = static_cast<uint64_t>(w.all_key[base + a]);
+          g = key_overlap(k) > 0.f ? key_gt(k) : 0;
+        }
+        ga[a] = g;
+        const Box gb = load_box(gtb + 4 * g);
+        if (mk[g] && in_region(in.anc[2 * a], in.anc[2 * a + 1], candidate_region(gb, c.min_side)))
+          eval_pair(c, in, scores[h], h, b, gb, lab[g], a, &of[a], &mf[a]);
+      }
+      // 2. topk2: each ground truth keeps its topk2 best remaining positives by metric
+      if (c.topk2[h] != c.topk[h]) {
+        const int k2 = static_cast<int>(c.topk2[h]);
+        lv.assign(c.M * k2, 0.f);
+        li.assign(c.M * k2, 0);
+        ll.assign(c.M, 0);
+        for (int64_t a = 0; a < c.N; ++a)
+          if (ga[a] >= 0) topk_insert(lv.data() + ga[a] * k2, li.data() + ga[a] * k2, &ll[ga[a]], k2, mf[a], a);
+        for (int64_t g = 0; g < c.M; ++g)
+          ll[g] = topk_keep_count(lv.data() + g * k2, li.data() + g * k2, ll[g], k2);
+        for (int64_t a = 0; a < c.N; ++a) {
+          if (ga[a] < 0) continue;
+          const int64_t* l = li.data() + ga[a] * k2;
+          if (std::find(l, l + ll[ga[a]], a) == l + ll[ga[a]]) ga[a] = -1;
+        }
+      }
+      // 3. per ground truth maxima over the final positives, then the targets
+      std::fill(mg.begin(), mg.end(), 0.f);
+      std::fill(og.begin(), og.end(), 0.f);
+      for (int64_t a = 0; a < c.N; ++a) {
+        if (ga[a] < 0) continue;
+        mg[ga[a]] = std::max(mg[ga[a]], mf[a]);
+        og[ga[a]] = std::max(og[ga[a]], of[a]);
+      }
+      for (int64_t a = 0; a < c.N; ++a) {
+        const bool fg = ga[a] >= 0;
+        const int64_t g = fg ? ga[a] : 0;
+        out.fg[base + a] = fg;
+        out.gt_idx[base + a] = g;
+        out.scores[base + a] = fg ? target_score(mf[a], og[g], mg[g], c.eps) : 0.f;
+        const int64_t l = c.M ? lab[g] : 0;
+        out.labels[base + a] = l > 0 ? l : 0;
+        for (int q = 0; q < 4; ++q) out.boxes[4 * (base + a) + q] = c.M ? gtb[4 * g + q] : 0.f;
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> assign_cpu(
+    const at::Tensor& scores, const at::Tensor& bboxes, const c10::optional<at::Tensor>& scores2,
+    const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc_points, const at::Tensor& gt_labels,
+    const at::Tensor& gt_bboxes, const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
+    double min_side, int64_t conflict, int64_t kind, double eps, bool with_pairs) {
+  const AssignConfig c = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes,
+                                           mask_gt, topk, exps, min_side, conflict, kind, eps);
+  // fp16/bf16 scores are read in place and widened per element (a (B, N, C) fp32 copy would
+  // cost more than the assignment); boxes and anchors are small, made fp32 contiguous.
+  const at::Tensor s0 = scores.contiguous();
+  const at::Tensor s1 = c.H > 1 ? scores2->to(scores.scalar_type()).contiguous() : s0;
+  const at::Tensor b0 = bboxes.to(at::kFloat).contiguous();
+  const at::Tensor b1 = c.H > 1 ? bboxes2->to(at::kFloat).contiguous() : b0;
+  const at::Tensor anc = anc_points.to(at::kFloat).contiguous();
+  const at::Tensor lab = gt_labels.contiguous();
+  const at::Tensor gt = gt_bboxes.to(at::kFloat).contiguous();
+  const at::Tensor mk = mask_gt.contiguous();
+  check_gt_values(lab.data_ptr<int64_t>(), gt.data_ptr<float>(), mk.data_ptr<bool>(), c.B * c.M, c.C);
+
+  const auto fopt = b0.options();
+  at::Tensor fg = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kBool));
+  at::Tensor gidx = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kLong));
+  at::Tensor labels = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kLong));
+  at::Tensor boxes = at::empty({c.H, c.B, c.N, 4}, fopt);
+  at::Tensor tscore = at::empty({c.H, c.B, c.N}, fopt);
+  at::Tensor claims = at::zeros({c.H, c.B, c.N}, fopt.dtype(at::kInt));
+  at::Tensor claim_key = at::zeros({c.H, c.B, c.N}, fopt.dtype(at::kLong));
+  at::Tensor all_key = at::zeros({c.conflict == 0 ? c.H : 0, c.B, c.N}, fopt.dtype(at::kLong));
+
+  const Inputs in{{b0.data_ptr<float>(), b1.data_ptr<float>()}, anc.data_ptr<float>(), lab.data_ptr<int64_t>(),
+                  gt.data_ptr<float>(), mk.data_ptr<bool>()};
+  const Work w{claims.data_ptr<int32_t>(), claim_key.data_ptr<int64_t>(), all_key.data_ptr<int64_t>()};
+  const Out out{fg.data_ptr<bool>(), gidx.data_ptr<int64_t>(), labels.data_ptr<int64_t>(), boxes.data_ptr<float>(),
+                tscore.data_ptr<float>()};
+  const std::vector<GridLevel> grid = detect_grid(in.anc, c.N);
+  std::vector<std::vector<int32_t>> pair_a(with_pairs ? c.B * c.M : 0);
+  std::vector<std::vector<float>> pair_m(with_pairs ? c.B * c.M : 0);
+
+  if (c.B * c.N > 0 && c.M > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s0.scalar_type(), "dualhead_assign_cpu", [&] {
+      const scalar_t* sp[2] = {s0.data_ptr<scalar_t>(), s1.data_ptr<scalar_t>()};
+      pass_candidates<scalar_t>(c, in, sp, grid, w, with_pairs, pair_a, pair_m);
+      pass_anchors<scalar_t>(c, in, sp, w, out);
+    });
+  } else if (c.B * c.N > 0) {  // M = 0: labels = C (ultralytics), everything else 0
+    fg.zero_();
+    gidx.zero_();
+    labels.fill_(c.C);
+    boxes.zero_();
+    tscore.zero_();
+  }
+  int64_t K = 0;
+  for (const auto& v : pair_a) K += static_cast<int64_t>(v.size());
+  at::Tensor pg = at::empty({K}, fopt.dtype(at::kLong)), pa = at::empty({K}, fopt.dtype(at::kLong));
+  at::Tensor pm = at::empty({K}, fopt);
+  int64_t k = 0;
+  for (int64_t row = 0; row < static_cast<int64_t>(pair_a.size()); ++row) {
+    for (size_t j = 0; j < pair_a[row].size(); ++j, ++k) {
+      pg.data_ptr<int64_t>()[k] = row;
+      pa.data_ptr<int64_t>()[k] = pair_a[row][j];
+      pm.data_ptr<float>()[k] = pair_m[row][j];
+    }
+  }
+  return {fg, gidx, labels, boxes, tscore, pg, pa, pm};
+}
+
+void to_dense_out_cpu(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
+  TORCH_CHECK(labels.scalar_type() == at::kLong, "labels must be int64, got ", labels.scalar_type());
+  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.sizes() == labels.sizes(),
+              "scores must be fp32 shaped like labels ", labels.sizes(), ", got ", scores.scalar_type(), " ",
+              scores.sizes());
+  TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == labels.dim() + 1 &&
+                  out.sizes().slice(0, labels.dim()) == labels.sizes(),
+              "out must be a contiguous fp32 tensor of shape labels.shape + (C,), got ", out.sizes());
+  const int64_t C = out.size(-1), n = labels.numel();
+  TORCH_CHECK(C >= 1, "num_classes must be >= 1, got ", C);
+  const at::Tensor l = labels.contiguous(), s = scores.contiguous();
+  const int64_t* lp = l.data_ptr<int64_t>();
+  const float* sp = s.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  // One pass: zero the row and write the one score (a labels out of range writes nothing).
+  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* row = op + i * C;
+      std::fill(row, row + C, 0.f);
+      if (lp[i] >= 0 && lp[i] < C) row[lp[i]] = sp[i];
+    }
+  });
+}
+
+at::Tensor to_dense_cpu(const at::Tensor& labels, const at::Tensor& scores, int64_t num_classes) {
+  TORCH_CHECK(num_classes >= 1, "num_classes must be >= 1, got ", num_classes);
+  std::vector<int64_t> shape(labels.sizes().begin(), labels.sizes().end());
+  shape.push_back(num_classes);
+  at::Tensor out = at::empty(shape, scores.options().dtype(at::kFloat));
+  to_dense_out_cpu(labels, scores, out);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dualhead, CPU, m) {
+  m.impl("assign", &assign_cpu);
+  m.impl("to_dense", &to_dense_cpu);
+  m.impl("to_dense_out", &to_dense_out_cpu);
+}
+
+}  // namespace dualhead
