@@ -96,7 +96,9 @@ def extensions():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     # -ffp-contract=off: no fused multiply-adds, so the C++ float math rounds exactly like
     # torch's separate tensor ops (the parity tests compare with ultralytics to 1e-5).
-    cxx = ["-O3", "-ffp-contract=off"]  # the C++ standard is torch's choice (C++20 for 2.14)
+    # -fopenmp: at::parallel_for is an inline template that parallelises with `#pragma omp` in
+    # the extension's own object code; without the flag it silently runs on one thread.
+    cxx = ["-O3", "-ffp-contract=off", "-fopenmp"]  # the C++ standard is torch's choice (C++20 for 2.14)
     define_macros = []
     archs = ""
     if with_cuda:
@@ -114,6 +116,7 @@ def extensions():
         sources=sources,
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=define_macros,
+        extra_link_args=["-fopenmp"],
     )
     if with_cuda:
         # --fmad=false: same no-FMA rounding as the CPU build, so CPU and GPU agree closely.

@@ -46,10 +46,15 @@ DH_HD float dh_atan(float x) {
 #endif
 }
 
+// atan(w / h) of a box as CIoU uses it (eps on the height only). A ground truth's value is
+// computed once and reused for all its candidates (box_iou_pre).
+DH_HD float aspect_atan(const Box& a, float eps = kIouEps) { return dh_atan((a.x2 - a.x1) / ((a.y2 - a.y1) + eps)); }
+
 // bbox_iou(box1=a, box2=b, xywh=False, ...) from ultralytics/utils/metrics.py, operation by
 // operation: eps is added to the heights only, to the union and to c2; the CIoU alpha is
 // v / (1 - iou + v + eps) (ultralytics 8.4 ordering, not the yolov10 fork's).
-DH_HD float box_iou(const Box& a, const Box& b, int kind, float eps = kIouEps) {
+// atan_a = aspect_atan(a), used by CIoU only.
+DH_HD float box_iou_pre(const Box& a, float atan_a, const Box& b, int kind, float eps = kIouEps) {
   const float w1 = a.x2 - a.x1, h1 = (a.y2 - a.y1) + eps;
   const float w2 = b.x2 - b.x1, h2 = (b.y2 - b.y1) + eps;
   float iw = dh_min(a.x2, b.x2) - dh_max(a.x1, b.x1);
@@ -71,10 +76,14 @@ DH_HD float box_iou(const Box& a, const Box& b, int kind, float eps = kIouEps) {
   const float dy = ((b.y1 + b.y2) - a.y1) - a.y2;
   const float rho2 = (dx * dx + dy * dy) / 4.f;
   if (kind == kDIoU) return iou - rho2 / c2;
-  const float da = dh_atan(w2 / h2) - dh_atan(w1 / h1);
+  const float da = dh_atan(w2 / h2) - atan_a;
   const float v = kFourOverPiSq * (da * da);
   const float alpha = v / (((1.f - iou) + v) + eps);
   return iou - (rho2 / c2 + v * alpha);
+}
+
+DH_HD float box_iou(const Box& a, const Box& b, int kind, float eps = kIouEps) {
+  return box_iou_pre(a, kind == kCIoU ? aspect_atan(a, eps) : 0.f, b, kind, eps);
 }
 
 // The region a ground truth's candidate anchors must lie in: the box with each side shorter
@@ -194,6 +203,10 @@ DH_HD float key_overlap(uint64_t key) {
   c.u = static_cast<uint32_t>(key >> 32);
   return c.f;
 }
+
+// Depth of the o2m ordering kept per ground truth for the consistency statistics: the rank of
+// the o2o pick is exact below it (top-1/5/10 hit rates) and reported as kRankDepth beyond.
+constexpr int kRankDepth = 10;
 
 // Target score of an anchor: m * Og / (Mg + eps), multiply first then divide (ultralytics).
 DH_HD float target_score(float m, float og, float mg, float eps) { return (m * og) / (mg + eps); }

@@ -20,20 +20,17 @@ def register() -> None:
 
     @torch.library.register_fake("dualhead::assign")
     def _assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk, exps, min_side,
-                conflict, kind, eps, with_pairs):
+                conflict, kind, eps, with_stats):
         torch._check(scores.dim() == 3, lambda: f"pd_scores must be (B, N, C), got {tuple(scores.shape)}")
         torch._check(bboxes.shape == (*scores.shape[:2], 4), lambda: f"pd_bboxes must be (B, N, 4), got {tuple(bboxes.shape)}")
         torch._check(gt_bboxes.dim() == 3 and gt_bboxes.shape[2] == 4, lambda: f"gt_bboxes must be (B, M, 4), got {tuple(gt_bboxes.shape)}")
         B, N, _ = scores.shape
         H = 1 if scores2 is None else 2
-        if with_pairs:
-            K = torch.library.get_ctx().new_dynamic_size()
-        else:
-            K = 0
+        S = gt_bboxes.shape[1] if (with_stats and H == 2) else 0
         f = bboxes.new_empty
         return (f((H, B, N), dtype=torch.bool), f((H, B, N), dtype=torch.long), f((H, B, N), dtype=torch.long),
-                f((H, B, N, 4), dtype=torch.float32), f((H, B, N), dtype=torch.float32), f((K,), dtype=torch.long),
-                f((K,), dtype=torch.long), f((K,), dtype=torch.float32))
+                f((H, B, N, 4), dtype=torch.float32), f((H, B, N), dtype=torch.float32), f((B, S), dtype=torch.long),
+                f((B, S), dtype=torch.long), f((B, S), dtype=torch.float32))
 
     @torch.library.register_fake("dualhead::to_dense")
     def _to_dense(labels, scores, num_classes):
@@ -43,3 +40,8 @@ def register() -> None:
     @torch.library.register_fake("dualhead::to_dense_out")
     def _to_dense_out(labels, scores, out):
         return None
+
+    @torch.library.register_fake("dualhead::anchor_grid")
+    def _anchor_grid(anc_points):
+        L = torch.library.get_ctx().new_dynamic_size()
+        return anc_points.new_empty((L, 4), dtype=torch.float64)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+RANK_DEPTH = 10  # the o2m ordering is tracked this deep per ground truth (csrc kRankDepth)
+
 
 @dataclass
 class Assignment:
@@ -38,10 +40,12 @@ class ConsistencyStats:
     """How consistent the two heads' assignments are, per ground truth and in summary.
 
     pick (B, M) int64   the o2o positive of each ground truth (its highest target score; -1: none)
-    rank (B, M) int64   that anchor's 0-based rank in the ground truth's o2m metric ordering
-                        (larger metric first, smaller anchor index on ties; -1: no pick)
+    rank (B, M) int64   that anchor's 0-based rank among the ground truth's candidates in o2m
+                        metric order (larger metric first, smaller anchor index on ties); exact
+                        below RANK_DEPTH = 10, RANK_DEPTH beyond it or when the pick is not a
+                        candidate of the ground truth; -1: no pick
     gap  (B, M) fp32    supervision gap A = t_o2o,i - 1[i in O] t_o2m,i + sum_{k in O \\ {i}} t_o2m,k
-                        (O: the ground truth's o2m positives, i: its o2o pick); NaN for padding
+                        (O: the ground truth's o2m positives, i: its o2o pick); 0 for padding
     valid (B, M) bool   real ground truths
     top1/top5/top10     fraction of real ground truths with an o2o pick whose rank < 1/5/10
     gap_mean            mean gap over real ground truths

@@ -9,10 +9,8 @@ from __future__ import annotations
 import torch
 
 from dualhead import _ext, reference
-from dualhead.assignment import Assignment, DualAssignment
+from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment
 from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_inputs, check_params
-from dualhead.reference.assign import Pairs
-from dualhead.reference.dual import consistency_stats
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense"]
 
@@ -34,16 +32,14 @@ def _use_kernel(op: str, t: torch.Tensor) -> bool:
     return False
 
 
-def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, conflict, iou_type, eps, with_pairs):
-    """torch.ops.dualhead.assign on validated inputs -> ([Assignment per head], pairs or None)."""
+def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, conflict, iou_type, eps, with_stats):
+    """torch.ops.dualhead.assign on validated inputs -> ([Assignment per head], stats or None)."""
     (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
-    fg, gt, lab, box, t, pg, pa, pm = torch.ops.dualhead.assign(
+    fg, gt, lab, box, t, pick, rank, gap = torch.ops.dualhead.assign(
         s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
-        CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_pairs)
+        CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_stats)
     out = [Assignment(fg[h], gt[h], lab[h], box[h], t[h]) for h in range(len(heads))]
-    M = mask.shape[1]
-    pairs = Pairs(pg // M, pg % M, pa) if with_pairs else None
-    return out, pairs, pm
+    return out, (ConsistencyStats(pick, rank, gap, mask) if with_stats else None)
 
 
 def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, topk=10, topk2=None, alpha=0.5,
@@ -58,7 +54,7 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
                                 iou_type=iou_type, eps=eps)
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
     topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
-    out, _, _ = _run([(pd_scores, pd_bboxes)], anc_points, labels, gt_bboxes, mask, [topk, topk2], [alpha, beta],
+    out, _ = _run([(pd_scores, pd_bboxes)], anc_points, labels, gt_bboxes, mask, [topk, topk2], [alpha, beta],
                      min_side, conflict, iou_type, eps, False)
     return out[0]
 
@@ -83,10 +79,10 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
     o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
     if o2o_scores.dtype != o2m_scores.dtype:
         o2o_scores = o2o_scores.to(o2m_scores.dtype)
-    (o2m, o2o), pairs, m_o2m = _run([(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)], anc_points, labels,
+    (o2m, o2o), st = _run([(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)], anc_points, labels,
                                     gt_bboxes, mask, [o2m_topk, o2m_topk, o2o_topk, o2o_topk2],
                                     [alpha, beta, r * alpha, r * beta], min_side, conflict, iou_type, eps, stats)
-    return DualAssignment(o2m, o2o, consistency_stats(pairs, m_o2m, o2m, o2o, mask) if stats else None)
+    return DualAssignment(o2m, o2o, st)
 
 
 def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):

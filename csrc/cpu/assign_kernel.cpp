@@ -9,7 +9,8 @@
 // Pass 2, parallel over images: resolve each anchor (single claimant / conflict winner),
 //   re-evaluate the final pair with the same math, apply topk2, take per-ground-truth maxima,
 //   write the compact targets.
-// No (B, M, N) buffer anywhere: workspace is O(B*N + B*M*k) plus the optional pair list.
+// Pass 3 (dual calls), parallel over images: consistency statistics per ground truth.
+// No (B, M, N) buffer anywhere: workspace is O(B*N + B*M*k).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -43,6 +44,8 @@ struct Work {
   int32_t* claims;    // (H, B, N) claimants per anchor
   int64_t* claim_key; // (H, B, N) max packed (o, -g) over claimants
   int64_t* all_key;   // (H, B, N) max packed (o, -g) over all candidates (conflict 'all')
+  float* rank_m;      // (B, M, kRankDepth) head 0's best candidates by metric (statistics), or null
+  int64_t* rank_a;    // (B, M, kRankDepth) their anchors
 };
 
 // Visit the candidate anchors of one region in increasing anchor order.
@@ -67,16 +70,15 @@ inline void for_each_candidate(const Box& r, const float* anc, int64_t N, const 
 
 template <typename S>
 inline void eval_pair(const AssignConfig& c, const Inputs& in, const S* scores, int h, int64_t b, const Box& gb,
-                      int64_t label, int64_t a, float* o, float* m) {
+                      float gt_atan, int64_t label, int64_t a, float* o, float* m) {
   const int64_t ba = b * c.N + a;
-  *o = sanitize_overlap(box_iou(gb, load_box(in.boxes[h] + 4 * ba), c.kind));
+  *o = sanitize_overlap(box_iou_pre(gb, gt_atan, load_box(in.boxes[h] + 4 * ba), c.kind));
   *m = align_metric(static_cast<float>(scores[ba * c.C + label]), *o, c.alpha[h], c.beta[h]);
 }
 
 template <typename S>
 void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* scores,
-                     const std::vector<GridLevel>& grid, Work w, bool with_pairs,
-                     std::vector<std::vector<int32_t>>& pair_a, std::vector<std::vector<float>>& pair_m) {
+                     const std::vector<GridLevel>& grid, Work w) {
   const int64_t rows = c.B * c.M;
   const int64_t kmax = std::max(c.topk[0], c.H > 1 ? c.topk[1] : 0);
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
@@ -87,26 +89,27 @@ void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* sc
       const int64_t b = row / c.M, g = row % c.M, label = in.labels[row];
       const Box gb = load_box(in.gt + 4 * row);
       const Box region = candidate_region(gb, c.min_side);
-      int len[2] = {0, 0};
+      const float gt_atan = aspect_atan(gb);
+      int len[2] = {0, 0}, rank_len = 0;
       for_each_candidate(region, in.anc, c.N, grid, [&](int64_t a) {
         for (int h = 0; h < c.H; ++h) {
           float o, m;
-          eval_pair(c, in, scores[h], h, b, gb, label, a, &o, &m);
+          eval_pair(c, in, scores[h], h, b, gb, gt_atan, label, a, &o, &m);
           topk_insert(vals.data() + h * kmax, idxs.data() + h * kmax, &len[h], static_cast<int>(c.topk[h]), m, a);
           if (c.conflict == 0 && o > 0.f) atomic_max_u64(w.all_key + (h * c.B + b) * c.N + a, pack_overlap_key(o, g));
-          if (with_pairs && h == 0) {
-            pair_a[row].push_back(static_cast<int32_t>(a));
-            pair_m[row].push_back(m);
-          }
+          if (h == 0 && w.rank_m)
+            topk_insert(w.rank_m + row * kRankDepth, w.rank_a + row * kRankDepth, &rank_len, kRankDepth, m, a);
         }
       });
+      if (w.rank_m)  // mark unused slots so a lookup never matches them
+        for (int j = rank_len; j < kRankDepth; ++j) w.rank_a[row * kRankDepth + j] = -1;
       for (int h = 0; h < c.H; ++h) {
         const int64_t* ix = idxs.data() + h * kmax;
         const int keep = topk_keep_count(vals.data() + h * kmax, ix, len[h], static_cast<int>(c.topk[h]));
         for (int j = 0; j < keep; ++j) {
           const int64_t slot = (h * c.B + b) * c.N + ix[j];
           float o, m;
-          eval_pair(c, in, scores[h], h, b, gb, label, ix[j], &o, &m);
+          eval_pair(c, in, scores[h], h, b, gb, gt_atan, label, ix[j], &o, &m);
           __atomic_fetch_add(w.claims + slot, 1, __ATOMIC_RELAXED);
           atomic_max_u64(w.claim_key + slot, pack_overlap_key(o, g));
         }
@@ -155,7 +158,7 @@ void pass_anchors(const AssignConfig& c, const Inputs& in, const S* const* score
         ga[a] = g;
         const Box gb = load_box(gtb + 4 * g);
         if (mk[g] && in_region(in.anc[2 * a], in.anc[2 * a + 1], candidate_region(gb, c.min_side)))
-          eval_pair(c, in, scores[h], h, b, gb, lab[g], a, &of[a], &mf[a]);
+          eval_pair(c, in, scores[h], h, b, gb, aspect_atan(gb), lab[g], a, &of[a], &mf[a]);
       }
       // 2. topk2: each ground truth keeps its topk2 best remaining positives by metric
       if (c.topk2[h] != c.topk[h]) {
@@ -195,11 +198,54 @@ void pass_anchors(const AssignConfig& c, const Inputs& in, const S* const* score
   });
 }
 
+// Per ground truth of a dual call: the o2o pick (largest o2o target, smaller anchor on ties),
+// its rank in the o2m ordering (position in the kRankDepth-deep list; kRankDepth when deeper or
+// not a candidate) and the supervision gap A = t_o2o,i - 1[i in O] t_o2m,i + sum_{O \ i} t_o2m.
+void pass_stats(const AssignConfig& c, const bool* mask, Work w, Out out, int64_t* pick, int64_t* rank, float* gap) {
+  at::parallel_for(0, c.B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> tpick(c.M), omega(c.M);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t o2m = b * c.N, o2o = (c.B + b) * c.N, r0 = b * c.M;
+      std::fill(tpick.begin(), tpick.end(), -1.f);
+      std::fill(omega.begin(), omega.end(), 0.f);
+      for (int64_t g = 0; g < c.M; ++g) pick[r0 + g] = -1;
+      for (int64_t a = 0; a < c.N; ++a) {
+        if (out.fg[o2o + a]) {
+          const int64_t g = out.gt_idx[o2o + a];
+          if (out.scores[o2o + a] > tpick[g]) {  // anchors ascend: '>' keeps the smaller on ties
+            tpick[g] = out.scores[o2o + a];
+            pick[r0 + g] = a;
+          }
+        }
+        if (out.fg[o2m + a]) omega[out.gt_idx[o2m + a]] += out.scores[o2m + a];
+      }
+      for (int64_t g = 0; g < c.M; ++g) {
+        const int64_t row = r0 + g, i = pick[row];
+        if (!mask[row]) {
+          rank[row] = -1;
+          gap[row] = 0.f;  // padding: 0, not NaN (opcheck/compile compare outputs bitwise)
+          continue;
+        }
+        if (i < 0) {
+          rank[row] = -1;
+          gap[row] = omega[g];
+          continue;
+        }
+        int j = 0;
+        while (j < kRankDepth && w.rank_a[row * kRankDepth + j] != i) ++j;
+        rank[row] = j;
+        const float ti = (out.fg[o2m + i] && out.gt_idx[o2m + i] == g) ? out.scores[o2m + i] : 0.f;
+        gap[row] = tpick[g] - ti + (omega[g] - ti);
+      }
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> assign_cpu(
     const at::Tensor& scores, const at::Tensor& bboxes, const c10::optional<at::Tensor>& scores2,
     const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc_points, const at::Tensor& gt_labels,
     const at::Tensor& gt_bboxes, const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
-    double min_side, int64_t conflict, int64_t kind, double eps, bool with_pairs) {
+    double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
   const AssignConfig c = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes,
                                            mask_gt, topk, exps, min_side, conflict, kind, eps);
   // fp16/bf16 scores are read in place and widened per element (a (B, N, C) fp32 copy would
@@ -223,22 +269,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor claims = at::zeros({c.H, c.B, c.N}, fopt.dtype(at::kInt));
   at::Tensor claim_key = at::zeros({c.H, c.B, c.N}, fopt.dtype(at::kLong));
   at::Tensor all_key = at::zeros({c.conflict == 0 ? c.H : 0, c.B, c.N}, fopt.dtype(at::kLong));
+  const bool stats = with_stats && c.H == 2;
+  const int64_t S = stats ? c.M : 0;
+  at::Tensor rank_m = at::empty({stats ? c.B * c.M * kRankDepth : 0}, fopt);
+  at::Tensor rank_a = at::empty({stats ? c.B * c.M * kRankDepth : 0}, fopt.dtype(at::kLong));
+  at::Tensor pick = at::empty({c.B, S}, fopt.dtype(at::kLong)), rank = at::empty({c.B, S}, fopt.dtype(at::kLong));
+  at::Tensor gap = at::empty({c.B, S}, fopt);
 
   const Inputs in{{b0.data_ptr<float>(), b1.data_ptr<float>()}, anc.data_ptr<float>(), lab.data_ptr<int64_t>(),
                   gt.data_ptr<float>(), mk.data_ptr<bool>()};
-  const Work w{claims.data_ptr<int32_t>(), claim_key.data_ptr<int64_t>(), all_key.data_ptr<int64_t>()};
+  const Work w{claims.data_ptr<int32_t>(), claim_key.data_ptr<int64_t>(), all_key.data_ptr<int64_t>(),
+               stats ? rank_m.data_ptr<float>() : nullptr, stats ? rank_a.data_ptr<int64_t>() : nullptr};
   const Out out{fg.data_ptr<bool>(), gidx.data_ptr<int64_t>(), labels.data_ptr<int64_t>(), boxes.data_ptr<float>(),
                 tscore.data_ptr<float>()};
   const std::vector<GridLevel> grid = detect_grid(in.anc, c.N);
-  std::vector<std::vector<int32_t>> pair_a(with_pairs ? c.B * c.M : 0);
-  std::vector<std::vector<float>> pair_m(with_pairs ? c.B * c.M : 0);
 
   if (c.B * c.N > 0 && c.M > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s0.scalar_type(), "dualhead_assign_cpu", [&] {
       const scalar_t* sp[2] = {s0.data_ptr<scalar_t>(), s1.data_ptr<scalar_t>()};
-      pass_candidates<scalar_t>(c, in, sp, grid, w, with_pairs, pair_a, pair_m);
+      pass_candidates<scalar_t>(c, in, sp, grid, w);
       pass_anchors<scalar_t>(c, in, sp, w, out);
     });
+    if (stats) pass_stats(c, in.mask, w, out, pick.data_ptr<int64_t>(), rank.data_ptr<int64_t>(), gap.data_ptr<float>());
   } else if (c.B * c.N > 0) {  // M = 0: labels = C (ultralytics), everything else 0
     fg.zero_();
     gidx.zero_();
@@ -246,19 +298,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     boxes.zero_();
     tscore.zero_();
   }
-  int64_t K = 0;
-  for (const auto& v : pair_a) K += static_cast<int64_t>(v.size());
-  at::Tensor pg = at::empty({K}, fopt.dtype(at::kLong)), pa = at::empty({K}, fopt.dtype(at::kLong));
-  at::Tensor pm = at::empty({K}, fopt);
-  int64_t k = 0;
-  for (int64_t row = 0; row < static_cast<int64_t>(pair_a.size()); ++row) {
-    for (size_t j = 0; j < pair_a[row].size(); ++j, ++k) {
-      pg.data_ptr<int64_t>()[k] = row;
-      pa.data_ptr<int64_t>()[k] = pair_a[row][j];
-      pm.data_ptr<float>()[k] = pair_m[row][j];
-    }
+  if (stats && c.M > 0 && c.B * c.N == 0) {  // no anchors: no picks
+    pick.fill_(-1);
+    rank.fill_(-1);
+    gap.zero_();
   }
-  return {fg, gidx, labels, boxes, tscore, pg, pa, pm};
+  return {fg, gidx, labels, boxes, tscore, pick, rank, gap};
 }
 
 void to_dense_out_cpu(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
@@ -294,9 +339,22 @@ at::Tensor to_dense_cpu(const at::Tensor& labels, const at::Tensor& scores, int6
   return out;
 }
 
+at::Tensor anchor_grid_cpu(const at::Tensor& anc_points) {
+  TORCH_CHECK(anc_points.dim() == 2 && anc_points.size(1) == 2, "anc_points must be (N, 2), got ", anc_points.sizes());
+  const at::Tensor anc = anc_points.to(at::kFloat).contiguous();
+  const std::vector<GridLevel> grid = detect_grid(anc.data_ptr<float>(), anc.size(0));
+  at::Tensor out = at::empty({static_cast<int64_t>(grid.size()), 4}, anc.options().dtype(at::kDouble));
+  for (size_t i = 0; i < grid.size(); ++i) {
+    double* r = out.data_ptr<double>() + 4 * i;
+    r[0] = grid[i].start, r[1] = grid[i].w, r[2] = grid[i].h, r[3] = grid[i].stride;
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(dualhead, CPU, m) {
+  m.impl("anchor_grid", &anchor_grid_cpu);
   m.impl("assign", &assign_cpu);
   m.impl("to_dense", &to_dense_cpu);
   m.impl("to_dense_out", &to_dense_out_cpu);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dualhead.assignment import Assignment, ConsistencyStats
+from dualhead.assignment import RANK_DEPTH, Assignment, ConsistencyStats
 
 
 def consistency_stats(pairs, m_o2m, o2m: Assignment, o2o: Assignment, mask: torch.Tensor) -> ConsistencyStats:
@@ -33,6 +33,9 @@ def consistency_stats(pairs, m_o2m, o2m: Assignment, o2o: Assignment, mask: torc
     mp, ap = m_pick[pgrp], pick[pgrp]
     before = (m_o2m > mp) | ((m_o2m == mp) & (pairs.a < ap))
     rank = torch.zeros(G, dtype=torch.long, device=dev).index_add_(0, pgrp, before.long())
+    # exact below RANK_DEPTH, RANK_DEPTH beyond it or when the pick is not a candidate (quirk)
+    is_cand = torch.zeros(G, dtype=torch.bool, device=dev).index_put_((pgrp[is_pick],), torch.ones_like(pgrp[is_pick], dtype=torch.bool))
+    rank = torch.where(is_cand, rank.clamp(max=RANK_DEPTH), torch.full_like(rank, RANK_DEPTH))
     # supervision gap: A = t_o2o,i - 1[i in O] t_o2m,i + sum_{k in O \ {i}} t_o2m,k
     fgm = o2m.fg_mask.reshape(-1)
     midx = fgm.nonzero().squeeze(1)
@@ -45,7 +48,7 @@ def consistency_stats(pairs, m_o2m, o2m: Assignment, o2o: Assignment, mask: torc
     t_i = torch.where(in_omega, o2m.scores.reshape(-1)[pick_flat], torch.zeros_like(omega_sum))
     gap = t_o2o - t_i + (omega_sum - t_i)
     valid = mask.reshape(-1)
-    gap = torch.where(valid, gap, torch.full_like(gap, float("nan")))
+    gap = torch.where(valid, gap, torch.zeros_like(gap))
     pick = torch.where(has, pick, torch.full_like(pick, -1))
     rank = torch.where(has, rank, torch.full_like(rank, -1))
     return ConsistencyStats(pick.view(B, M), rank.view(B, M), gap.view(B, M), valid.view(B, M))
