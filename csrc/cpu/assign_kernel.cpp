@@ -32,6 +32,8 @@ inline void atomic_max_u64(int64_t* slot, uint64_t v) {
   }
 }
 
+constexpr int64_t kPrefetch = 16;  // candidates ahead whose loads are issued early
+
 struct Inputs {
   const float* boxes[2];
   const float* anc;
@@ -60,11 +62,12 @@ inline void for_each_candidate(const Box& r, const float* anc, int64_t N, const 
     int64_t i0, i1, j0, j1;
     grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
     grid_cells(r.y1, r.y2, L.stride, L.h, &j0, &j1);
-    for (int64_t j = j0; j <= j1; ++j)
+    for (int64_t j = j0; j <= j1; ++j) {
       for (int64_t i = i0; i <= i1; ++i) {
         const int64_t a = L.start + j * L.w + i;
         if (in_region(anc[2 * a], anc[2 * a + 1], r)) f(a);
       }
+    }
   }
 }
 
@@ -84,6 +87,7 @@ void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* sc
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> vals(2 * kmax);
     std::vector<int64_t> idxs(2 * kmax);
+    std::vector<int64_t> cand;
     for (int64_t row = begin; row < end; ++row) {
       if (!in.mask[row]) continue;
       const int64_t b = row / c.M, g = row % c.M, label = in.labels[row];
@@ -91,7 +95,21 @@ void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* sc
       const Box region = candidate_region(gb, c.min_side);
       const float gt_atan = aspect_atan(gb);
       int len[2] = {0, 0}, rank_len = 0;
-      for_each_candidate(region, in.anc, c.N, grid, [&](int64_t a) {
+      // Collect the candidates first, then evaluate them with the loads of the candidate
+      // kPrefetch places ahead in flight: each reads one class score from the (B, N, C) tensor,
+      // a cache miss per anchor that dominated the pass when taken one at a time.
+      cand.clear();
+      for_each_candidate(region, in.anc, c.N, grid, [&](int64_t a) { cand.push_back(a); });
+      const int64_t nc = static_cast<int64_t>(cand.size());
+      for (int64_t q = 0; q < nc; ++q) {
+        if (q + kPrefetch < nc) {
+          const int64_t ba = b * c.N + cand[q + kPrefetch];
+          for (int h = 0; h < c.H; ++h) {
+            __builtin_prefetch(scores[h] + ba * c.C + label);
+            __builtin_prefetch(in.boxes[h] + 4 * ba);
+          }
+        }
+        const int64_t a = cand[q];
         for (int h = 0; h < c.H; ++h) {
           float o, m;
           eval_pair(c, in, scores[h], h, b, gb, gt_atan, label, a, &o, &m);
@@ -100,7 +118,7 @@ void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* sc
           if (h == 0 && w.rank_m)
             topk_insert(w.rank_m + row * kRankDepth, w.rank_a + row * kRankDepth, &rank_len, kRankDepth, m, a);
         }
-      });
+      }
       if (w.rank_m)  // mark unused slots so a lookup never matches them
         for (int j = rank_len; j < kRankDepth; ++j) w.rank_a[row * kRankDepth + j] = -1;
       for (int h = 0; h < c.H; ++h) {
