@@ -28,8 +28,8 @@ def register() -> None:
         H = 1 if scores2 is None else 2
         S = gt_bboxes.shape[1] if (with_stats and H == 2) else 0
         f = bboxes.new_empty
-        return (f((H, B, N), dtype=torch.bool), f((H, B, N), dtype=torch.long), f((H, B, N), dtype=torch.long),
-                f((H, B, N, 4), dtype=torch.float32), f((H, B, N), dtype=torch.float32), f((B, S), dtype=torch.long),
+        return (f((H, B, N), dtype=torch.bool), f((H, B, N), dtype=torch.long), f((H, B, N), dtype=torch.float32),
+                f((B, S), dtype=torch.long),
                 f((B, S), dtype=torch.long), f((B, S), dtype=torch.float32))
 
     @torch.library.register_fake("dualhead::to_dense")

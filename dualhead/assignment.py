@@ -9,7 +9,6 @@ import torch
 RANK_DEPTH = 10  # the o2m ordering is tracked this deep per ground truth (csrc kRankDepth)
 
 
-@dataclass
 class Assignment:
     """One head's targets in compact form (B images, N anchors).
 
@@ -18,13 +17,33 @@ class Assignment:
     labels  (B, N) int64    class of gt_idx (clamped >= 0; for background: ground truth 0's)
     bboxes  (B, N, 4) fp32  box of gt_idx, xyxy pixels
     scores  (B, N) fp32     target score t = m * Og / (Mg + eps) on class `labels`; 0 on background
+
+    labels and bboxes may be given, or gathered from gt_labels (B, M) / gt_bboxes (B, M, 4) on
+    first access: the kernels do not write them, since fresh output pages are a large share of
+    an assignment's cost on small CPUs and a loss often needs only the positives' boxes.
     """
 
-    fg_mask: torch.Tensor
-    gt_idx: torch.Tensor
-    labels: torch.Tensor
-    bboxes: torch.Tensor
-    scores: torch.Tensor
+    __slots__ = ("fg_mask", "gt_idx", "scores", "_labels", "_bboxes", "_gt_labels", "_gt_bboxes")
+
+    def __init__(self, fg_mask, gt_idx, labels=None, bboxes=None, scores=None, *, gt_labels=None, gt_bboxes=None):
+        if scores is None or (labels is None and gt_labels is None) or (bboxes is None and gt_bboxes is None):
+            raise ValueError("Assignment needs scores, and labels/bboxes or the gt_labels/gt_bboxes to gather them from")
+        self.fg_mask, self.gt_idx, self.scores = fg_mask, gt_idx, scores
+        self._labels, self._bboxes = labels, bboxes
+        self._gt_labels, self._gt_bboxes = gt_labels, gt_bboxes
+
+    @property
+    def labels(self) -> torch.Tensor:
+        if self._labels is None:
+            self._labels = self._gt_labels.gather(1, self.gt_idx).clamp_(min=0)
+        return self._labels
+
+    @property
+    def bboxes(self) -> torch.Tensor:
+        if self._bboxes is None:
+            idx = self.gt_idx.unsqueeze(-1).expand(-1, -1, 4)
+            self._bboxes = self._gt_bboxes.float().gather(1, idx)
+        return self._bboxes
 
     def to_dense(self, num_classes: int, out: torch.Tensor | None = None):
         """The ultralytics 5-tuple: (target_labels, target_bboxes, target_scores (B,N,C),
@@ -33,6 +52,10 @@ class Assignment:
         from dualhead import ops
 
         return ops.to_dense(self, num_classes, out)
+
+    def __repr__(self):
+        B, N = self.fg_mask.shape
+        return f"Assignment(B={B}, N={N}, positives={int(self.fg_mask.sum())})"
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch
 from dualhead import _ext, reference
 from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment
 from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_inputs, check_params
+from dualhead.reference.assign import empty_assignment
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense"]
 
@@ -35,10 +36,10 @@ def _use_kernel(op: str, t: torch.Tensor) -> bool:
 def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, conflict, iou_type, eps, with_stats):
     """torch.ops.dualhead.assign on validated inputs -> ([Assignment per head], stats or None)."""
     (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
-    fg, gt, lab, box, t, pick, rank, gap = torch.ops.dualhead.assign(
+    fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(
         s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
         CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_stats)
-    out = [Assignment(fg[h], gt[h], lab[h], box[h], t[h]) for h in range(len(heads))]
+    out = [Assignment(fg[h], gt[h], scores=t[h], gt_labels=labels, gt_bboxes=gt_bboxes) for h in range(len(heads))]
     return out, (ConsistencyStats(pick, rank, gap, mask) if with_stats else None)
 
 
@@ -54,6 +55,8 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
                                 iou_type=iou_type, eps=eps)
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
     topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
+    if mask.shape[1] == 0:  # no ground-truth slots: labels = C (ultralytics)
+        return empty_assignment(*pd_scores.shape, pd_scores.device)
     out, _ = _run([(pd_scores, pd_bboxes)], anc_points, labels, gt_bboxes, mask, [topk, topk2], [alpha, beta],
                      min_side, conflict, iou_type, eps, False)
     return out[0]
@@ -79,6 +82,11 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
     o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
     if o2o_scores.dtype != o2m_scores.dtype:
         o2o_scores = o2o_scores.to(o2m_scores.dtype)
+    if mask.shape[1] == 0:  # no ground-truth slots: the reference's empty result
+        return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
+                                     gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
+                                     alpha=alpha, beta=beta, r=r, min_side=min_side, conflict=conflict,
+                                     iou_type=iou_type, eps=eps)
     (o2m, o2o), st = _run([(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)], anc_points, labels,
                                     gt_bboxes, mask, [o2m_topk, o2m_topk, o2o_topk, o2o_topk2],
                                     [alpha, beta, r * alpha, r * beta], min_side, conflict, iou_type, eps, stats)

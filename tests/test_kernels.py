@@ -191,8 +191,8 @@ def test_torch_compile_fullgraph():
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
 
     def f(s, b, anc, lab, gt, m):
-        fg, gi, la, bx, t, *_ = torch.ops.dualhead.assign(s, b, None, None, anc, lab, gt, m, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False)
-        return torch.ops.dualhead.to_dense(la[0], t[0], 5), fg[0]
+        fg, gi, t, *_ = torch.ops.dualhead.assign(s, b, None, None, anc, lab, gt, m, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False)
+        return torch.ops.dualhead.to_dense(lab.gather(1, gi[0]), t[0], 5), fg[0]
 
     args = (bt.pd_scores, bt.pd_bboxes, bt.anc_points, labels, bt.gt_bboxes, mask)
     got = torch.compile(f, fullgraph=True, backend="aot_eager")(*args)

@@ -25,6 +25,15 @@
 namespace dualhead {
 namespace {
 
+// Scratch memory reused across calls on the calling thread, never returned to the caller (so
+// reuse is invisible). On small machines first-touching fresh pages costs ~1.3 ms/MB while
+// re-zeroing mapped ones costs ~50x less; the workspace is a few MB per call.
+inline int64_t* workspace(int64_t n) {
+  thread_local at::Tensor ws;
+  if (!ws.defined() || ws.numel() < n) ws = at::empty({std::max<int64_t>(n, 1)}, at::TensorOptions().dtype(at::kLong));
+  return ws.data_ptr<int64_t>();
+}
+
 inline void atomic_max_u64(int64_t* slot, uint64_t v) {
   uint64_t* p = reinterpret_cast<uint64_t*>(slot);
   uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
@@ -43,7 +52,7 @@ struct Inputs {
 };
 
 struct Work {
-  int32_t* claims;    // (H, B, N) claimants per anchor
+  int64_t* claims;    // (H, B, N) claimants per anchor
   int64_t* claim_key; // (H, B, N) max packed (o, -g) over claimants
   int64_t* all_key;   // (H, B, N) max packed (o, -g) over all candidates (conflict 'all')
   float* rank_m;      // (B, M, kRankDepth) head 0's best candidates by metric (statistics), or null
@@ -139,8 +148,6 @@ void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* sc
 struct Out {
   bool* fg;
   int64_t* gt_idx;
-  int64_t* labels;
-  float* boxes;
   float* scores;
 };
 
@@ -160,7 +167,7 @@ void pass_anchors(const AssignConfig& c, const Inputs& in, const S* const* score
       const bool* mk = in.mask + b * c.M;
       // 1. resolve each claimed anchor, re-evaluate its final pair (0 if not a candidate)
       for (int64_t a = 0; a < c.N; ++a) {
-        const int32_t n = w.claims[base + a];
+        const int64_t n = w.claims[base + a];
         mf[a] = of[a] = 0.f;
         if (n == 0) {
           ga[a] = -1;
@@ -208,9 +215,6 @@ void pass_anchors(const AssignConfig& c, const Inputs& in, const S* const* score
         out.fg[base + a] = fg;
         out.gt_idx[base + a] = g;
         out.scores[base + a] = fg ? target_score(mf[a], og[g], mg[g], c.eps) : 0.f;
-        const int64_t l = c.M ? lab[g] : 0;
-        out.labels[base + a] = l > 0 ? l : 0;
-        for (int q = 0; q < 4; ++q) out.boxes[4 * (base + a) + q] = c.M ? gtb[4 * g + q] : 0.f;
       }
     }
   });
@@ -259,7 +263,7 @@ void pass_stats(const AssignConfig& c, const bool* mask, Work w, Out out, int64_
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> assign_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> assign_cpu(
     const at::Tensor& scores, const at::Tensor& bboxes, const c10::optional<at::Tensor>& scores2,
     const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc_points, const at::Tensor& gt_labels,
     const at::Tensor& gt_bboxes, const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
@@ -281,25 +285,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto fopt = b0.options();
   at::Tensor fg = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kBool));
   at::Tensor gidx = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kLong));
-  at::Tensor labels = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kLong));
-  at::Tensor boxes = at::empty({c.H, c.B, c.N, 4}, fopt);
   at::Tensor tscore = at::empty({c.H, c.B, c.N}, fopt);
-  at::Tensor claims = at::zeros({c.H, c.B, c.N}, fopt.dtype(at::kInt));
-  at::Tensor claim_key = at::zeros({c.H, c.B, c.N}, fopt.dtype(at::kLong));
-  at::Tensor all_key = at::zeros({c.conflict == 0 ? c.H : 0, c.B, c.N}, fopt.dtype(at::kLong));
   const bool stats = with_stats && c.H == 2;
   const int64_t S = stats ? c.M : 0;
-  at::Tensor rank_m = at::empty({stats ? c.B * c.M * kRankDepth : 0}, fopt);
-  at::Tensor rank_a = at::empty({stats ? c.B * c.M * kRankDepth : 0}, fopt.dtype(at::kLong));
+  // Workspace: claims, claim keys, all-candidate keys (zeroed), rank lists (not zeroed).
+  const int64_t HBN = c.H * c.B * c.N, R = stats ? c.B * c.M * kRankDepth : 0;
+  int64_t* ws = workspace(3 * HBN + 2 * R);
+  at::parallel_for(0, 3 * HBN, 1 << 16, [&](int64_t b, int64_t e) { std::fill(ws + b, ws + e, int64_t(0)); });
   at::Tensor pick = at::empty({c.B, S}, fopt.dtype(at::kLong)), rank = at::empty({c.B, S}, fopt.dtype(at::kLong));
   at::Tensor gap = at::empty({c.B, S}, fopt);
 
   const Inputs in{{b0.data_ptr<float>(), b1.data_ptr<float>()}, anc.data_ptr<float>(), lab.data_ptr<int64_t>(),
                   gt.data_ptr<float>(), mk.data_ptr<bool>()};
-  const Work w{claims.data_ptr<int32_t>(), claim_key.data_ptr<int64_t>(), all_key.data_ptr<int64_t>(),
-               stats ? rank_m.data_ptr<float>() : nullptr, stats ? rank_a.data_ptr<int64_t>() : nullptr};
-  const Out out{fg.data_ptr<bool>(), gidx.data_ptr<int64_t>(), labels.data_ptr<int64_t>(), boxes.data_ptr<float>(),
-                tscore.data_ptr<float>()};
+  const Work w{ws, ws + HBN, ws + 2 * HBN, stats ? reinterpret_cast<float*>(ws + 3 * HBN) : nullptr,
+               stats ? ws + 3 * HBN + R : nullptr};
+  const Out out{fg.data_ptr<bool>(), gidx.data_ptr<int64_t>(), tscore.data_ptr<float>()};
   const std::vector<GridLevel> grid = detect_grid(in.anc, c.N);
 
   if (c.B * c.N > 0 && c.M > 0) {
@@ -309,11 +309,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       pass_anchors<scalar_t>(c, in, sp, w, out);
     });
     if (stats) pass_stats(c, in.mask, w, out, pick.data_ptr<int64_t>(), rank.data_ptr<int64_t>(), gap.data_ptr<float>());
-  } else if (c.B * c.N > 0) {  // M = 0: labels = C (ultralytics), everything else 0
+  } else if (c.B * c.N > 0) {  // M = 0: no positives
     fg.zero_();
     gidx.zero_();
-    labels.fill_(c.C);
-    boxes.zero_();
     tscore.zero_();
   }
   if (stats && c.M > 0 && c.B * c.N == 0) {  // no anchors: no picks
@@ -321,7 +319,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     rank.fill_(-1);
     gap.zero_();
   }
-  return {fg, gidx, labels, boxes, tscore, pick, rank, gap};
+  return {fg, gidx, tscore, pick, rank, gap};
 }
 
 void to_dense_out_cpu(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
