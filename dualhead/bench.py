@@ -102,10 +102,12 @@ def check_equal(impl_out, ref_out, what):
             raise AssertionError(f"{what}: target scores differ from ultralytics by {err}")
 
 
-def time_fn(fn, min_time):
+def time_fn(fn, min_time, threads=None):
     from torch.utils.benchmark import Timer
 
-    m = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_time)
+    # Timer runs with num_threads=1 unless told otherwise: pass the thread count being measured.
+    m = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads or torch.get_num_threads()).blocked_autorange(
+        min_run_time=min_time)
     return m.median
 
 
@@ -178,6 +180,9 @@ def run(args) -> int:
         bt, s2, b2, C = workload_batch(wid, args.device, args.batch, m_override=m_over)
         name = wid if m_over is None else f"W1 M={m_over}"
         n_gt = int(bt.mask_gt.sum())
+        from dualhead.reference.assign import candidate_pairs
+
+        n_cand = len(candidate_pairs(bt.anc_points, bt.gt_bboxes, bt.mask_gt[..., 0].bool(), 16.0))
         for mode in modes:
             fns = {i: make_fn(i, mode, bt, s2, b2, C) for i in impls}
             fns = {i: f for i, f in fns.items() if f is not None}
@@ -192,10 +197,10 @@ def run(args) -> int:
             times = {i: [] for i in fns}
             for _ in range(args.rounds):  # interleaved: machine noise hits every impl alike
                 for i, f in fns.items():
-                    times[i].append(time_fn(f, args.min_time))
+                    times[i].append(time_fn(f, args.min_time, args.threads))
             for i in fns:
                 rows.append(dict(workload=name, mode=mode, impl=i, B=bt.pd_scores.shape[0], M=bt.gt_bboxes.shape[1],
-                                 n_gt=n_gt, median_s=statistics.median(times[i]), device=args.device))
+                                 n_gt=n_gt, candidates=n_cand, median_s=statistics.median(times[i]), device=args.device))
     base = {(r["workload"], r["impl"]): r["median_s"] for r in rows if r["impl"] == "ultralytics"}
     for r in rows:
         b = base.get((r["workload"], "ultralytics"))
@@ -213,11 +218,13 @@ def run(args) -> int:
 
 
 def print_table(rows):
-    hdr = f"{'workload':<12}{'mode':<14}{'impl':<13}{'B':>4}{'M':>6}{'median ms':>12}{'x ultralytics':>15}{'peak MB':>10}"
+    hdr = (f"{'workload':<12}{'mode':<14}{'impl':<13}{'B':>4}{'M':>6}{'cands':>9}{'median ms':>12}{'x ultralytics':>15}"
+           f"{'peak MB':>10}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         sp = r.get("speedup_vs_ultralytics")
         mem = r.get("peak_extra_mb")
-        print(f"{r['workload']:<12}{r['mode']:<14}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['median_s'] * 1e3:>12.2f}"
+        print(f"{r['workload']:<12}{r['mode']:<14}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['candidates']:>9}"
+              f"{r['median_s'] * 1e3:>12.2f}"
               f"{(f'{sp:.1f}x' if sp else '-'):>15}{(f'{mem:.0f}' if mem is not None else '-'):>10}")

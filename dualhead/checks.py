@@ -49,8 +49,9 @@ def check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, n_ancho
     return (topk if topk2 is None else topk2), CONFLICT_RULES[conflict], IOU_KINDS[iou_type]
 
 
-def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix=""):
-    """Validate the ultralytics-layout inputs of one head.
+def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="", check_values=True):
+    """Validate the ultralytics-layout inputs of one head (check_values=False: shapes, dtypes and
+    devices only -- for a second head whose ground truths were already checked).
 
     Returns (gt_labels (B, M) int64, mask_gt (B, M) bool): the (B, M, 1) forms are squeezed, float
     labels truncated like ultralytics' `.long()`.
@@ -84,6 +85,8 @@ def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt
     labels = gt_labels.reshape(B, M)
     mask = mask_gt.reshape(B, M)
     mask = mask.bool() if mask.dtype != torch.bool else mask
+    if not check_values:
+        return labels.long(), mask
     if labels.is_floating_point():
         if not bool(torch.isfinite(labels[mask]).all()):
             raise ValueError("gt_labels must be finite for real ground truths")

@@ -74,7 +74,7 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
                                      alpha=alpha, beta=beta, r=r, min_side=min_side, conflict=conflict,
                                      iou_type=iou_type, eps=eps)
     labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
-    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_")
+    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_", check_values=False)
     if o2o_scores.shape != o2m_scores.shape:
         raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
     N = o2m_scores.shape[1]

@@ -37,7 +37,7 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
     """Both heads from one candidate search: o2m with (alpha, beta, o2m_topk), o2o with
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics."""
     labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
-    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_")
+    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_", check_values=False)
     if o2o_scores.shape != o2m_scores.shape:
         raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
     N = o2m_scores.shape[1]
