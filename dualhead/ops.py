@@ -10,7 +10,7 @@ import torch
 
 from dualhead import _ext, reference
 from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment
-from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_inputs, check_params
+from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_dual_inputs, check_inputs, check_params
 from dualhead.reference.assign import empty_assignment
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense"]
@@ -68,27 +68,20 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
     """Both heads in one call sharing the candidate search: o2m (alpha, beta, o2m_topk) and o2o
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus the consistency
     statistics (stats=False skips them: DualAssignment.stats is then None)."""
-    if not _use_kernel("assign", o2m_scores if isinstance(o2m_scores, torch.Tensor) else torch.empty(0)):
+    kernel = _use_kernel("assign", o2m_scores if isinstance(o2m_scores, torch.Tensor) else torch.empty(0))
+    if kernel:
+        labels, mask, o2o_topk2_ = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points,
+                                                     gt_labels, gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2,
+                                                     alpha, beta, r, min_side, conflict, iou_type)
+    if not kernel or mask.shape[1] == 0:  # no extension, or no ground-truth slots (labels = C)
         return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
                                      gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
                                      alpha=alpha, beta=beta, r=r, min_side=min_side, conflict=conflict,
                                      iou_type=iou_type, eps=eps)
-    labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
-    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_", check_values=False)
-    if o2o_scores.shape != o2m_scores.shape:
-        raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
-    N = o2m_scores.shape[1]
-    check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
-    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
     if o2o_scores.dtype != o2m_scores.dtype:
         o2o_scores = o2o_scores.to(o2m_scores.dtype)
-    if mask.shape[1] == 0:  # no ground-truth slots: the reference's empty result
-        return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
-                                     gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
-                                     alpha=alpha, beta=beta, r=r, min_side=min_side, conflict=conflict,
-                                     iou_type=iou_type, eps=eps)
     (o2m, o2o), st = _run([(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)], anc_points, labels,
-                                    gt_bboxes, mask, [o2m_topk, o2m_topk, o2o_topk, o2o_topk2],
+                                    gt_bboxes, mask, [o2m_topk, o2m_topk, o2o_topk, o2o_topk2_],
                                     [alpha, beta, r * alpha, r * beta], min_side, conflict, iou_type, eps, stats)
     return DualAssignment(o2m, o2o, st)
 

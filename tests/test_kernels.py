@@ -63,7 +63,7 @@ def test_kernel_half_inputs(device, dtype):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("o2o", [dict(o2o_topk=1), dict(o2o_topk=7, o2o_topk2=1)])
+@pytest.mark.parametrize("o2o", [dict(o2o_topk=1), dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=5, o2o_topk=3, r=1.5)])
 @pytest.mark.parametrize("dist_name,dist", DISTS, ids=[d[0] for d in DISTS])
 def test_dual_kernel_matches_reference(device, o2o, dist_name, dist):
     bt = make_batch(B=3, C=11, seed=fresh_seed(), **dist)

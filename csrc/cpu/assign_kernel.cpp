@@ -93,6 +93,7 @@ void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* sc
                      const std::vector<GridLevel>& grid, Work w) {
   const int64_t rows = c.B * c.M;
   const int64_t kmax = std::max(c.topk[0], c.H > 1 ? c.topk[1] : 0);
+  const bool own_rank_list = w.rank_m && c.topk[0] < kRankDepth;
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> vals(2 * kmax);
     std::vector<int64_t> idxs(2 * kmax);
@@ -124,12 +125,18 @@ void pass_candidates(const AssignConfig& c, const Inputs& in, const S* const* sc
           eval_pair(c, in, scores[h], h, b, gb, gt_atan, label, a, &o, &m);
           topk_insert(vals.data() + h * kmax, idxs.data() + h * kmax, &len[h], static_cast<int>(c.topk[h]), m, a);
           if (c.conflict == 0 && o > 0.f) atomic_max_u64(w.all_key + (h * c.B + b) * c.N + a, pack_overlap_key(o, g));
-          if (h == 0 && w.rank_m)
+          if (h == 0 && own_rank_list)
             topk_insert(w.rank_m + row * kRankDepth, w.rank_a + row * kRankDepth, &rank_len, kRankDepth, m, a);
         }
       }
-      if (w.rank_m)  // mark unused slots so a lookup never matches them
-        for (int j = rank_len; j < kRankDepth; ++j) w.rank_a[row * kRankDepth + j] = -1;
+      if (w.rank_m) {
+        if (!own_rank_list)  // head 0's top-k list is at least as deep: its prefix is the ordering
+          for (rank_len = 0; rank_len < std::min(len[0], kRankDepth); ++rank_len) {
+            w.rank_m[row * kRankDepth + rank_len] = vals[rank_len];
+            w.rank_a[row * kRankDepth + rank_len] = idxs[rank_len];
+          }
+        for (int j = rank_len; j < kRankDepth; ++j) w.rank_a[row * kRankDepth + j] = -1;  // never matches
+      }
       for (int h = 0; h < c.H; ++h) {
         const int64_t* ix = idxs.data() + h * kmax;
         const int keep = topk_keep_count(vals.data() + h * kmax, ix, len[h], static_cast<int>(c.topk[h]));

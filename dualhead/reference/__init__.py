@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from dualhead.assignment import Assignment, DualAssignment
-from dualhead.checks import check_inputs, check_params
+from dualhead.checks import check_dual_inputs, check_inputs, check_params
 from dualhead.reference.assign import candidate_pairs, head_assign
 from dualhead.reference.dual import consistency_stats
 from dualhead.reference.iou import box_iou, iou_aligned
@@ -36,13 +36,9 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
                 conflict="all", iou_type="ciou", eps=1e-9) -> DualAssignment:
     """Both heads from one candidate search: o2m with (alpha, beta, o2m_topk), o2o with
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics."""
-    labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
-    check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_", check_values=False)
-    if o2o_scores.shape != o2m_scores.shape:
-        raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
-    N = o2m_scores.shape[1]
-    check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
-    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
+    labels, mask, o2o_topk2 = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
+                                                gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r,
+                                                min_side, conflict, iou_type)
     pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
     common = dict(conflict=conflict, iou_type=iou_type, eps=eps)
     o2m, _, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, topk=o2m_topk,
