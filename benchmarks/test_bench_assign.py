@@ -8,7 +8,7 @@ calls, o2m topk 10 and o2o topk 7 + topk2 1), each asserted equal to ultralytics
 import pytest
 import torch
 
-from dualhead.bench import check_equal, have_ultralytics, make_fn, workload_batch
+from dualhead.bench import as_dense, check_equal, have_ultralytics, make_fn, workload_batch
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def w1():
 IMPLS = ["dualhead", "reference"] + (["ultralytics"] if have_ultralytics() else [])
 
 
-@pytest.mark.parametrize("mode", ["dual-compact", "dual-dense"])
+@pytest.mark.parametrize("mode", ["dual-compact", "dual-dense", "single-compact", "single-dense"])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_w1_dual(benchmark, w1, impl, mode):
     bt, s2, b2, C = w1
@@ -28,9 +28,7 @@ def test_w1_dual(benchmark, w1, impl, mode):
     if fn is None:
         pytest.skip("ultralytics has no compact output")
     if have_ultralytics() and impl != "ultralytics":
-        out = fn()
-        if mode == "dual-compact":
-            out = (out.o2m.to_dense(C), out.o2o.to_dense(C))
-        check_equal(out, make_fn("ultralytics", "dual-dense", bt, s2, b2, C)(), f"{impl}/{mode}")
+        ref = make_fn("ultralytics", mode.replace("compact", "dense"), bt, s2, b2, C)()
+        check_equal(as_dense(fn(), mode, C), ref, f"{impl}/{mode}")
     benchmark.group = f"W1 {mode}"
     benchmark(fn)

@@ -6,7 +6,8 @@ timing, tie-aware as in the tests):
   reference    dualhead.reference (pure torch)
   ultralytics  ultralytics' TaskAlignedAssigner, called twice for dual (o2m topk 10; o2o topk 7 +
                topk2 1), when installed
-Modes: dual-compact (both heads, compact targets), dual-dense (both heads, ultralytics tuples).
+Modes: dual-compact (both heads, compact targets), dual-dense (both heads, ultralytics tuples),
+single-compact / single-dense (the o2m head alone; ultralytics called once, topk 10).
 Times are medians of interleaved rounds (torch.utils.benchmark.Timer, which synchronises CUDA).
 Peak extra memory is measured per implementation in a fresh subprocess (CPU: peak RSS over the
 call with glibc's mmap threshold pinned, so freed tensors are returned to the OS; CUDA:
@@ -35,7 +36,7 @@ O2O = dict(topk=7, topk2=1)
 def add_arguments(p):
     p.add_argument("--workloads", default="W1,W2,W3,W4", help="comma list of SPEC §5 ids (default all)")
     p.add_argument("--impls", default="dualhead,reference,ultralytics")
-    p.add_argument("--modes", default="dual-compact,dual-dense")
+    p.add_argument("--modes", default="dual-compact,dual-dense", help="also: single-compact,single-dense")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (SPEC: 2)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
@@ -73,22 +74,41 @@ def make_fn(impl, mode, bt, s2, b2, C):
 
     a = bt.args()
     rest = a[2:]
+    single = mode.startswith("single")
     if impl == "ultralytics":
         from ultralytics.utils.tal import TaskAlignedAssigner as UT
 
         u1 = UT(num_classes=C, alpha=0.5, beta=6.0, **O2M)
         u2 = UT(num_classes=C, alpha=0.5, beta=6.0, **O2O)
-        if mode == "dual-compact":
+        if mode.endswith("compact"):
             return None  # ultralytics has no compact form; its dense call is the baseline
+        if single:
+            return lambda: (u1(a[0], a[1], *rest),)
         return lambda: (u1(a[0], a[1], *rest), u2(s2, b2, *rest))
     mod = dualhead.ops if impl == "dualhead" else dualhead.reference
+    if single:
+        def one():
+            return mod.assign(*a, topk=10)
+
+        if mode == "single-compact":
+            return one
+        return lambda: as_dense(one(), "single-compact", C)
 
     def dual():
         return mod.dual_assign(a[0], a[1], s2, b2, *rest, o2m_topk=10, o2o_topk=7, o2o_topk2=1)
 
     if mode == "dual-compact":
         return dual
-    return lambda: (lambda r: (r.o2m.to_dense(C), r.o2o.to_dense(C)))(dual())
+    return lambda: as_dense(dual(), "dual-compact", C)
+
+
+def as_dense(out, mode, C):
+    """An implementation's output as a tuple of ultralytics 5-tuples (one per head)."""
+    if mode == "dual-compact":
+        return (out.o2m.to_dense(C), out.o2o.to_dense(C))
+    if mode == "single-compact":
+        return (out.to_dense(C),)
+    return out
 
 
 def check_equal(impl_out, ref_out, what):
@@ -187,13 +207,11 @@ def run(args) -> int:
             fns = {i: make_fn(i, mode, bt, s2, b2, C) for i in impls}
             fns = {i: f for i, f in fns.items() if f is not None}
             if "ultralytics" in impls:  # assert equal once before timing
-                ref = make_fn("ultralytics", "dual-dense", bt, s2, b2, C)()
+                dense_mode = mode.replace("compact", "dense")
+                ref = make_fn("ultralytics", dense_mode, bt, s2, b2, C)()
                 for i, f in fns.items():
                     if i != "ultralytics":
-                        out = f()
-                        if mode == "dual-compact":
-                            out = (out.o2m.to_dense(C), out.o2o.to_dense(C))
-                        check_equal(out, ref, f"{name}/{mode}/{i}")
+                        check_equal(as_dense(f(), mode, C), ref, f"{name}/{mode}/{i}")
             times = {i: [] for i in fns}
             for _ in range(args.rounds):  # interleaved: machine noise hits every impl alike
                 for i, f in fns.items():
@@ -201,9 +219,9 @@ def run(args) -> int:
             for i in fns:
                 rows.append(dict(workload=name, mode=mode, impl=i, B=bt.pd_scores.shape[0], M=bt.gt_bboxes.shape[1],
                                  n_gt=n_gt, candidates=n_cand, median_s=statistics.median(times[i]), device=args.device))
-    base = {(r["workload"], r["impl"]): r["median_s"] for r in rows if r["impl"] == "ultralytics"}
+    base = {(r["workload"], r["mode"].split("-")[0]): r["median_s"] for r in rows if r["impl"] == "ultralytics"}
     for r in rows:
-        b = base.get((r["workload"], "ultralytics"))
+        b = base.get((r["workload"], r["mode"].split("-")[0]))
         r["speedup_vs_ultralytics"] = b / r["median_s"] if b else None
         if not args.no_memory and r["workload"] in WORKLOADS:
             r["peak_extra_mb"] = (lambda v: None if v is None else v / 2**20)(

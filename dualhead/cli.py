@@ -29,7 +29,8 @@ def cmd_info(args) -> int:
         print(f"  CUDA archs  : {';'.join(_ext.cuda_archs())} (TORCH_CUDA_ARCH_LIST at build)")
         for arch, names in cubins(_C.__file__):
             print(f"    sm_{arch}: {len(names)} kernels")
-    ops = sorted(n for n in dir(torch.ops.dualhead) if not n.startswith("_") and n not in ("name", "build_info"))
+    ops = sorted({str(s.name).split("::", 1)[1] for s in torch._C._jit_get_all_schemas()
+                  if str(s.name).startswith("dualhead::")} - {"build_info"})
     print(f"  ops         : {', '.join(ops)}")
     gpu = torch.cuda.is_available()
     print(f"GPU visible: {'yes, ' + torch.cuda.get_device_name(0) if gpu else 'no'}")
