@@ -236,13 +236,13 @@ def run(args) -> int:
 
 
 def print_table(rows):
-    hdr = (f"{'workload':<12}{'mode':<14}{'impl':<13}{'B':>4}{'M':>6}{'cands':>9}{'median ms':>12}{'x ultralytics':>15}"
+    hdr = (f"{'workload':<12}{'mode':<16}{'impl':<13}{'B':>4}{'M':>6}{'cands':>9}{'median ms':>12}{'x ultralytics':>15}"
            f"{'peak MB':>10}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         sp = r.get("speedup_vs_ultralytics")
         mem = r.get("peak_extra_mb")
-        print(f"{r['workload']:<12}{r['mode']:<14}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['candidates']:>9}"
+        print(f"{r['workload']:<12}{r['mode']:<16}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['candidates']:>9}"
               f"{r['median_s'] * 1e3:>12.2f}"
               f"{(f'{sp:.1f}x' if sp else '-'):>15}{(f'{mem:.0f}' if mem is not None else '-'):>10}")
