@@ -6,6 +6,7 @@ warn once. `dualhead info` prints what was built.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import torch
@@ -50,7 +51,7 @@ def cuda_archs() -> list[str]:
     if not available():
         return []
     info = dict(kv.split("=", 1) for kv in torch.ops.dualhead.build_info().split(",") if "=" in kv)
-    return [a for a in info.get("cuda_archs", "").split(";") if a]
+    return [a for a in re.split(r"[;\s]+", info.get("cuda_archs", "")) if a]  # "8.0;9.0" (setup.py), "80 90" (CMake)
 
 
 def warn_fallback() -> None:

@@ -1,5 +1,6 @@
 // CUDA backend of dualhead::box_iou: checks and the launch on the current stream.
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -23,6 +24,7 @@ at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2, int6
   BoxIouParams p{b1.data_ptr<float>(), b2.data_ptr<float>(), out.data_ptr<float>(), b1.size(0), b2.size(0),
                  static_cast<int>(kind)};
   launch_box_iou(p, c10::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 

@@ -1,7 +1,8 @@
 // launchers.h — the plain interface between host code (.cpp, with torch) and the CUDA
 // translation units (.cu, without torch headers: they compile fast and never break on torch's
 // host-only headers; STYLE.md "CUDA files stay light"). Host code checks tensors and fills
-// these structs; the .cu files launch on them.
+// these structs; the .cu files launch on them (empty-input early return, bounded grid, current
+// stream) and the host code checks the launch (C10_CUDA_KERNEL_LAUNCH_CHECK) right after.
 #pragma once
 #include <cuda_runtime_api.h>
 
