@@ -1,0 +1,1 @@
+"""Adapters that put dualhead's assigner under other detectors' training code."""

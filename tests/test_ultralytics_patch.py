@@ -1,0 +1,60 @@
+"""dualhead.integrations.ultralytics: YOLOv10n's loss with the patch equals ultralytics' own."""
+
+import pytest
+import torch
+
+pytest.importorskip("ultralytics", reason="ultralytics==8.4.190 is a test extra")
+from ultralytics.cfg import get_cfg  # noqa: E402
+from ultralytics.nn.tasks import DetectionModel  # noqa: E402
+import ultralytics.utils.loss as uloss  # noqa: E402
+
+from dualhead.integrations import ultralytics as dhu  # noqa: E402
+
+
+def random_batch(g, B=2, imgsz=320, n=14, nc=80):
+    return {
+        "img": torch.rand(B, 3, imgsz, imgsz, generator=g),
+        "batch_idx": torch.randint(0, B, (n,), generator=g).sort().values.float(),
+        "cls": torch.randint(0, nc, (n, 1), generator=g).float(),
+        "bboxes": torch.cat((torch.rand(n, 2, generator=g) * 0.8 + 0.1, torch.rand(n, 2, generator=g) * 0.3 + 0.01), 1),
+    }
+
+
+@pytest.fixture(scope="module")
+def yolov10n():
+    torch.manual_seed(0)
+    m = DetectionModel("yolov10n.yaml", nc=80, verbose=False)
+    m.args = get_cfg()
+    return m.train()
+
+
+def test_patch_unpatch_and_context_manager():
+    orig = uloss.TaskAlignedAssigner
+    dhu.patch()
+    assert uloss.TaskAlignedAssigner is dhu.UltralyticsTaskAlignedAssigner
+    dhu.patch()  # idempotent
+    dhu.unpatch()
+    assert uloss.TaskAlignedAssigner is orig
+    with dhu.patched():
+        assert uloss.TaskAlignedAssigner is dhu.UltralyticsTaskAlignedAssigner
+    assert uloss.TaskAlignedAssigner is orig
+
+
+def test_yolov10n_loss_equals_ultralytics(yolov10n):
+    own = yolov10n.init_criterion()
+    with dhu.patched():
+        ours = yolov10n.init_criterion()
+    assert type(ours.one2many.assigner) is dhu.UltralyticsTaskAlignedAssigner
+    assert (ours.one2many.assigner.topk, ours.one2one.assigner.topk, ours.one2one.assigner.topk2) == (10, 7, 1)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        batch = random_batch(g)
+        preds = yolov10n(batch["img"])
+        (lu, iu), (ld, idd) = own(preds, batch), ours(preds, batch)
+        assert torch.allclose(ld, lu, rtol=1e-5, atol=0), (lu, ld)
+        for k in iu:
+            assert torch.allclose(idd[k], iu[k], rtol=1e-5, atol=0), k
+        # gradients flow the same way
+        gu = torch.autograd.grad(lu.sum(), yolov10n.model[-1].cv3[0][-1].weight, retain_graph=True)[0]
+        gd = torch.autograd.grad(ld.sum(), yolov10n.model[-1].cv3[0][-1].weight)[0]
+        assert torch.allclose(gd, gu, rtol=1e-4, atol=1e-7)
