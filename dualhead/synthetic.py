@@ -43,9 +43,10 @@ class Batch:
             return self.pd_scores.clone(), self.pd_bboxes.clone()
         g = torch.Generator().manual_seed(seed)
         s = self.pd_scores.float()
-        logit = torch.logit(s.clamp(1e-6, 1 - 1e-6)) + 0.5 * torch.randn(s.shape, generator=g)
+        noise = lambda shape: torch.randn(shape, generator=g).to(s.device)  # noqa: E731 (CPU generator)
+        logit = torch.logit(s.clamp(1e-6, 1 - 1e-6)) + 0.5 * noise(s.shape)
         scale = (self.pd_bboxes[..., 2:] - self.pd_bboxes[..., :2]).float().abs().repeat(1, 1, 2) + 1
-        boxes = self.pd_bboxes.float() + 0.05 * scale * torch.randn(self.pd_bboxes.shape, generator=g)
+        boxes = self.pd_bboxes.float() + 0.05 * scale * noise(self.pd_bboxes.shape)
         boxes = torch.cat((torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])), -1)
         return torch.sigmoid(logit).to(self.pd_scores.dtype), boxes.to(self.pd_bboxes.dtype)
 

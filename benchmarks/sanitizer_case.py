@@ -1,0 +1,16 @@
+"""A small case for compute-sanitizer: every CUDA op once, on CUDA tensors, synchronised."""
+
+import torch
+
+import dualhead
+from dualhead.synthetic import make_batch
+
+bt = make_batch(B=2, C=7, seed=0, n_gt=(1, 12), imgsz=160, device="cuda")
+boxes = bt.gt_bboxes[0]
+torch.cuda.synchronize()
+dualhead.ops.box_iou(boxes, bt.pd_bboxes[0, :50], "ciou")
+dualhead.ops.box_iou(boxes[:0], boxes, "iou")  # empty launch path
+s2, b2 = bt.second_head(1)
+dualhead.ops.dual_assign(bt.pd_scores, bt.pd_bboxes, s2, b2, *bt.args()[2:], o2o_topk=7, o2o_topk2=1)
+torch.cuda.synchronize()
+print("ok")
