@@ -113,7 +113,7 @@ inline std::vector<GridLevel> detect_grid(const float* anc, int64_t N) {
   int64_t p = 0;
   while (p < N) {
     const float s = anc[2 * p] * 2.f;
-    if (!(s > 0.f) || !(s < 1e7f) || anc[2 * p + 1] != anc[2 * p] || levels.size() >= 16) return {};
+    if (!(s > 0.f) || !(s < 1e7f) || anc[2 * p + 1] != anc[2 * p] || levels.size() >= 16) return {};  // kMaxLevels
     int64_t w = 0;
     while (p + w < N && anc[2 * (p + w) + 1] == anc[2 * p + 1]) ++w;
     int64_t h = 0;
@@ -131,6 +131,96 @@ inline std::vector<GridLevel> detect_grid(const float* anc, int64_t N) {
     p += w * h;
   }
   return levels;
+}
+
+}  // namespace dualhead
+
+#include "assign_core.h"
+
+namespace dualhead {
+
+// The validated, contiguous inputs, the outputs and the parameter struct of one assign call;
+// shared by the CPU and CUDA host code. The backend supplies the workspace (workspace_size()
+// int64 slots, the first 3*H*B*N zeroed) and calls set_workspace().
+struct AssignCall {
+  AssignParams p;
+  at::Tensor s0, s1, b0, b1, anc, lab, gt, mk;
+  at::Tensor fg, gidx, tscore, pick, rank, gap;
+  bool stats = false;
+
+  int64_t hbn() const { return p.H * p.B * p.N; }
+  int64_t rank_slots() const { return stats ? p.B * p.M * kRankDepth : 0; }
+  int64_t workspace_size() const { return 3 * hbn() + 2 * rank_slots(); }
+  void set_workspace(int64_t* ws) {
+    p.claims = ws;
+    p.claim_key = ws + hbn();
+    p.all_key = ws + 2 * hbn();
+    p.rank_m = stats ? reinterpret_cast<float*>(ws + 3 * hbn()) : nullptr;
+    p.rank_a = stats ? ws + 3 * hbn() + rank_slots() : nullptr;
+  }
+};
+
+inline AssignCall prepare_assign(const at::Tensor& scores, const at::Tensor& bboxes,
+                                 const c10::optional<at::Tensor>& scores2, const c10::optional<at::Tensor>& bboxes2,
+                                 const at::Tensor& anc_points, const at::Tensor& gt_labels, const at::Tensor& gt_bboxes,
+                                 const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
+                                 double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
+  const AssignConfig c = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes,
+                                           mask_gt, topk, exps, min_side, conflict, kind, eps);
+  AssignCall call;
+  // fp16/bf16 scores are read in place and widened per element (a (B, N, C) fp32 copy would
+  // cost more than the assignment); boxes and anchors are small, made fp32 contiguous.
+  call.s0 = scores.contiguous();
+  call.s1 = c.H > 1 ? scores2->to(scores.scalar_type()).contiguous() : call.s0;
+  call.b0 = bboxes.to(at::kFloat).contiguous();
+  call.b1 = c.H > 1 ? bboxes2->to(at::kFloat).contiguous() : call.b0;
+  call.anc = anc_points.to(at::kFloat).contiguous();
+  call.lab = gt_labels.contiguous();
+  call.gt = gt_bboxes.to(at::kFloat).contiguous();
+  call.mk = mask_gt.contiguous();
+  // Data checks and grid recognition read host copies (a sync on CUDA; the tensors are small).
+  const at::Tensor lab_h = call.lab.cpu(), gt_h = call.gt.cpu(), mk_h = call.mk.cpu(), anc_h = call.anc.cpu();
+  check_gt_values(lab_h.data_ptr<int64_t>(), gt_h.data_ptr<float>(), mk_h.data_ptr<bool>(), c.B * c.M, c.C);
+  const std::vector<GridLevel> grid = detect_grid(anc_h.data_ptr<float>(), c.N);
+
+  call.stats = with_stats && c.H == 2;
+  const auto fopt = call.b0.options();
+  call.fg = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kBool));
+  call.gidx = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kLong));
+  call.tscore = at::empty({c.H, c.B, c.N}, fopt);
+  const int64_t S = call.stats ? c.M : 0;
+  call.pick = at::empty({c.B, S}, fopt.dtype(at::kLong));
+  call.rank = at::empty({c.B, S}, fopt.dtype(at::kLong));
+  call.gap = at::empty({c.B, S}, fopt);
+
+  AssignParams& p = call.p;
+  p.B = c.B, p.N = c.N, p.C = c.C, p.M = c.M, p.H = static_cast<int>(c.H);
+  for (int h = 0; h < 2; ++h) {
+    p.topk[h] = c.topk[h], p.topk2[h] = c.topk2[h], p.alpha[h] = c.alpha[h], p.beta[h] = c.beta[h];
+  }
+  p.min_side = c.min_side, p.eps = c.eps, p.conflict = c.conflict, p.kind = c.kind;
+  p.n_levels = static_cast<int>(grid.size());
+  for (int l = 0; l < p.n_levels; ++l) p.grid[l] = grid[l];
+  p.boxes[0] = call.b0.data_ptr<float>();
+  p.boxes[1] = call.b1.data_ptr<float>();
+  p.anc = call.anc.data_ptr<float>();
+  p.labels = call.lab.data_ptr<int64_t>();
+  p.gt = call.gt.data_ptr<float>();
+  p.mask = call.mk.data_ptr<bool>();
+  p.fg = call.fg.data_ptr<bool>();
+  p.gt_idx = call.gidx.data_ptr<int64_t>();
+  p.scores = call.tscore.data_ptr<float>();
+  return call;
+}
+
+// M = 0 or no anchors: no positives, no picks.
+inline void fill_empty(AssignCall& call) {
+  call.fg.zero_();
+  call.gidx.zero_();
+  call.tscore.zero_();
+  call.pick.fill_(-1);
+  call.rank.fill_(-1);
+  call.gap.zero_();
 }
 
 }  // namespace dualhead

@@ -1,0 +1,253 @@
+// assign_core.h — the fused assignment's stages as plain HOST_DEVICE functions, shared by the
+// CPU backend (csrc/cpu/assign_kernel.cpp) and the CUDA backend (csrc/cuda/assign_kernel.cu).
+// Each function does one unit of parallel work (one ground truth, one image of one head, one
+// image's statistics); the backends only decide who runs which unit. So the CPU tests execute
+// every line the GPU runs, except the two atomics below, whose CPU twins are tested with it.
+#pragma once
+
+#include <cstdint>
+
+#include "dualhead_math.h"
+
+namespace dualhead {
+
+constexpr int kMaxLevels = 16;
+
+// Everything one call needs, as raw pointers (no torch types). Workspace layouts:
+// claims / claim_key / all_key (H, B, N) int64, zeroed; rank_m / rank_a (B, M, kRankDepth).
+struct AssignParams {
+  int64_t B = 0, N = 0, C = 0, M = 0;
+  int H = 1;
+  int64_t topk[2] = {1, 1}, topk2[2] = {1, 1};
+  float alpha[2] = {0.f, 0.f}, beta[2] = {0.f, 0.f};
+  float min_side = 0.f, eps = 1e-9f;
+  int conflict = 0, kind = kCIoU;
+  GridLevel grid[kMaxLevels];
+  int n_levels = 0;  // 0: general scan over all anchors
+  const float* boxes[2] = {nullptr, nullptr};
+  const float* anc = nullptr;
+  const int64_t* labels = nullptr;
+  const float* gt = nullptr;
+  const bool* mask = nullptr;
+  int64_t* claims = nullptr;
+  int64_t* claim_key = nullptr;
+  int64_t* all_key = nullptr;
+  float* rank_m = nullptr;  // null: no statistics
+  int64_t* rank_a = nullptr;
+  bool* fg = nullptr;
+  int64_t* gt_idx = nullptr;
+  float* scores = nullptr;
+};
+
+// --- the only backend-specific pieces: 64-bit atomics (order-independent, so deterministic) ---
+DH_HD void atomic_max_u64(int64_t* slot, uint64_t v) {
+#if defined(__CUDA_ARCH__)
+  atomicMax(reinterpret_cast<unsigned long long*>(slot), static_cast<unsigned long long>(v));
+#else
+  uint64_t* p = reinterpret_cast<uint64_t*>(slot);
+  uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+#endif
+}
+
+DH_HD void atomic_add_i64(int64_t* slot, int64_t v) {
+#if defined(__CUDA_ARCH__)
+  atomicAdd(reinterpret_cast<unsigned long long*>(slot), static_cast<unsigned long long>(v));
+#else
+  __atomic_fetch_add(slot, v, __ATOMIC_RELAXED);
+#endif
+}
+
+// Visit the candidate anchors of a region in increasing anchor order: the grid cells under it
+// (then the exact in_region test), or a scan of all anchors when no grid was recognised.
+template <typename F>
+DH_HD void for_each_candidate(const AssignParams& p, const Box& r, F&& f) {
+  if (p.n_levels == 0) {
+    for (int64_t a = 0; a < p.N; ++a)
+      if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
+    return;
+  }
+  for (int l = 0; l < p.n_levels; ++l) {
+    const GridLevel& L = p.grid[l];
+    int64_t i0, i1, j0, j1;
+    grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
+    grid_cells(r.y1, r.y2, L.stride, L.h, &j0, &j1);
+    for (int64_t j = j0; j <= j1; ++j)
+      for (int64_t i = i0; i <= i1; ++i) {
+        const int64_t a = L.start + j * L.w + i;
+        if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
+      }
+  }
+}
+
+// Overlap and metric of (ground truth gb of image b, anchor a) for head h.
+template <typename S>
+DH_HD void eval_pair(const AssignParams& p, const S* scores, int h, int64_t b, const Box& gb, float gt_atan,
+                     int64_t label, int64_t a, float* o, float* m) {
+  const int64_t ba = b * p.N + a;
+  *o = sanitize_overlap(box_iou_pre(gb, gt_atan, load_box(p.boxes[h] + 4 * ba), p.kind));
+  *m = align_metric(static_cast<float>(scores[ba * p.C + label]), *o, p.alpha[h], p.beta[h]);
+}
+
+// One ground truth's pass: its top-k lists (vals/idxs: H lists of kmax entries of scratch),
+// the all-candidate conflict keys, then the claims of the kept entries.
+struct GtRow {
+  int64_t row, b, g, label;
+  Box gb, region;
+  float gt_atan;
+  int len[2];
+  int rank_len;
+  bool own_rank;  // statistics need a deeper o2m ordering than head 0's top-k list
+};
+
+DH_HD GtRow gt_row_begin(const AssignParams& p, int64_t row) {
+  GtRow r;
+  r.row = row;
+  r.b = row / p.M;
+  r.g = row % p.M;
+  r.label = p.labels[row];
+  r.gb = load_box(p.gt + 4 * row);
+  r.region = candidate_region(r.gb, p.min_side);
+  r.gt_atan = aspect_atan(r.gb);
+  r.len[0] = r.len[1] = 0;
+  r.rank_len = 0;
+  r.own_rank = p.rank_m != nullptr && p.topk[0] < kRankDepth;
+  return r;
+}
+
+template <typename S>
+DH_HD void gt_row_visit(const AssignParams& p, const S* const* scores, GtRow& r, float* vals, int64_t* idxs,
+                        int64_t kmax, int64_t a) {
+  for (int h = 0; h < p.H; ++h) {
+    float o, m;
+    eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
+    topk_insert(vals + h * kmax, idxs + h * kmax, &r.len[h], static_cast<int>(p.topk[h]), m, a);
+    if (p.conflict == 0 && o > 0.f) atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
+    if (h == 0 && r.own_rank)
+      topk_insert(p.rank_m + r.row * kRankDepth, p.rank_a + r.row * kRankDepth, &r.rank_len, kRankDepth, m, a);
+  }
+}
+
+template <typename S>
+DH_HD void gt_row_end(const AssignParams& p, const S* const* scores, GtRow& r, const float* vals, const int64_t* idxs,
+                      int64_t kmax) {
+  if (p.rank_m) {
+    if (!r.own_rank)  // head 0's top-k list is at least as deep: its prefix is the ordering
+      for (r.rank_len = 0; r.rank_len < (r.len[0] < kRankDepth ? r.len[0] : kRankDepth); ++r.rank_len) {
+        p.rank_m[r.row * kRankDepth + r.rank_len] = vals[r.rank_len];
+        p.rank_a[r.row * kRankDepth + r.rank_len] = idxs[r.rank_len];
+      }
+    for (int j = r.rank_len; j < kRankDepth; ++j) p.rank_a[r.row * kRankDepth + j] = -1;  // never matches
+  }
+  for (int h = 0; h < p.H; ++h) {
+    const int64_t* ix = idxs + h * kmax;
+    const int keep = topk_keep_count(vals + h * kmax, ix, r.len[h], static_cast<int>(p.topk[h]));
+    for (int j = 0; j < keep; ++j) {
+      const int64_t slot = (h * p.B + r.b) * p.N + ix[j];
+      float o, m;
+      eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, ix[j], &o, &m);
+      atomic_add_i64(p.claims + slot, 1);
+      atomic_max_u64(p.claim_key + slot, pack_overlap_key(o, r.g));
+    }
+  }
+}
+
+// One image of one head after all claims are in: resolve each anchor (single claimant or
+// conflict winner), re-evaluate the final pair with the same math (0 if it is not a candidate:
+// the 'all' rule can hand an anchor to a ground truth that does not contain it), apply topk2,
+// take the per-ground-truth maxima and write the compact targets.
+// Scratch: mf, of (N), ga (N), mg, og (M), lv, li (M * topk2), ll (M).
+template <typename S>
+DH_HD void resolve_image(const AssignParams& p, const S* const* scores, int h, int64_t b, float* mf, float* of,
+                         int64_t* ga, float* mg, float* og, float* lv, int64_t* li, int* ll) {
+  const int64_t base = (h * p.B + b) * p.N;
+  const int64_t* lab = p.labels + b * p.M;
+  const float* gtb = p.gt + 4 * b * p.M;
+  const bool* mk = p.mask + b * p.M;
+  for (int64_t a = 0; a < p.N; ++a) {
+    const int64_t n = p.claims[base + a];
+    mf[a] = of[a] = 0.f;
+    if (n == 0) {
+      ga[a] = -1;
+      continue;
+    }
+    int64_t g;
+    if (n == 1 || p.conflict == 1) {
+      g = key_gt(static_cast<uint64_t>(p.claim_key[base + a]));
+    } else {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
+      const uint64_t k = static_cast<uint64_t>(p.all_key[base + a]);
+      g = key_overlap(k) > 0.f ? key_gt(k) : 0;
+    }
+    ga[a] = g;
+    const Box gb = load_box(gtb + 4 * g);
+    if (mk[g] && in_region(p.anc[2 * a], p.anc[2 * a + 1], candidate_region(gb, p.min_side)))
+      eval_pair(p, scores[h], h, b, gb, aspect_atan(gb), lab[g], a, &of[a], &mf[a]);
+  }
+  if (p.topk2[h] != p.topk[h]) {  // each ground truth keeps its topk2 best remaining positives
+    const int k2 = static_cast<int>(p.topk2[h]);
+    for (int64_t g = 0; g < p.M; ++g) ll[g] = 0;
+    for (int64_t a = 0; a < p.N; ++a)
+      if (ga[a] >= 0) topk_insert(lv + ga[a] * k2, li + ga[a] * k2, &ll[ga[a]], k2, mf[a], a);
+    for (int64_t g = 0; g < p.M; ++g) ll[g] = topk_keep_count(lv + g * k2, li + g * k2, ll[g], k2);
+    for (int64_t a = 0; a < p.N; ++a) {
+      if (ga[a] < 0) continue;
+      const int64_t* l = li + ga[a] * k2;
+      bool kept = false;
+      for (int j = 0; j < ll[ga[a]] && !kept; ++j) kept = l[j] == a;
+      if (!kept) ga[a] = -1;
+    }
+  }
+  for (int64_t g = 0; g < p.M; ++g) mg[g] = og[g] = 0.f;
+  for (int64_t a = 0; a < p.N; ++a) {
+    if (ga[a] < 0) continue;
+    mg[ga[a]] = dh_max(mg[ga[a]], mf[a]);
+    og[ga[a]] = dh_max(og[ga[a]], of[a]);
+  }
+  for (int64_t a = 0; a < p.N; ++a) {
+    const bool fg = ga[a] >= 0;
+    const int64_t g = fg ? ga[a] : 0;
+    p.fg[base + a] = fg;
+    p.gt_idx[base + a] = g;
+    p.scores[base + a] = fg ? target_score(mf[a], og[g], mg[g], p.eps) : 0.f;
+  }
+}
+
+// One image's consistency statistics (dual calls): per ground truth the o2o pick (largest o2o
+// target, smaller anchor on ties), its rank in the o2m ordering (position in the kRankDepth-deep
+// list; kRankDepth when deeper or not a candidate) and the supervision gap
+// A = t_o2o,i - 1[i in O] t_o2m,i + sum_{O \ i} t_o2m. Scratch: tpick, omega (M).
+DH_HD void stats_image(const AssignParams& p, int64_t b, float* tpick, float* omega, int64_t* pick, int64_t* rank,
+                       float* gap) {
+  const int64_t o2m = b * p.N, o2o = (p.B + b) * p.N, r0 = b * p.M;
+  for (int64_t g = 0; g < p.M; ++g) {
+    tpick[g] = -1.f;
+    omega[g] = 0.f;
+    pick[r0 + g] = -1;
+  }
+  for (int64_t a = 0; a < p.N; ++a) {
+    if (p.fg[o2o + a]) {
+      const int64_t g = p.gt_idx[o2o + a];
+      if (p.scores[o2o + a] > tpick[g]) {  // anchors ascend: '>' keeps the smaller on ties
+        tpick[g] = p.scores[o2o + a];
+        pick[r0 + g] = a;
+      }
+    }
+    if (p.fg[o2m + a]) omega[p.gt_idx[o2m + a]] += p.scores[o2m + a];
+  }
+  for (int64_t g = 0; g < p.M; ++g) {
+    const int64_t row = r0 + g, i = pick[row];
+    if (!p.mask[row] || i < 0) {
+      rank[row] = -1;
+      gap[row] = p.mask[row] ? omega[g] : 0.f;  // padding: 0, not NaN (outputs compare bitwise)
+      continue;
+    }
+    int j = 0;
+    while (j < kRankDepth && p.rank_a[row * kRankDepth + j] != i) ++j;
+    rank[row] = j;
+    const float ti = (p.fg[o2m + i] && p.gt_idx[o2m + i] == g) ? p.scores[o2m + i] : 0.f;
+    gap[row] = tpick[g] - ti + (omega[g] - ti);
+  }
+}
+
+}  // namespace dualhead
