@@ -13,6 +13,7 @@ OUT=${OUT:-benchmarks/gpu_results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} DUALHEAD_FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-8}
+export DUALHEAD_CUDA_ASSIGN=1  # the CUDA assign kernel is opt-in until verified here
 status=()
 step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember the exit code
   local name=$1; shift

@@ -9,7 +9,21 @@
 
 #include "dualhead_math.h"
 
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif
+
 namespace dualhead {
+
+// Class scores are read in their own dtype and widened here (fp16/bf16 computed in fp32).
+// torch builds CUDA with the implicit __half conversions disabled: convert explicitly.
+template <typename S>
+DH_HD float score_to_float(S x) { return static_cast<float>(x); }
+#if defined(__CUDACC__)
+DH_HD float score_to_float(__half x) { return __half2float(x); }
+DH_HD float score_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+#endif
 
 constexpr int kMaxLevels = 16;
 
@@ -87,7 +101,7 @@ DH_HD void eval_pair(const AssignParams& p, const S* scores, int h, int64_t b, c
                      int64_t label, int64_t a, float* o, float* m) {
   const int64_t ba = b * p.N + a;
   *o = sanitize_overlap(box_iou_pre(gb, gt_atan, load_box(p.boxes[h] + 4 * ba), p.kind));
-  *m = align_metric(static_cast<float>(scores[ba * p.C + label]), *o, p.alpha[h], p.beta[h]);
+  *m = align_metric(score_to_float(scores[ba * p.C + label]), *o, p.alpha[h], p.beta[h]);
 }
 
 // One ground truth's pass: its top-k lists (vals/idxs: H lists of kmax entries of scratch),

@@ -27,8 +27,11 @@ def cmd_info(args) -> int:
     print(f"  CUDA kernels: {'yes' if _ext.cuda_built() else 'no'}")
     if _ext.cuda_built():
         print(f"  CUDA archs  : {';'.join(_ext.cuda_archs())} (TORCH_CUDA_ARCH_LIST at build)")
-        for arch, names in cubins(_C.__file__):
-            print(f"    sm_{arch}: {len(names)} kernels")
+        by_arch = {}
+        for arch, names in cubins(_C.__file__):  # one cubin per arch and .cu file
+            by_arch.setdefault(arch, set()).update(names)
+        for arch in sorted(by_arch):
+            print(f"    sm_{arch}: {len(by_arch[arch])} kernels")
     ops = sorted({str(s.name).split("::", 1)[1] for s in torch._C._jit_get_all_schemas()
                   if str(s.name).startswith("dualhead::")} - {"build_info"})
     print(f"  ops         : {', '.join(ops)}")

@@ -20,3 +20,34 @@ struct BoxIouParams {
 void launch_box_iou(const BoxIouParams& p, cudaStream_t stream);
 
 }  // namespace dualhead
+
+namespace dualhead {
+
+struct AssignParams;
+
+// Scratch of the CUDA assign kernels (global memory, sized by the host code).
+struct AssignScratch {
+  float* vals;     // (B*M, 2*kmax) top-k metrics per ground truth and head
+  int64_t* idxs;   // (B*M, 2*kmax) their anchors
+  int64_t kmax;
+  float* mf;       // (H*B, N) final metric per anchor
+  float* of;       // (H*B, N) final overlap
+  int64_t* ga;     // (H*B, N) final ground truth (-1: background)
+  float* mg;       // (H*B, M) per ground truth max metric
+  float* og;       // (H*B, M) per ground truth max overlap
+  float* lv;       // (H*B, M*k2) topk2 lists
+  int64_t* li;     // (H*B, M*k2)
+  int* ll;         // (H*B, M)
+  int64_t k2;
+  float* tpick;    // (B, M) statistics scratch
+  float* omega;    // (B, M)
+  int64_t* pick;   // (B, M) outputs of the statistics (null: none)
+  int64_t* rank;
+  float* gap;
+};
+
+// dtype: 0 fp32, 1 fp16, 2 bf16, 3 fp64 (the scores' element type).
+void launch_assign(const AssignParams& p, const void* scores0, const void* scores1, int dtype, const AssignScratch& s,
+                   cudaStream_t stream);
+
+}  // namespace dualhead

@@ -1,0 +1,95 @@
+// CUDA backend of dualhead::assign and dualhead::to_dense: checks, workspace, launches.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "../assign_checks.h"
+#include "launchers.h"
+
+namespace dualhead {
+namespace {
+
+int score_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return 0;
+    case at::kHalf: return 1;
+    case at::kBFloat16: return 2;
+    case at::kDouble: return 3;
+    default: TORCH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", t);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> assign_cuda(
+    const at::Tensor& scores, const at::Tensor& bboxes, const c10::optional<at::Tensor>& scores2,
+    const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc_points, const at::Tensor& gt_labels,
+    const at::Tensor& gt_bboxes, const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
+    double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
+  const c10::cuda::CUDAGuard guard(scores.device());
+  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk,
+                                   exps, min_side, conflict, kind, eps, with_stats);
+  AssignParams& p = call.p;
+  if (p.B * p.N == 0 || p.M == 0) {
+    fill_empty(call);
+    return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
+  }
+  const auto lopt = call.b0.options().dtype(at::kLong), fopt = call.b0.options();
+  at::Tensor ws = at::zeros({call.workspace_size()}, lopt);
+  call.set_workspace(ws.data_ptr<int64_t>());
+  AssignScratch s{};
+  s.kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
+  s.k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
+  const int64_t HB = p.H * p.B;
+  at::Tensor vals = at::empty({p.B * p.M * 2 * s.kmax}, fopt), idxs = at::empty({p.B * p.M * 2 * s.kmax}, lopt);
+  at::Tensor mf = at::empty({HB * p.N}, fopt), of = at::empty({HB * p.N}, fopt), ga = at::empty({HB * p.N}, lopt);
+  at::Tensor mg = at::empty({HB * p.M}, fopt), og = at::empty({HB * p.M}, fopt);
+  at::Tensor lv = at::empty({HB * p.M * s.k2}, fopt), li = at::empty({HB * p.M * s.k2}, lopt);
+  at::Tensor ll = at::empty({HB * p.M}, call.b0.options().dtype(at::kInt));
+  at::Tensor tp = at::empty({p.B * p.M}, fopt), om = at::empty({p.B * p.M}, fopt);
+  s.vals = vals.data_ptr<float>(), s.idxs = idxs.data_ptr<int64_t>();
+  s.mf = mf.data_ptr<float>(), s.of = of.data_ptr<float>(), s.ga = ga.data_ptr<int64_t>();
+  s.mg = mg.data_ptr<float>(), s.og = og.data_ptr<float>();
+  s.lv = lv.data_ptr<float>(), s.li = li.data_ptr<int64_t>(), s.ll = ll.data_ptr<int>();
+  s.tpick = tp.data_ptr<float>(), s.omega = om.data_ptr<float>();
+  if (call.stats) {
+    s.pick = call.pick.data_ptr<int64_t>(), s.rank = call.rank.data_ptr<int64_t>(), s.gap = call.gap.data_ptr<float>();
+  }
+  launch_assign(p, call.s0.data_ptr(), call.s1.data_ptr(), score_dtype(call.s0.scalar_type()), s,
+                c10::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
+}
+
+// to_dense on CUDA needs no custom kernel: zero + scatter of the in-range labels.
+void to_dense_out_cuda(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
+  TORCH_CHECK(labels.scalar_type() == at::kLong, "labels must be int64, got ", labels.scalar_type());
+  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.sizes() == labels.sizes(),
+              "scores must be fp32 shaped like labels ", labels.sizes(), ", got ", scores.sizes());
+  TORCH_CHECK(out.scalar_type() == at::kFloat && out.dim() == labels.dim() + 1 &&
+                  out.sizes().slice(0, labels.dim()) == labels.sizes(),
+              "out must be an fp32 tensor of shape labels.shape + (C,), got ", out.sizes());
+  const int64_t C = out.size(-1);
+  const at::Tensor ok = labels.ge(0).logical_and(labels.lt(C));
+  out.zero_();
+  out.scatter_(-1, labels.clamp(0, C - 1).unsqueeze(-1), scores.mul(ok).unsqueeze(-1));
+}
+
+at::Tensor to_dense_cuda(const at::Tensor& labels, const at::Tensor& scores, int64_t num_classes) {
+  TORCH_CHECK(num_classes >= 1, "num_classes must be >= 1, got ", num_classes);
+  std::vector<int64_t> shape(labels.sizes().begin(), labels.sizes().end());
+  shape.push_back(num_classes);
+  at::Tensor out = at::empty(shape, scores.options().dtype(at::kFloat));
+  to_dense_out_cuda(labels, scores, out);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dualhead, CUDA, m) {
+  m.impl("assign", &assign_cuda);
+  m.impl("to_dense", &to_dense_cuda);
+  m.impl("to_dense_out", &to_dense_out_cuda);
+}
+
+}  // namespace dualhead
