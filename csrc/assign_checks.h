@@ -224,3 +224,31 @@ inline void fill_empty(AssignCall& call) {
 }
 
 }  // namespace dualhead
+
+namespace dualhead {
+
+// to_dense / to_dense_out argument checks and the functional form's allocation, shared by the
+// CPU and CUDA backends.
+inline void check_to_dense_args(const at::Tensor& labels, const at::Tensor& scores, const at::Tensor& out) {
+  TORCH_CHECK(labels.scalar_type() == at::kLong, "labels must be int64, got ", labels.scalar_type());
+  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.sizes() == labels.sizes(),
+              "scores must be fp32 shaped like labels ", labels.sizes(), ", got ", scores.scalar_type(), " ",
+              scores.sizes());
+  TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == labels.dim() + 1 &&
+                  out.sizes().slice(0, labels.dim()) == labels.sizes() && out.size(-1) >= 1,
+              "out must be a contiguous fp32 tensor of shape labels.shape + (C,) with C >= 1, got ", out.sizes());
+  TORCH_CHECK(labels.device() == out.device() && scores.device() == out.device(),
+              "labels, scores and out must be on one device");
+}
+
+template <typename OutFn>
+at::Tensor to_dense_new(const at::Tensor& labels, const at::Tensor& scores, int64_t num_classes, OutFn out_fn) {
+  TORCH_CHECK(num_classes >= 1, "num_classes must be >= 1, got ", num_classes);
+  std::vector<int64_t> shape(labels.sizes().begin(), labels.sizes().end());
+  shape.push_back(num_classes);
+  at::Tensor out = at::empty(shape, scores.options().dtype(at::kFloat));
+  out_fn(labels, scores, out);
+  return out;
+}
+
+}  // namespace dualhead

@@ -106,20 +106,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 }
 
 void to_dense_out_cpu(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
-  TORCH_CHECK(labels.scalar_type() == at::kLong, "labels must be int64, got ", labels.scalar_type());
-  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.sizes() == labels.sizes(),
-              "scores must be fp32 shaped like labels ", labels.sizes(), ", got ", scores.scalar_type(), " ",
-              scores.sizes());
-  TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == labels.dim() + 1 &&
-                  out.sizes().slice(0, labels.dim()) == labels.sizes(),
-              "out must be a contiguous fp32 tensor of shape labels.shape + (C,), got ", out.sizes());
+  check_to_dense_args(labels, scores, out);
   const int64_t C = out.size(-1), n = labels.numel();
-  TORCH_CHECK(C >= 1, "num_classes must be >= 1, got ", C);
   const at::Tensor l = labels.contiguous(), s = scores.contiguous();
   const int64_t* lp = l.data_ptr<int64_t>();
   const float* sp = s.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  // One pass: zero the row and write the one score (a labels out of range writes nothing).
+  // One pass: zero the row and write the one score (a label out of range writes nothing).
   at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       float* row = op + i * C;
@@ -130,12 +123,7 @@ void to_dense_out_cpu(const at::Tensor& labels, const at::Tensor& scores, at::Te
 }
 
 at::Tensor to_dense_cpu(const at::Tensor& labels, const at::Tensor& scores, int64_t num_classes) {
-  TORCH_CHECK(num_classes >= 1, "num_classes must be >= 1, got ", num_classes);
-  std::vector<int64_t> shape(labels.sizes().begin(), labels.sizes().end());
-  shape.push_back(num_classes);
-  at::Tensor out = at::empty(shape, scores.options().dtype(at::kFloat));
-  to_dense_out_cpu(labels, scores, out);
-  return out;
+  return to_dense_new(labels, scores, num_classes, to_dense_out_cpu);
 }
 
 at::Tensor anchor_grid_cpu(const at::Tensor& anc_points) {

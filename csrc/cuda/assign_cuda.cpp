@@ -63,12 +63,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
 // to_dense on CUDA needs no custom kernel: zero + scatter of the in-range labels.
 void to_dense_out_cuda(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
-  TORCH_CHECK(labels.scalar_type() == at::kLong, "labels must be int64, got ", labels.scalar_type());
-  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.sizes() == labels.sizes(),
-              "scores must be fp32 shaped like labels ", labels.sizes(), ", got ", scores.sizes());
-  TORCH_CHECK(out.scalar_type() == at::kFloat && out.dim() == labels.dim() + 1 &&
-                  out.sizes().slice(0, labels.dim()) == labels.sizes(),
-              "out must be an fp32 tensor of shape labels.shape + (C,), got ", out.sizes());
+  check_to_dense_args(labels, scores, out);
   const int64_t C = out.size(-1);
   const at::Tensor ok = labels.ge(0).logical_and(labels.lt(C));
   out.zero_();
@@ -76,12 +71,7 @@ void to_dense_out_cuda(const at::Tensor& labels, const at::Tensor& scores, at::T
 }
 
 at::Tensor to_dense_cuda(const at::Tensor& labels, const at::Tensor& scores, int64_t num_classes) {
-  TORCH_CHECK(num_classes >= 1, "num_classes must be >= 1, got ", num_classes);
-  std::vector<int64_t> shape(labels.sizes().begin(), labels.sizes().end());
-  shape.push_back(num_classes);
-  at::Tensor out = at::empty(shape, scores.options().dtype(at::kFloat));
-  to_dense_out_cuda(labels, scores, out);
-  return out;
+  return to_dense_new(labels, scores, num_classes, to_dense_out_cuda);
 }
 
 }  // namespace
