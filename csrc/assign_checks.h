@@ -6,25 +6,20 @@
 
 #include <vector>
 
+#include "assign_core.h"
 #include "dualhead_math.h"
 
 namespace dualhead {
 
-struct AssignConfig {
-  int64_t B = 0, N = 0, C = 0, M = 0, H = 1;
-  int64_t topk[2] = {1, 1}, topk2[2] = {1, 1};
-  float alpha[2] = {0.f, 0.f}, beta[2] = {0.f, 0.f};
-  float min_side = 0.f, eps = 1e-9f;
-  int conflict = 0, kind = kCIoU;
-};
-
-inline AssignConfig check_assign_args(const at::Tensor& scores, const at::Tensor& bboxes,
+// Checks the arguments and fills the scalar fields of the kernel parameters (sizes, top-k,
+// exponents, ...); the pointers are set by prepare_assign().
+inline AssignParams check_assign_args(const at::Tensor& scores, const at::Tensor& bboxes,
                                       const c10::optional<at::Tensor>& scores2,
                                       const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc,
                                       const at::Tensor& labels, const at::Tensor& gt, const at::Tensor& mask,
                                       at::IntArrayRef topk, at::ArrayRef<double> exps, double min_side,
                                       int64_t conflict, int64_t kind, double eps) {
-  AssignConfig c;
+  AssignParams c;
   TORCH_CHECK(scores.dim() == 3, "pd_scores must be (B, N, C), got ", scores.sizes());
   c.B = scores.size(0);
   c.N = scores.size(1);
@@ -113,7 +108,7 @@ inline std::vector<GridLevel> detect_grid(const float* anc, int64_t N) {
   int64_t p = 0;
   while (p < N) {
     const float s = anc[2 * p] * 2.f;
-    if (!(s > 0.f) || !(s < 1e7f) || anc[2 * p + 1] != anc[2 * p] || levels.size() >= 16) return {};  // kMaxLevels
+    if (!(s > 0.f) || !(s < 1e7f) || anc[2 * p + 1] != anc[2 * p] || static_cast<int>(levels.size()) >= kMaxLevels) return {};
     int64_t w = 0;
     while (p + w < N && anc[2 * (p + w) + 1] == anc[2 * p + 1]) ++w;
     int64_t h = 0;
@@ -134,8 +129,6 @@ inline std::vector<GridLevel> detect_grid(const float* anc, int64_t N) {
 }
 
 }  // namespace dualhead
-
-#include "assign_core.h"
 
 namespace dualhead {
 
@@ -165,9 +158,10 @@ inline AssignCall prepare_assign(const at::Tensor& scores, const at::Tensor& bbo
                                  const at::Tensor& anc_points, const at::Tensor& gt_labels, const at::Tensor& gt_bboxes,
                                  const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
                                  double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
-  const AssignConfig c = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes,
-                                           mask_gt, topk, exps, min_side, conflict, kind, eps);
   AssignCall call;
+  call.p = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes,
+                             mask_gt, topk, exps, min_side, conflict, kind, eps);
+  const AssignParams& c = call.p;
   // fp16/bf16 scores are read in place and widened per element (a (B, N, C) fp32 copy would
   // cost more than the assignment); boxes and anchors are small, made fp32 contiguous.
   call.s0 = scores.contiguous();
@@ -194,11 +188,6 @@ inline AssignCall prepare_assign(const at::Tensor& scores, const at::Tensor& bbo
   call.gap = at::empty({c.B, S}, fopt);
 
   AssignParams& p = call.p;
-  p.B = c.B, p.N = c.N, p.C = c.C, p.M = c.M, p.H = static_cast<int>(c.H);
-  for (int h = 0; h < 2; ++h) {
-    p.topk[h] = c.topk[h], p.topk2[h] = c.topk2[h], p.alpha[h] = c.alpha[h], p.beta[h] = c.beta[h];
-  }
-  p.min_side = c.min_side, p.eps = c.eps, p.conflict = c.conflict, p.kind = c.kind;
   p.n_levels = static_cast<int>(grid.size());
   for (int l = 0; l < p.n_levels; ++l) p.grid[l] = grid[l];
   p.boxes[0] = call.b0.data_ptr<float>();

@@ -26,7 +26,11 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "ciou") -> t
     return reference.box_iou(boxes1, boxes2, kind)
 
 
-def _use_kernel(op: str, t: torch.Tensor) -> bool:
+def _use_kernel(op: str, t) -> bool:
+    """Whether op runs on the compiled kernel for tensor t's device (a non-tensor goes to the
+    reference, whose checks then name the bad argument)."""
+    if not isinstance(t, torch.Tensor):
+        return False
     if op == "assign" and t.is_cuda and not _ext.cuda_assign_enabled():
         return False  # compiled but not yet verified on a GPU: opt-in (see _ext.cuda_assign_enabled)
     if _ext.has_kernel(op, _dispatch_key(t)):
@@ -51,7 +55,7 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
 
     pd_scores (B, N, C) probabilities, pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
     gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels. See dualhead.reference.assign."""
-    if not _use_kernel("assign", pd_scores if isinstance(pd_scores, torch.Tensor) else torch.empty(0)):
+    if not _use_kernel("assign", pd_scores):
         return reference.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=topk,
                                 topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict,
                                 iou_type=iou_type, eps=eps)
@@ -70,7 +74,7 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
     """Both heads in one call sharing the candidate search: o2m (alpha, beta, o2m_topk) and o2o
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus the consistency
     statistics (stats=False skips them: DualAssignment.stats is then None)."""
-    kernel = _use_kernel("assign", o2m_scores if isinstance(o2m_scores, torch.Tensor) else torch.empty(0))
+    kernel = _use_kernel("assign", o2m_scores)
     if kernel:
         labels, mask, o2o_topk2_ = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points,
                                                      gt_labels, gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2,
@@ -93,6 +97,8 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
 
     out: an fp32 (B, N, C) buffer to write the scores into (reused across steps it avoids the
     first-touch cost of fresh pages); it is returned as the scores element."""
+    if out is not None and out.shape != (*a.labels.shape, num_classes):
+        raise ValueError(f"out must be {(*a.labels.shape, num_classes)}, got {tuple(out.shape)}")
     if not _use_kernel("to_dense", a.scores):
         dense = reference.to_dense(a, num_classes)
         if out is not None:
@@ -102,8 +108,6 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
     if out is None:
         scores = torch.ops.dualhead.to_dense(a.labels, a.scores, num_classes)
     else:
-        if out.shape != (*a.labels.shape, num_classes):
-            raise ValueError(f"out must be {(*a.labels.shape, num_classes)}, got {tuple(out.shape)}")
         torch.ops.dualhead.to_dense_out(a.labels, a.scores, out)
         scores = out
     return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx

@@ -103,8 +103,8 @@ def sparse_topk(group: torch.Tensor, anchor: torch.Tensor, value: torch.Tensor, 
     pos = value > 0
     # positive-valued entries of the same group with a smaller anchor (input order is by anchor)
     csum = torch.cumsum(pos.long(), 0) - pos.long()
-    before = csum - csum[group_starts(group)]
     starts = group_starts(group)
+    before = csum - csum[starts]
     n_pos_total = torch.zeros(n, dtype=torch.long, device=group.device).index_add_(0, starts, pos.long())[starts]
     keep_zero = (n_pos_total + (anchor - before)) < k
     return torch.where(pos, rank < k, keep_zero)
