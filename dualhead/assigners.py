@@ -40,7 +40,8 @@ class TaskAlignedAssigner(nn.Module):
         """Compact form (dualhead.Assignment): no (B, N, C) tensor."""
         return ops.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=self.topk,
                           topk2=self.topk2, alpha=self.alpha, beta=self.beta, min_side=self.stride_val,
-                          conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
+                          conflict=self.conflict, iou_type=self.iou_type, eps=self.eps,
+                               o2o_alpha=self.o2o_alpha, o2o_beta=self.o2o_beta)
 
     @torch.no_grad()
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
@@ -54,11 +55,13 @@ class DualAssigner(nn.Module):
 
     The o2o head uses alpha * r and beta * r (r = 1: the paper's consistent metric).
     min_side=None means stride[1], as ultralytics' small-box floor; 0 gives the original YOLOv10.
+    o2o_alpha / o2o_beta set the o2o exponents directly (an inconsistent metric, for ablations).
     """
 
     def __init__(self, num_classes: int = 80, o2m_topk: int = 10, o2o_topk: int = 1, o2o_topk2: int | None = None,
                  alpha: float = 0.5, beta: float = 6.0, r: float = 1.0, stride=(8, 16, 32), min_side=None,
-                 conflict: str = "all", *, iou_type: str = "ciou", eps: float = 1e-9):
+                 conflict: str = "all", *, iou_type: str = "ciou", eps: float = 1e-9, o2o_alpha: float | None = None,
+                 o2o_beta: float | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.o2m_topk, self.o2o_topk, self.o2o_topk2 = o2m_topk, o2o_topk, o2o_topk2
@@ -66,6 +69,7 @@ class DualAssigner(nn.Module):
         self.stride = tuple(stride)
         self.min_side = _min_side(self.stride) if min_side is None else min_side
         self.conflict, self.iou_type, self.eps = conflict, iou_type, eps
+        self.o2o_alpha, self.o2o_beta = o2o_alpha, o2o_beta  # None: r * alpha, r * beta
 
     @torch.no_grad()
     def forward(self, o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,

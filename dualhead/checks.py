@@ -109,7 +109,7 @@ def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt
 
 
 def check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt,
-                      o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, min_side, conflict, iou_type):
+                      o2m_topk, o2o_topk, o2o_topk2, alpha, beta, o2o_alpha, o2o_beta, min_side, conflict, iou_type):
     """check_inputs for both heads (ground-truth values once) and check_params for both heads'
     parameters; returns (gt_labels (B, M) int64, mask_gt (B, M) bool, o2o_topk2 resolved)."""
     labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
@@ -118,5 +118,13 @@ def check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points
         raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
     N = o2m_scores.shape[1]
     check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
-    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, r * alpha, r * beta, min_side, conflict, iou_type, N)
+    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, o2o_alpha, o2o_beta, min_side, conflict, iou_type, N)
     return labels, mask, o2o_topk2
+
+
+def o2o_exponents(alpha, beta, r, o2o_alpha=None, o2o_beta=None):
+    """The o2o head's (alpha, beta): r * (alpha, beta) -- the paper's consistent metric -- unless
+    given explicitly (an inconsistent metric, for the metric study)."""
+    if not isinstance(r, (int, float)) or not (r >= 0) or r == float("inf"):
+        raise ValueError(f"r must be a finite number >= 0, got {r!r}")
+    return (r * alpha if o2o_alpha is None else o2o_alpha), (r * beta if o2o_beta is None else o2o_beta)

@@ -10,7 +10,7 @@ import torch
 
 from dualhead import _ext, reference
 from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment
-from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_dual_inputs, check_inputs, check_params
+from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_dual_inputs, check_inputs, check_params, o2o_exponents
 from dualhead.reference.assign import empty_assignment
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense"]
@@ -70,25 +70,27 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
 
 def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *,
                 o2m_topk=10, o2o_topk=1, o2o_topk2=None, alpha=0.5, beta=6.0, r=1.0, min_side=16.0,
-                conflict="all", iou_type="ciou", eps=1e-9, stats=True) -> DualAssignment:
+                conflict="all", iou_type="ciou", eps=1e-9, o2o_alpha=None, o2o_beta=None, stats=True) -> DualAssignment:
     """Both heads in one call sharing the candidate search: o2m (alpha, beta, o2m_topk) and o2o
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus the consistency
-    statistics (stats=False skips them: DualAssignment.stats is then None)."""
+    statistics (stats=False skips them: DualAssignment.stats is then None). o2o_alpha / o2o_beta
+    override r*alpha / r*beta (an inconsistent o2o metric, for the metric study)."""
     kernel = _use_kernel("assign", o2m_scores)
     if kernel:
+        a2, b2 = o2o_exponents(alpha, beta, r, o2o_alpha, o2o_beta)
         labels, mask, o2o_topk2_ = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points,
                                                      gt_labels, gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2,
-                                                     alpha, beta, r, min_side, conflict, iou_type)
+                                                     alpha, beta, a2, b2, min_side, conflict, iou_type)
     if not kernel or mask.shape[1] == 0:  # no extension, or no ground-truth slots (labels = C)
         return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
                                      gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
                                      alpha=alpha, beta=beta, r=r, min_side=min_side, conflict=conflict,
-                                     iou_type=iou_type, eps=eps)
+                                     iou_type=iou_type, eps=eps, o2o_alpha=o2o_alpha, o2o_beta=o2o_beta)
     if o2o_scores.dtype != o2m_scores.dtype:
         o2o_scores = o2o_scores.to(o2m_scores.dtype)
     (o2m, o2o), st = _run([(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)], anc_points, labels,
                                     gt_bboxes, mask, [o2m_topk, o2m_topk, o2o_topk, o2o_topk2_],
-                                    [alpha, beta, r * alpha, r * beta], min_side, conflict, iou_type, eps, stats)
+                                    [alpha, beta, a2, b2], min_side, conflict, iou_type, eps, stats)
     return DualAssignment(o2m, o2o, st)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from dualhead.assignment import Assignment, DualAssignment
-from dualhead.checks import check_dual_inputs, check_inputs, check_params
+from dualhead.checks import check_dual_inputs, check_inputs, check_params, o2o_exponents
 from dualhead.reference.assign import candidate_pairs, head_assign
 from dualhead.reference.dual import consistency_stats
 from dualhead.reference.iou import box_iou, iou_aligned
@@ -33,18 +33,20 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
 @torch.no_grad()
 def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *,
                 o2m_topk=10, o2o_topk=1, o2o_topk2=None, alpha=0.5, beta=6.0, r=1.0, min_side=16.0,
-                conflict="all", iou_type="ciou", eps=1e-9) -> DualAssignment:
+                conflict="all", iou_type="ciou", eps=1e-9, o2o_alpha=None, o2o_beta=None) -> DualAssignment:
     """Both heads from one candidate search: o2m with (alpha, beta, o2m_topk), o2o with
-    (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics."""
+    (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics.
+    o2o_alpha / o2o_beta override r*alpha / r*beta (an inconsistent o2o metric)."""
+    a2, b2 = o2o_exponents(alpha, beta, r, o2o_alpha, o2o_beta)
     labels, mask, o2o_topk2 = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
-                                                gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r,
+                                                gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, a2, b2,
                                                 min_side, conflict, iou_type)
     pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
     common = dict(conflict=conflict, iou_type=iou_type, eps=eps)
     o2m, _, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, topk=o2m_topk,
                                 topk2=o2m_topk, alpha=alpha, beta=beta, **common)
     o2o, _, _ = head_assign(pairs, o2o_scores, o2o_bboxes, labels, mask, gt_bboxes, topk=o2o_topk,
-                            topk2=o2o_topk2, alpha=r * alpha, beta=r * beta, **common)
+                            topk2=o2o_topk2, alpha=a2, beta=b2, **common)
     if m_o2m is None:
         m_o2m = torch.zeros(0, device=o2m_scores.device)
     return DualAssignment(o2m, o2o, consistency_stats(pairs, m_o2m, o2m, o2o, mask))

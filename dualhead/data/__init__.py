@@ -1,0 +1,61 @@
+"""Detection data: the embedded procedural dataset, YOLO-format directories, batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dualhead.data.shapes import CLASSES, ShapesDataset
+from dualhead.data.transforms import Augment, letterbox
+from dualhead.data.yolo import YoloDataset
+
+__all__ = ["CLASSES", "ShapesDataset", "YoloDataset", "Augment", "letterbox", "DetectionSet", "collate",
+           "build_dataset"]
+
+
+class DetectionSet(torch.utils.data.Dataset):
+    """Wraps a dataset of (image uint8 HWC, boxes xyxy px, labels) with optional augmentation;
+    yields (image float (3, H, W) in [0, 1], boxes (n, 4) fp32, labels (n,) int64, index).
+    Augmentation randomness is drawn from (seed, epoch, index): reproducible, and different per
+    epoch once set_epoch is called."""
+
+    def __init__(self, base, augment: Augment | None = None, seed: int = 0):
+        self.base, self.augment, self.seed, self.epoch = base, augment, seed, 0
+        self.names, self.nc = base.names, base.nc
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        img, boxes, labels = self.base[i]
+        if self.augment is not None:
+            img, boxes, labels = self.augment(img, boxes, labels, np.random.default_rng((self.seed, self.epoch, i)))
+        keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+        return t, torch.from_numpy(boxes[keep]), torch.from_numpy(labels[keep]), i
+
+
+def collate(samples):
+    """-> dict(images (B, 3, H, W), gt_bboxes (B, M, 4), gt_labels (B, M) int64, mask_gt (B, M)
+    bool, index (B,)) with M the largest object count in the batch (rows padded with zeros)."""
+    imgs, boxes, labels, idx = zip(*samples)
+    B, M = len(imgs), max((len(b) for b in boxes), default=0)
+    gb = torch.zeros(B, M, 4)
+    gl = torch.zeros(B, M, dtype=torch.long)
+    mask = torch.zeros(B, M, dtype=torch.bool)
+    for i, (b, l) in enumerate(zip(boxes, labels)):
+        gb[i, :len(b)], gl[i, :len(l)], mask[i, :len(b)] = b, l, True
+    return dict(images=torch.stack(imgs), gt_bboxes=gb, gt_labels=gl, mask_gt=mask, index=torch.tensor(idx))
+
+
+def build_dataset(data: str, split: str, imgsz: int, length: int | None = None):
+    """'shapes' (the embedded default), 'shapes-easy', or a YOLO-format directory."""
+    if data in ("shapes", "shapes-easy"):
+        n = length or (2000 if split == "train" else 200)
+        if data == "shapes":
+            return ShapesDataset(split, n, imgsz)
+        return ShapesDataset.easy(split, n, imgsz)
+    return YoloDataset(data, split, imgsz)

@@ -1,0 +1,127 @@
+"""The embedded default dataset: procedurally drawn shapes, generated from a fixed seed (no download).
+
+Each image is a textured, cluttered background with 1..max_objects filled shapes of five classes
+(circle, rectangle, triangle, cross, ring) in random colours, sizes log-uniform over
+`sizes` px (small objects included), drawn in order so later shapes occlude earlier ones. The
+label box is the tight box of an object's *visible* pixels (COCO convention); objects less than
+`min_visible` visible are dropped from the labels. Sample i of a split is a pure function of
+(seed, split, i), so every run, worker and process sees the same data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLASSES = ("circle", "rectangle", "triangle", "cross", "ring")
+_SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+
+
+def _shape_mask(cls: int, w: int, h: int, rng) -> np.ndarray:
+    """Boolean (h, w) mask of one shape filling its w x h window."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v = (x + 0.5) / w * 2 - 1, (y + 0.5) / h * 2 - 1  # [-1, 1] over the window
+    if cls == 0:  # circle / ellipse
+        return u * u + v * v <= 1
+    if cls == 1:  # rectangle
+        return np.ones((h, w), bool)
+    if cls == 2:  # triangle, apex up or down
+        up = rng.random() < 0.5
+        vv = v if up else -v
+        return (vv >= -1) & (np.abs(u) <= (vv + 1) / 2)
+    if cls == 3:  # cross (plus sign)
+        t = rng.uniform(0.25, 0.45)
+        return (np.abs(u) <= t) | (np.abs(v) <= t)
+    r2 = u * u + v * v  # ring
+    inner = rng.uniform(0.35, 0.65)
+    return (r2 <= 1) & (r2 >= inner * inner)
+
+
+class ShapesDataset:
+    """Procedural detection data. Returns (image uint8 (H, W, 3), boxes (n, 4) float32 xyxy px,
+    labels (n,) int64) for index i.
+
+    Defaults are the 'default' difficulty; `easy()` gives few, large, unoccluded objects on a
+    plain background (for quick tests that must show learning)."""
+
+    def __init__(self, split: str = "train", length: int = 4000, imgsz: int = 256, seed: int = 0,
+                 max_objects: int = 12, sizes=(6, 120), clutter: bool = True, occlusion: bool = True,
+                 min_visible: float = 0.3, classes: int = len(CLASSES)):
+        if split not in _SPLIT_IDS:
+            raise ValueError(f"split must be one of {sorted(_SPLIT_IDS)}, got {split!r}")
+        if not (1 <= classes <= len(CLASSES)):
+            raise ValueError(f"classes must be in 1..{len(CLASSES)}, got {classes!r}")
+        if not (isinstance(length, int) and length >= 1):
+            raise ValueError(f"length must be an int >= 1, got {length!r}")
+        if not (0 < sizes[0] <= sizes[1] <= imgsz):
+            raise ValueError(f"sizes must satisfy 0 < min <= max <= imgsz, got {sizes!r}")
+        self.split, self.length, self.imgsz, self.seed = split, length, imgsz, seed
+        self.max_objects, self.sizes, self.clutter, self.occlusion = max_objects, sizes, clutter, occlusion
+        self.min_visible, self.nc = min_visible, classes
+        self.names = CLASSES[:classes]
+
+    @classmethod
+    def easy(cls, split="train", length=512, imgsz=128, seed=0, classes=2):
+        return cls(split, length, imgsz, seed, max_objects=3, sizes=(24, 64), clutter=False, occlusion=False,
+                   classes=classes)
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i: int):
+        if not (0 <= i < self.length):
+            raise IndexError(f"index {i} out of range for {self.length} images")
+        rng = np.random.default_rng((self.seed, _SPLIT_IDS[self.split], i))
+        S = self.imgsz
+        img = self._background(rng)
+        owner = np.full((S, S), -1, np.int32)
+        objs = []
+        n = int(rng.integers(1, self.max_objects + 1))
+        lo, hi = np.log(self.sizes[0]), np.log(self.sizes[1])
+        for k in range(n):
+            c = int(rng.integers(0, self.nc))
+            side = float(np.exp(rng.uniform(lo, hi)))
+            aspect = float(np.exp(rng.uniform(-0.4, 0.4)))
+            w, h = max(3, int(round(side * aspect))), max(3, int(round(side / aspect)))
+            w, h = min(w, S), min(h, S)
+            for _ in range(10):  # without occlusion, retry placements that overlap earlier objects
+                x0, y0 = int(rng.integers(0, S - w + 1)), int(rng.integers(0, S - h + 1))
+                if self.occlusion or (owner[y0:y0 + h, x0:x0 + w] < 0).all():
+                    break
+            else:
+                continue
+            m = _shape_mask(c, w, h, rng)
+            colour = rng.integers(0, 256, 3)
+            shade = rng.normal(0, 8, (h, w, 1))  # a little texture so a flat fill is not the only cue
+            patch = np.clip(colour[None, None] + shade, 0, 255).astype(np.uint8)
+            view = img[y0:y0 + h, x0:x0 + w]
+            view[m] = patch[m]
+            owner[y0:y0 + h, x0:x0 + w][m] = k
+            objs.append((k, c, m.sum()))
+        boxes, labels = [], []
+        for k, c, area in objs:
+            ys, xs = np.nonzero(owner == k)
+            if ys.size < self.min_visible * area or ys.size == 0:
+                continue
+            boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+            labels.append(c)
+        img = np.clip(img.astype(np.int16) + rng.normal(0, 6, img.shape).astype(np.int16), 0, 255).astype(np.uint8)
+        return (img, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64))
+
+    def _background(self, rng) -> np.ndarray:
+        S = self.imgsz
+        y, x = np.mgrid[0:S, 0:S].astype(np.float32) / S
+        c0, c1 = rng.integers(40, 216, 3), rng.integers(40, 216, 3)
+        d = rng.uniform(-1, 1, 2)
+        t = np.clip((x * d[0] + y * d[1] + 1) / 2, 0, 1)[..., None]
+        img = (c0 * (1 - t) + c1 * t).astype(np.uint8)
+        if self.clutter:  # random line segments and specks: structure that is not an object
+            for _ in range(int(rng.integers(5, 25))):
+                x0, y0 = rng.integers(0, S, 2)
+                ang, ln = rng.uniform(0, np.pi), rng.uniform(5, S / 3)
+                steps = np.linspace(0, ln, int(ln) + 1)
+                xs = np.clip((x0 + steps * np.cos(ang)).astype(int), 0, S - 1)
+                ys = np.clip((y0 + steps * np.sin(ang)).astype(int), 0, S - 1)
+                img[ys, xs] = rng.integers(0, 256, 3)
+            n = int(rng.integers(50, 300))
+            img[rng.integers(0, S, n), rng.integers(0, S, n)] = rng.integers(0, 256, (n, 3))
+        return img

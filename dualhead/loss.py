@@ -1,0 +1,141 @@
+"""The detection loss from compact targets (SPEC §1 'Loss'; ultralytics v8DetectionLoss semantics).
+
+Per head: BCE-with-logits over all anchors and classes against the soft targets, 1 - CIoU and DFL
+over the positives weighted by their target score, each divided by max(sum of targets, 1); gains
+box 7.5, cls 0.5, dfl 1.5. The dense (B, N, C) target tensor is never built:
+    sum_{a,c} BCE(x_ac, t_ac) = sum_{a,c} softplus(x_ac) - sum_{positives a} t_a * x_{a, label_a}
+since t is zero except on each positive's own class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dualhead.assignment import Assignment
+from dualhead.reference.iou import iou_aligned
+
+
+@dataclass(frozen=True)
+class LossGains:
+    box: float = 7.5
+    cls: float = 0.5
+    dfl: float = 1.5
+
+
+def dfl_loss(dist: torch.Tensor, target: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """Distribution focal loss (ultralytics DFLoss): dist (P, 4, reg_max) logits, target (P, 4)
+    distances in grid units -> (P,), the mean over the four sides. The target is clamped to
+    [0, reg_max - 1 - 0.01] so its right bin exists; it is split between the two bins around it."""
+    target = target.clamp(0, reg_max - 1 - 0.01)
+    tl = target.long()
+    wl = (tl + 1) - target
+    logp = F.log_softmax(dist.float(), dim=-1)
+    lo = logp.gather(-1, tl.unsqueeze(-1)).squeeze(-1)
+    hi = logp.gather(-1, (tl + 1).unsqueeze(-1)).squeeze(-1)
+    return -(lo * wl + hi * (1 - wl)).mean(-1)
+
+
+def head_loss(dist: torch.Tensor, logits: torch.Tensor, pred_boxes: torch.Tensor, anchors: torch.Tensor,
+              strides: torch.Tensor, a: Assignment, reg_max: int = 16, gains: LossGains = LossGains()):
+    """One head's loss vector (box, cls, dfl), gains applied, not multiplied by the batch size.
+
+    dist (B, N, 4*reg_max) and logits (B, N, C): raw head outputs; pred_boxes (B, N, 4): decoded
+    xyxy in grid units; anchors (N, 2) grid units; strides (N, 1); a: the head's Assignment
+    (boxes in pixels)."""
+    B, N, C = logits.shape
+    tss = a.scores.sum().clamp(min=1)  # target_scores_sum, on the device: no host sync
+    b_idx, a_idx = a.fg_mask.nonzero(as_tuple=True)
+    t = a.scores[b_idx, a_idx]  # the positives' target scores = their loss weights
+    # classification: softplus over everything minus the positives' t * logit on their class
+    x_pos = logits[b_idx, a_idx, a.labels[b_idx, a_idx]].float()
+    cls = (F.softplus(logits.float()).sum() - (t * x_pos).sum()) / tss
+    # boxes: CIoU in grid units against the target scaled by the anchor's stride
+    st = strides[a_idx]
+    target = a.bboxes[b_idx, a_idx] / st
+    iou = iou_aligned(pred_boxes[b_idx, a_idx].float(), target, "ciou")
+    box = ((1.0 - iou) * t).sum() / tss
+    anc = anchors[a_idx]
+    ltrb = torch.cat((anc - target[:, :2], target[:, 2:] - anc), -1)
+    dfl = (dfl_loss(dist[b_idx, a_idx].view(-1, 4, reg_max), ltrb, reg_max) * t).sum() / tss
+    return torch.stack((box * gains.box, cls * gains.cls, dfl * gains.dfl))
+
+
+def o2m_weight(epoch: int, epochs: int, start: float = 0.8, final: float = 0.1) -> float:
+    """ultralytics E2ELoss schedule: the o2m weight goes linearly from 0.8 (epoch 0) to 0.1 (last
+    epoch); the o2o weight is 1 minus it."""
+    return max(1 - epoch / max(epochs - 1, 1), 0) * (start - final) + final
+
+
+class DetectionLoss:
+    """The training criterion: assigns both heads (one dualhead call), then sums their losses.
+
+    branches: the model's branches. Dual: DualAssigner (o2m top-k 10; o2o top-k 7 + topk2 1, as
+    ultralytics E2ELoss, or o2o_topk=1 as the paper), o2o exponents r * (alpha, beta) unless
+    o2o_alpha / o2o_beta are given. weighting: "equal" (YOLOv10, 1:1) or "schedule" (ultralytics,
+    o2m 0.8 -> 0.1 over the epochs; call set_epoch). A single branch is assigned alone with its
+    own head's parameters.
+    """
+
+    def __init__(self, nc: int, branches=("o2m", "o2o"), strides=(8, 16, 32), reg_max: int = 16,
+                 o2m_topk: int = 10, o2o_topk: int = 7, o2o_topk2: int | None = 1, alpha: float = 0.5,
+                 beta: float = 6.0, r: float = 1.0, o2o_alpha: float | None = None, o2o_beta: float | None = None,
+                 weighting: str = "equal", epochs: int = 1, gains: LossGains = LossGains()):
+        from dualhead.assigners import DualAssigner
+
+        if weighting not in ("equal", "schedule"):
+            raise ValueError(f"weighting must be 'equal' or 'schedule', got {weighting!r}")
+        self.nc, self.branches, self.reg_max, self.gains = nc, tuple(branches), reg_max, gains
+        self.weighting, self.epochs = weighting, epochs
+        self.dual = DualAssigner(nc, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, strides, o2o_alpha=o2o_alpha,
+                                 o2o_beta=o2o_beta)
+        self.weights = {"o2m": 1.0, "o2o": 1.0}
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int):
+        if self.weighting == "schedule" and len(self.branches) == 2:
+            w = o2m_weight(epoch, self.epochs)
+            self.weights = {"o2m": w, "o2o": 1.0 - w}
+
+    def _single(self, branch, scores, boxes, anc_px, gt_labels, gt_bboxes, mask):
+        from dualhead import ops
+
+        d = self.dual
+        if branch == "o2m":
+            kw = dict(topk=d.o2m_topk, alpha=d.alpha, beta=d.beta)
+        else:
+            a2 = d.r * d.alpha if d.o2o_alpha is None else d.o2o_alpha
+            b2 = d.r * d.beta if d.o2o_beta is None else d.o2o_beta
+            kw = dict(topk=d.o2o_topk, topk2=d.o2o_topk2, alpha=a2, beta=b2)
+        return ops.assign(scores, boxes, anc_px, gt_labels, gt_bboxes, mask, min_side=d.min_side, **kw)
+
+    def __call__(self, out: dict, anchors: torch.Tensor, strides: torch.Tensor, gt_labels: torch.Tensor,
+                 gt_bboxes: torch.Tensor, mask_gt: torch.Tensor):
+        """out: {branch: (dist, logits)} from the head; anchors (N, 2) grid units, strides (N, 1);
+        gt_labels (B, M), gt_bboxes (B, M, 4) xyxy pixels, mask_gt (B, M).
+        Returns (loss to backpropagate (scalar, x batch size as ultralytics), {name: float tensor}
+        of detached items, ConsistencyStats or None)."""
+        from dualhead.nn.head import decode_dist
+
+        B = gt_bboxes.shape[0]
+        anc_px = anchors * strides
+        pred = {b: decode_dist(d, anchors, self.reg_max) for b, (d, _) in out.items()}
+        with torch.no_grad():
+            sc = {b: lg.detach().sigmoid() for b, (_, lg) in out.items()}
+            px = {b: p.detach() * strides for b, p in pred.items()}
+            if len(out) == 2:
+                res = self.dual(sc["o2m"], px["o2m"], sc["o2o"], px["o2o"], anc_px, gt_labels, gt_bboxes, mask_gt)
+                assigned, stats = {"o2m": res.o2m, "o2o": res.o2o}, res.stats
+            else:
+                (b,) = out
+                assigned = {b: self._single(b, sc[b], px[b], anc_px, gt_labels, gt_bboxes, mask_gt)}
+                stats = None
+        total, items = 0.0, {}
+        for b, (dist, logits) in out.items():
+            vec = head_loss(dist, logits, pred[b], anchors, strides, assigned[b], self.reg_max, self.gains)
+            total = total + self.weights[b] * vec.sum()
+            for name, v in zip(("box", "cls", "dfl"), vec.detach()):
+                items[f"{b}_{name}"] = v
+        return total * B, items, stats

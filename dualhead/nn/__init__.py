@@ -1,0 +1,8 @@
+"""Networks: the dual detection head and a small YOLO-style detector around it."""
+
+from dualhead.nn.head import BRANCHES, Branch, DualHead, decode_dist, make_anchors
+from dualhead.nn.model import Detector
+from dualhead.nn.postprocess import nms_detections, topk_detections
+
+__all__ = ["BRANCHES", "Branch", "DualHead", "Detector", "decode_dist", "make_anchors", "nms_detections",
+           "topk_detections"]

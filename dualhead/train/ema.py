@@ -1,0 +1,35 @@
+"""Exponential moving average of the weights (ultralytics ModelEMA): decay ramps up as
+decay * (1 - exp(-updates / tau)) so early, poor weights are forgotten quickly."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+
+class ModelEMA:
+    def __init__(self, model: torch.nn.Module, decay: float = 0.9999, tau: float = 500.0, updates: int = 0):
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.tau, self.updates = decay, tau, updates
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module):
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        msd = model.state_dict()
+        for k, v in self.module.state_dict().items():
+            if v.dtype.is_floating_point:  # BN running stats are averaged too; counters are copied
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])
+
+    def state_dict(self):
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, sd):
+        self.module.load_state_dict(sd["module"])
+        self.updates = sd["updates"]

@@ -1,0 +1,51 @@
+"""Training curves from the run's results.csv (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def read_csv(path) -> dict:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cols = {k: [] for k in (rows[0].keys() if rows else [])}
+    for r in rows:
+        for k, v in r.items():
+            cols[k].append(float(v) if v not in ("", None) else float("nan"))
+    return cols
+
+
+def plot_results(csv_path, out_path=None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = read_csv(csv_path)
+    out_path = Path(out_path or Path(csv_path).with_name("results.png"))
+    ep = cols.get("epoch", [])
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4))
+    for k in [k for k in cols if k.endswith(("_box", "_cls", "_dfl"))]:
+        ax[0].plot(ep, cols[k], label=k)
+    ax[0].set_title("training losses (gain-weighted)")
+    for k in ("map", "map50", "map_o2m_nms", "map50_o2m_nms"):
+        if k in cols and any(v == v for v in cols[k]):
+            ax[1].plot(ep, cols[k], marker="o", label=k)
+    ax[1].set_title("val mAP (o2o: no NMS; o2m: NMS)")
+    for k in ("top1", "top5", "top10"):
+        if k in cols:
+            ax[2].plot(ep, cols[k], marker="o", label=f"o2o pick in o2m {k}")
+    ax[2].set_title("assignment consistency")
+    if "gap" in cols:
+        ax[3].plot(ep, cols["gap"], marker="o", label="gap")
+    ax[3].set_title("supervision gap (1-Wasserstein)")
+    for a in ax:
+        a.set_xlabel("epoch")
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path

@@ -1,0 +1,249 @@
+"""The training loop: data, model, dual-assignment loss, AdamW + warm-up/cosine, AMP, EMA,
+atomic checkpoints with resume, tqdm, CSV + plots, DDP under torchrun."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dualhead.data import Augment, DetectionSet, build_dataset, collate
+from dualhead.evaluate import coco_ground_truth, evaluate
+from dualhead.loss import DetectionLoss
+from dualhead.nn import Detector
+from dualhead.train import dist
+from dualhead.train.checkpoint import load_checkpoint, save_atomic
+from dualhead.train.config import TrainConfig
+from dualhead.train.ema import ModelEMA
+from dualhead.train.plots import plot_results
+
+BRANCHES = {"dual": ("o2m", "o2o"), "o2m": ("o2m",), "o2o": ("o2o",)}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but no GPU is visible")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", dist.world()[1])
+    return dev
+
+
+def lr_lambda(cfg: TrainConfig, total_iters: int):
+    """Linear warm-up from 1 % over warmup_iters, then cosine down to min_lr (fraction of lr)."""
+    warm = min(cfg.warmup_iters, max(total_iters // 5, 1))
+
+    def f(it):
+        if it < warm:
+            return 0.01 + 0.99 * it / warm
+        p = min((it - warm) / max(total_iters - warm, 1), 1.0)
+        return cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * p))
+
+    return f
+
+
+def param_groups(model, weight_decay):
+    """Weight decay on conv/linear weights only, not on BN parameters or biases."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class EpochMeter:
+    """Sums of loss items and consistency counts over an epoch (reduced over processes)."""
+
+    STATS = ("n_pick", "top1", "top5", "top10", "n_valid", "gap")
+
+    def __init__(self):
+        self.items, self.n, self.st = {}, 0, torch.zeros(len(self.STATS), dtype=torch.float64)
+
+    def add(self, items, stats):
+        for k, v in items.items():
+            self.items[k] = self.items.get(k, 0.0) + v.float().cpu()
+        self.n += 1
+        if stats is not None:
+            has = (stats.valid & (stats.pick >= 0)).cpu()
+            r = stats.rank.cpu()[has]
+            self.st += torch.tensor([has.sum(), (r < 1).sum(), (r < 5).sum(), (r < 10).sum(), stats.valid.sum().cpu(),
+                                     stats.gap.cpu()[stats.valid.cpu()].sum()], dtype=torch.float64)
+
+    def result(self) -> dict:
+        keys = sorted(self.items)
+        vec = torch.tensor([float(self.items[k]) for k in keys] + [float(self.n)], dtype=torch.float64)
+        vec = dist.all_sum(vec)
+        st = dist.all_sum(self.st)
+        out = {k: float(v / vec[-1]) for k, v in zip(keys, vec[:-1])}
+        if st[0] > 0:
+            out.update(top1=float(st[1] / st[0]), top5=float(st[2] / st[0]), top10=float(st[3] / st[0]))
+        if st[4] > 0:
+            out["gap"] = float(st[5] / st[4])
+        return out
+
+
+def seed_all(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train; returns the last epoch's metrics (incl. 'map', 'map50' of the inference head)."""
+    cfg.validate()
+    device = pick_device(cfg.device)
+    dist.setup(device)
+    try:
+        return _train(cfg, device)
+    finally:
+        dist.cleanup()
+
+
+def _train(cfg: TrainConfig, device: torch.device) -> dict:
+    rank, _, world = dist.world()
+    main = dist.is_main()
+    seed_all(cfg.seed + rank)
+    out_dir = Path(cfg.out)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+
+    base = build_dataset(cfg.data, "train", cfg.imgsz, cfg.train_len)
+    train_set = DetectionSet(base, Augment() if cfg.augment else None, seed=cfg.seed)
+    val_base = build_dataset(cfg.data, "val", cfg.imgsz, cfg.val_len)
+    val_set = DetectionSet(val_base)
+    if cfg.batch % world:
+        raise ValueError(f"batch must be divisible by the number of processes ({world}), got {cfg.batch}")
+    sampler = torch.utils.data.DistributedSampler(train_set, seed=cfg.seed) if world > 1 else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(train_set, cfg.batch // world, shuffle=sampler is None, sampler=sampler,
+                                         generator=gen, collate_fn=collate, num_workers=cfg.workers, drop_last=True,
+                                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    if len(loader) == 0:
+        raise ValueError(f"batch {cfg.batch} is larger than the training set ({len(train_set)} images)")
+    val_loader = torch.utils.data.DataLoader(val_set, 32, collate_fn=collate, num_workers=0)
+
+    branches = BRANCHES[cfg.mode]
+    model = Detector(base.nc, cfg.width, branches, cfg.imgsz).to(device)
+    criterion = DetectionLoss(base.nc, branches, o2m_topk=cfg.o2m_topk, o2o_topk=cfg.o2o_topk,
+                              o2o_topk2=cfg.o2o_topk2, alpha=cfg.alpha, beta=cfg.beta, r=cfg.r,
+                              o2o_alpha=cfg.o2o_alpha, o2o_beta=cfg.o2o_beta, weighting=cfg.weighting,
+                              epochs=cfg.epochs)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    total_iters = cfg.epochs * len(loader)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_iters))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+    ema = ModelEMA(model, tau=cfg.ema_tau) if cfg.ema else None
+    start_epoch, best = 0, -1.0
+    last, best_path, csv_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "results.csv"
+    if cfg.resume:
+        ckpt = load_checkpoint(last, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
+        start_epoch, best = ckpt["epoch"] + 1, ckpt["best_map"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        gen.set_state(ckpt["rng"]["loader"])
+        if main:
+            print(f"resuming from {last} at epoch {start_epoch}")
+    ddp = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    gt = coco_ground_truth(val_base) if main else None
+    t0, metrics = time.time(), {}
+    if main:
+        print(f"training {cfg.mode} ({', '.join(branches)}) on {cfg.data}: {len(train_set)} images, "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {device}, "
+              f"{world} process(es), amp {'on' if amp else 'off'} -> {out_dir}")
+    for epoch in range(start_epoch, cfg.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        criterion.set_epoch(epoch)
+        ddp.train()
+        meter = EpochMeter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False, mininterval=2)
+        for batch in bar:
+            imgs = batch["images"].to(device, non_blocking=True)
+            gl, gb, gm = (batch[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                out, feats = ddp(imgs)
+                anchors, strides = model.head.anchors(feats)
+                loss, items, stats = criterion(out, anchors, strides, gl, gb, gm)
+            # DDP averages gradients over processes; scale back so the step matches one process
+            # seeing the whole batch (ultralytics does the same)
+            scaler.scale(loss * world).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            if ema is not None:
+                ema.update(model)
+            meter.add(items, stats)
+            if main:
+                bar.set_postfix(loss=f"{float(loss.detach()) / imgs.shape[0]:.3f}", refresh=False)
+        metrics = {"epoch": epoch + 1, "time_s": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"]}
+        metrics.update(meter.result())
+        if main:
+            eval_model = ema.module if ema is not None else model
+            ev = evaluate(eval_model, val_loader, gt, device, max_det=cfg.eval_max_det)
+            inf = eval_model.head.infer_branch
+            metrics.update(map=ev[inf]["map"], map50=ev[inf]["map50"])
+            if "o2m" in ev and inf != "o2m":
+                metrics.update(map_o2m_nms=ev["o2m"]["map"], map50_o2m_nms=ev["o2m"]["map50"])
+            _write_csv(csv_path, metrics, append=epoch > 0)
+            plot_results(csv_path)
+            ckpt = {"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                    "model_config": model.config, "train_config": asdict(cfg), "names": base.names,
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                    "epoch": epoch, "best_map": max(best, metrics["map"]), "metrics": metrics,
+                    "rng": {"torch": torch.get_rng_state(), "loader": gen.get_state()}}
+            save_atomic(ckpt, last)
+            if metrics["map"] > best:
+                best = metrics["map"]
+                save_atomic(ckpt, best_path)
+            print(_summary(metrics))
+        dist.barrier()
+        if cfg.time_limit and time.time() - t0 > 60 * cfg.time_limit:
+            if main:
+                print(f"time limit {cfg.time_limit} min reached after epoch {epoch + 1}")
+            break
+    return metrics
+
+
+def _write_csv(path: Path, row: dict, append: bool):
+    exists = path.exists() and append
+    fields = list(row)
+    if exists:
+        with open(path, newline="") as f:
+            fields = next(csv.reader(f))
+    with open(path, "a" if exists else "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if not exists:
+            w.writeheader()
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _summary(m: dict) -> str:
+    parts = [f"epoch {m['epoch']}", f"{m['time_s']:.0f}s"]
+    parts += [f"{k} {m[k]:.3f}" for k in ("o2m_box", "o2m_cls", "o2o_box", "o2o_cls") if k in m]
+    parts += [f"{k} {m[k]:.3f}" for k in ("top1", "top5", "gap") if k in m]
+    parts += [f"mAP {m['map']:.3f}", f"mAP50 {m['map50']:.3f}"]
+    if "map_o2m_nms" in m:
+        parts.append(f"o2m+NMS mAP {m['map_o2m_nms']:.3f}")
+    return "  ".join(parts)
