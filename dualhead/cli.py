@@ -68,7 +68,7 @@ def cmd_train(args) -> int:
     from dualhead.train import train
 
     m = train(_config(args))
-    if m:
+    if "map" in m:  # rank 0 (the one that evaluates)
         print(f"final: mAP@.5:.95 {m['map']:.4f}  mAP@.5 {m['map50']:.4f}  (run folder {args.out})")
     return 0
 

@@ -2,7 +2,7 @@
 
 Each image is a textured, cluttered background with 1..max_objects filled shapes of five classes
 (circle, rectangle, triangle, cross, ring) in random colours, sizes log-uniform over
-`sizes` px (small objects included), drawn in order so later shapes occlude earlier ones. The
+`sizes` px (default 6..120 at 256 px, scaled with imgsz; small objects included), drawn in order so later shapes occlude earlier ones. The
 label box is the tight box of an object's *visible* pixels (COCO convention); objects less than
 `min_visible` visible are dropped from the labels. Sample i of a split is a pure function of
 (seed, split, i), so every run, worker and process sees the same data.
@@ -44,7 +44,7 @@ class ShapesDataset:
     plain background (for quick tests that must show learning)."""
 
     def __init__(self, split: str = "train", length: int = 4000, imgsz: int = 256, seed: int = 0,
-                 max_objects: int = 12, sizes=(6, 120), clutter: bool = True, occlusion: bool = True,
+                 max_objects: int = 12, sizes=None, clutter: bool = True, occlusion: bool = True,
                  min_visible: float = 0.3, classes: int = len(CLASSES)):
         if split not in _SPLIT_IDS:
             raise ValueError(f"split must be one of {sorted(_SPLIT_IDS)}, got {split!r}")
@@ -52,6 +52,8 @@ class ShapesDataset:
             raise ValueError(f"classes must be in 1..{len(CLASSES)}, got {classes!r}")
         if not (isinstance(length, int) and length >= 1):
             raise ValueError(f"length must be an int >= 1, got {length!r}")
+        if sizes is None:  # 6..120 px at 256 px, scaled with the image
+            sizes = (max(4, round(imgsz * 6 / 256)), round(imgsz * 120 / 256))
         if not (0 < sizes[0] <= sizes[1] <= imgsz):
             raise ValueError(f"sizes must satisfy 0 < min <= max <= imgsz, got {sizes!r}")
         self.split, self.length, self.imgsz, self.seed = split, length, imgsz, seed
@@ -61,8 +63,8 @@ class ShapesDataset:
 
     @classmethod
     def easy(cls, split="train", length=512, imgsz=128, seed=0, classes=2):
-        return cls(split, length, imgsz, seed, max_objects=3, sizes=(24, 64), clutter=False, occlusion=False,
-                   classes=classes)
+        return cls(split, length, imgsz, seed, max_objects=3, sizes=(imgsz * 3 // 16, imgsz // 2), clutter=False,
+                   occlusion=False, classes=classes)
 
     def __len__(self):
         return self.length
