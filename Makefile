@@ -1,4 +1,5 @@
-# Two commands on a fresh machine (README): `make bench` runs the main job, `make test` the tests.
+# Two commands on a fresh machine (README): `make train` runs the main job (train the dual-head
+# detector on the embedded data, report mAP, draw predictions), `make test` the tests.
 # Both create .venv and build the extension in place first (torch, then the extension built
 # against that torch with --no-build-isolation).
 PY ?= python3
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: install test bench info clean
+.PHONY: install train test bench ablate info clean
 install: $(VENV)/.installed
 $(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +17,13 @@ $(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/nul
 	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
 	$(BIN)/dualhead info
 	touch $@
+
+train: install
+	$(BIN)/dualhead train --out runs/train
+	$(BIN)/dualhead predict --weights runs/train/best.pt --out runs/predict
+
+ablate: install
+	$(BIN)/dualhead ablate --ablate-out runs/ablate
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

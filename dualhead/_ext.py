@@ -36,6 +36,7 @@ def load_error() -> BaseException | None:
     return _error
 
 
+@torch.compiler.assume_constant_result  # fixed for the process: torch.compile folds it
 def has_kernel(op: str, dispatch_key: str) -> bool:
     """Whether op (e.g. "box_iou") has a kernel for dispatch_key ("CPU", "CUDA")."""
     if not available():
@@ -54,6 +55,7 @@ def cuda_archs() -> list[str]:
     return [a for a in re.split(r"[;\s]+", info.get("cuda_archs", "")) if a]  # "8.0;9.0" (setup.py), "80 90" (CMake)
 
 
+@torch.compiler.assume_constant_result
 def cuda_assign_enabled() -> bool:
     """The CUDA assign kernel compiles in every CI run but has not yet run on a GPU, so
     dualhead.ops routes CUDA tensors through it only when DUALHEAD_CUDA_ASSIGN=1 (the CUDA tests

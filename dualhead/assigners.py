@@ -40,8 +40,7 @@ class TaskAlignedAssigner(nn.Module):
         """Compact form (dualhead.Assignment): no (B, N, C) tensor."""
         return ops.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=self.topk,
                           topk2=self.topk2, alpha=self.alpha, beta=self.beta, min_side=self.stride_val,
-                          conflict=self.conflict, iou_type=self.iou_type, eps=self.eps,
-                               o2o_alpha=self.o2o_alpha, o2o_beta=self.o2o_beta)
+                          conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
 
     @torch.no_grad()
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
@@ -77,4 +76,5 @@ class DualAssigner(nn.Module):
         return ops.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
                                mask_gt, o2m_topk=self.o2m_topk, o2o_topk=self.o2o_topk, o2o_topk2=self.o2o_topk2,
                                alpha=self.alpha, beta=self.beta, r=self.r, min_side=self.min_side,
-                               conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
+                               conflict=self.conflict, iou_type=self.iou_type, eps=self.eps,
+                               o2o_alpha=self.o2o_alpha, o2o_beta=self.o2o_beta)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -78,18 +78,30 @@ class ConsistencyStats:
     rank: torch.Tensor
     gap: torch.Tensor
     valid: torch.Tensor
-    top1: float = field(init=False)
-    top5: float = field(init=False)
-    top10: float = field(init=False)
-    gap_mean: float = field(init=False)
-
-    def __post_init__(self):
+    # The summaries are computed on first access (a host sync), not at construction, so code
+    # that only needs the tensors -- e.g. under torch.compile(fullgraph=True) -- never syncs.
+    def _rates(self):
         has = self.valid & (self.pick >= 0)
         n = int(has.sum())
         r = self.rank[has]
-        self.top1, self.top5, self.top10 = (float((r < k).sum()) / n if n else float("nan") for k in (1, 5, 10))
+        return tuple(float((r < k).sum()) / n if n else float("nan") for k in (1, 5, 10))
+
+    @property
+    def top1(self) -> float:
+        return self._rates()[0]
+
+    @property
+    def top5(self) -> float:
+        return self._rates()[1]
+
+    @property
+    def top10(self) -> float:
+        return self._rates()[2]
+
+    @property
+    def gap_mean(self) -> float:
         nv = int(self.valid.sum())
-        self.gap_mean = float(self.gap[self.valid].sum()) / nv if nv else float("nan")
+        return float(self.gap[self.valid].sum()) / nv if nv else float("nan")
 
     def as_dict(self) -> dict:
         return {"top1": self.top1, "top5": self.top5, "top10": self.top10, "gap": self.gap_mean}

@@ -44,6 +44,8 @@ def add_arguments(p):
     p.add_argument("--batch", type=int, default=None, help="override B (W3 on GPU: 128)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--sweep-m", default="", help="comma list of M for a W1-like sweep over ground truths per image")
+    p.add_argument("--train-step", action="store_true",
+                   help="instead: a whole ultralytics YOLOv10n training step with and without dualhead's assigner")
     p.add_argument("--json", default="bench_results.json")
     p.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
 
@@ -188,6 +190,10 @@ def run(args) -> int:
         print(mem_child(impl, mode, wid, device, batch))
         return 0
     torch.set_num_threads(args.threads)
+    if args.train_step:
+        from dualhead import bench_train_step
+
+        return bench_train_step.run(args)
     impls = [i for i in args.impls.split(",") if i]
     if "ultralytics" in impls and not have_ultralytics():
         print("ultralytics not installed: baseline 'ultralytics' skipped (pip install ultralytics==8.4.190)")

@@ -109,10 +109,12 @@ def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt
 
 
 def check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt,
-                      o2m_topk, o2o_topk, o2o_topk2, alpha, beta, o2o_alpha, o2o_beta, min_side, conflict, iou_type):
+                      o2m_topk, o2o_topk, o2o_topk2, alpha, beta, o2o_alpha, o2o_beta, min_side, conflict, iou_type,
+                      check_values=True):
     """check_inputs for both heads (ground-truth values once) and check_params for both heads'
     parameters; returns (gt_labels (B, M) int64, mask_gt (B, M) bool, o2o_topk2 resolved)."""
-    labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_")
+    labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_",
+                                check_values=check_values)
     check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_", check_values=False)
     if o2o_scores.shape != o2m_scores.shape:
         raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")

@@ -26,8 +26,8 @@ class LossGains:
 
 
 def dfl_loss(dist: torch.Tensor, target: torch.Tensor, reg_max: int) -> torch.Tensor:
-    """Distribution focal loss (ultralytics DFLoss): dist (P, 4, reg_max) logits, target (P, 4)
-    distances in grid units -> (P,), the mean over the four sides. The target is clamped to
+    """Distribution focal loss (ultralytics DFLoss): dist (..., 4, reg_max) logits, target (..., 4)
+    distances in grid units -> (...), the mean over the four sides. The target is clamped to
     [0, reg_max - 1 - 0.01] so its right bin exists; it is split between the two bins around it."""
     target = target.clamp(0, reg_max - 1 - 0.01)
     tl = target.long()
@@ -47,19 +47,20 @@ def head_loss(dist: torch.Tensor, logits: torch.Tensor, pred_boxes: torch.Tensor
     (boxes in pixels)."""
     B, N, C = logits.shape
     tss = a.scores.sum().clamp(min=1)  # target_scores_sum, on the device: no host sync
-    b_idx, a_idx = a.fg_mask.nonzero(as_tuple=True)
-    t = a.scores[b_idx, a_idx]  # the positives' target scores = their loss weights
+    # Every term is computed over all anchors and masked, instead of gathering the positives:
+    # no data-dependent shapes (torch.compile(fullgraph=True) traces it, no host sync), and the
+    # extra element-wise work is small next to the network. t is 0 off the positives.
+    fg, t = a.fg_mask, a.scores
     # classification: softplus over everything minus the positives' t * logit on their class
-    x_pos = logits[b_idx, a_idx, a.labels[b_idx, a_idx]].float()
+    lab = a.labels.clamp(0, C - 1).unsqueeze(-1)
+    x_pos = logits.gather(-1, lab).squeeze(-1).float()
     cls = (F.softplus(logits.float()).sum() - (t * x_pos).sum()) / tss
     # boxes: CIoU in grid units against the target scaled by the anchor's stride
-    st = strides[a_idx]
-    target = a.bboxes[b_idx, a_idx] / st
-    iou = iou_aligned(pred_boxes[b_idx, a_idx].float(), target, "ciou")
-    box = ((1.0 - iou) * t).sum() / tss
-    anc = anchors[a_idx]
-    ltrb = torch.cat((anc - target[:, :2], target[:, 2:] - anc), -1)
-    dfl = (dfl_loss(dist[b_idx, a_idx].view(-1, 4, reg_max), ltrb, reg_max) * t).sum() / tss
+    target = a.bboxes / strides
+    iou = iou_aligned(pred_boxes.float(), target, "ciou")
+    box = torch.where(fg, (1.0 - iou) * t, 0.0).sum() / tss
+    ltrb = torch.cat((anchors - target[..., :2], target[..., 2:] - anchors), -1)
+    dfl = torch.where(fg, dfl_loss(dist.view(B, N, 4, reg_max), ltrb, reg_max) * t, 0.0).sum() / tss
     return torch.stack((box * gains.box, cls * gains.cls, dfl * gains.dfl))
 
 

@@ -59,7 +59,8 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
         return reference.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=topk,
                                 topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict,
                                 iou_type=iou_type, eps=eps)
-    labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
+    labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt,
+                                check_values=_check_values())
     topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
     if mask.shape[1] == 0:  # no ground-truth slots: labels = C (ultralytics)
         return empty_assignment(*pd_scores.shape, pd_scores.device)
@@ -80,7 +81,8 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
         a2, b2 = o2o_exponents(alpha, beta, r, o2o_alpha, o2o_beta)
         labels, mask, o2o_topk2_ = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points,
                                                      gt_labels, gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2,
-                                                     alpha, beta, a2, b2, min_side, conflict, iou_type)
+                                                     alpha, beta, a2, b2, min_side, conflict, iou_type,
+                                                     check_values=_check_values())
     if not kernel or mask.shape[1] == 0:  # no extension, or no ground-truth slots (labels = C)
         return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
                                      gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
@@ -113,6 +115,13 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
         torch.ops.dualhead.to_dense_out(a.labels, a.scores, out)
         scores = out
     return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
+
+
+def _check_values() -> bool:
+    """Value checks (labels in range, finite xyxy boxes) read tensor data: a host sync, and a
+    graph break under torch.compile. While compiling they are left to the kernel, whose
+    TORCH_CHECKs test the same conditions at run time."""
+    return not torch.compiler.is_compiling()
 
 
 def _dispatch_key(t: torch.Tensor) -> str:

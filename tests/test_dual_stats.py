@@ -94,3 +94,24 @@ def test_r_scales_o2o_exponents():
     s, bx, anc, labels, gt, mask = separated_batch(seed=7)
     res = dualhead.DualAssigner(num_classes=7, r=2.0)(s, bx, s.clone(), bx.clone(), anc, labels, gt, mask)
     assert res.stats.top1 == 1.0
+
+
+@pytest.mark.parametrize("impl", ["ops", "reference"])
+def test_explicit_o2o_exponents_make_an_inconsistent_metric(impl):
+    """o2o_alpha / o2o_beta replace r * (alpha, beta) for the o2o head only (the metric study)."""
+    b = make_batch(B=2, C=5, n_gt=(3, 12), seed=4)
+    s2, b2 = b.second_head(5)
+    args = (b.pd_scores, b.pd_bboxes, s2, b2, b.anc_points, b.gt_labels, b.gt_bboxes, b.mask_gt)
+    fn = getattr(dualhead, impl).dual_assign
+    res = fn(*args, o2o_topk=7, o2o_topk2=1, o2o_alpha=0.5, o2o_beta=2.0)
+    single = dualhead.reference.assign(s2, b2, b.anc_points, b.gt_labels, b.gt_bboxes, b.mask_gt, topk=7, topk2=1,
+                                       alpha=0.5, beta=2.0)
+    assert torch.equal(res.o2o.fg_mask, single.fg_mask) and torch.equal(res.o2o.gt_idx, single.gt_idx)
+    consistent = fn(*args, o2o_topk=7, o2o_topk2=1)
+    assert not torch.equal(consistent.o2o.scores, res.o2o.scores)
+    o2m = dualhead.reference.assign(*b.args(), topk=10, alpha=0.5, beta=6.0)
+    assert torch.equal(res.o2m.fg_mask, o2m.fg_mask)
+    d = dualhead.DualAssigner(num_classes=5, o2o_topk=7, o2o_topk2=1, o2o_alpha=0.5, o2o_beta=2.0)(*args)
+    assert torch.equal(d.o2o.fg_mask, res.o2o.fg_mask)
+    with pytest.raises(ValueError, match="r must be"):
+        fn(*args, r=-1.0)

@@ -28,7 +28,7 @@ class TrainConfig:
     o2o_beta: float | None = None
     weighting: str = "equal"      # 'equal' (YOLOv10 1:1) or 'schedule' (ultralytics 0.8 -> 0.1)
     # optimisation
-    epochs: int = 8
+    epochs: int = 6
     batch: int = 16               # total over processes
     lr: float = 2e-3
     weight_decay: float = 0.05

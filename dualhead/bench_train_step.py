@@ -1,0 +1,102 @@
+"""`dualhead bench --train-step`: one whole ultralytics training step (forward + loss + backward)
+of YOLOv10n, with ultralytics' own assigner and with dualhead's (integrations.ultralytics.patch),
+and the share of the step spent in the assigner calls (both heads of E2ELoss)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+
+def _batch_dict(B, imgsz, seed=0):
+    """W1-like ground truths (1-50 COCO-sized boxes per image) in ultralytics' batch format."""
+    from dualhead.synthetic import make_batch
+
+    bt = make_batch(B=B, imgsz=imgsz, C=80, n_gt=(1, 50), seed=seed)
+    idx, cls, boxes = [], [], []
+    for b in range(B):
+        m = bt.mask_gt[b, :, 0].bool()
+        g = bt.gt_bboxes[b][m]
+        g = g[(g[:, 2] > g[:, 0]) & (g[:, 3] > g[:, 1])]
+        idx.append(torch.full((len(g),), float(b)))
+        cls.append(bt.gt_labels[b][m][: len(g), 0])
+        xywh = torch.cat(((g[:, :2] + g[:, 2:]) / 2, g[:, 2:] - g[:, :2]), 1) / imgsz
+        boxes.append(xywh)
+    g = torch.Generator().manual_seed(seed)
+    return {"img": torch.rand(B, 3, imgsz, imgsz, generator=g), "batch_idx": torch.cat(idx),
+            "cls": torch.cat(cls)[:, None], "bboxes": torch.cat(boxes)}
+
+
+def _timed_assigners(criterion, log):
+    heads = [criterion.one2many, criterion.one2one] if hasattr(criterion, "one2many") else [criterion]
+    for h in heads:
+        fwd = h.assigner.forward
+
+        def timed(*a, _fwd=fwd, **k):
+            t = time.perf_counter()
+            out = _fwd(*a, **k)
+            log.append(time.perf_counter() - t)
+            return out
+
+        h.assigner.forward = timed  # nn.Module.__call__ looks forward up on the instance
+
+
+def measure(model_cfg="yolov10n.yaml", batch=8, imgsz=640, steps=3, threads=2):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+
+    from dualhead.integrations import ultralytics as dh_ultralytics
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = DetectionModel(model_cfg, nc=80, verbose=False)
+    model.args = get_cfg()
+    model.train()
+    data = _batch_dict(batch, imgsz)
+    rows, losses = [], {}
+    for impl in ("ultralytics", "dualhead"):
+        ctx = dh_ultralytics.patched() if impl == "dualhead" else contextlib.nullcontext()
+        with ctx:
+            model.criterion = model.init_criterion()
+        log, step_s, assign_s = [], [], []
+        _timed_assigners(model.criterion, log)
+        for i in range(steps + 1):  # the first step warms up (allocator, lazy init) and is dropped
+            log.clear()
+            model.zero_grad(set_to_none=True)
+            t = time.perf_counter()
+            loss, _ = model.loss(data)
+            loss.sum().backward()
+            dt = time.perf_counter() - t
+            if i:
+                step_s.append(dt)
+                assign_s.append(sum(log))
+            else:
+                losses[impl] = loss.detach().clone()
+        step, assign = statistics.median(step_s), statistics.median(assign_s)
+        rows.append(dict(impl=impl, step_s=step, assign_s=assign, share=assign / step, batch=batch, imgsz=imgsz,
+                         model=model_cfg, threads=threads))
+    torch.testing.assert_close(losses["dualhead"], losses["ultralytics"], rtol=1e-5, atol=1e-6)
+    return rows
+
+
+def run(args) -> int:
+    rows = measure(batch=args.batch or 8, steps=max(args.rounds, 1), threads=args.threads)
+    print(f"{'assigner':<13}{'step ms':>10}{'assign ms':>11}{'share':>8}")
+    for r in rows:
+        print(f"{r['impl']:<13}{r['step_s'] * 1e3:>10.0f}{r['assign_s'] * 1e3:>11.1f}{r['share'] * 100:>7.1f}%")
+    u, d = rows
+    print(f"step time {u['step_s'] / d['step_s']:.3f}x faster with dualhead; "
+          f"{rows[0]['model']} batch {u['batch']} at {u['imgsz']} px, {u['threads']} threads")
+    from dualhead.bench import machine
+
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), torch=torch.__version__,
+                command=" ".join(["dualhead", "bench"] + sys.argv[2:]))
+    with open(args.json, "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    print(f"-> {args.json}")
+    return 0
