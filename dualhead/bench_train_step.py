@@ -46,7 +46,7 @@ def _timed_assigners(criterion, log):
         h.assigner.forward = timed  # nn.Module.__call__ looks forward up on the instance
 
 
-def measure(model_cfg="yolov10n.yaml", batch=8, imgsz=640, steps=3, threads=2):
+def measure(model_cfg="yolov10n.yaml", batch=16, imgsz=640, steps=3, threads=2):
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
 
@@ -58,39 +58,47 @@ def measure(model_cfg="yolov10n.yaml", batch=8, imgsz=640, steps=3, threads=2):
     model.args = get_cfg()
     model.train()
     data = _batch_dict(batch, imgsz)
-    rows, losses = [], {}
+    crits, logs = {}, {}
     for impl in ("ultralytics", "dualhead"):
         ctx = dh_ultralytics.patched() if impl == "dualhead" else contextlib.nullcontext()
         with ctx:
-            model.criterion = model.init_criterion()
-        log, step_s, assign_s = [], [], []
-        _timed_assigners(model.criterion, log)
-        for i in range(steps + 1):  # the first step warms up (allocator, lazy init) and is dropped
-            log.clear()
+            crits[impl] = model.init_criterion()
+        logs[impl] = []
+        _timed_assigners(crits[impl], logs[impl])
+    step_s = {i: [] for i in crits}
+    assign_s = {i: [] for i in crits}
+    losses = {}
+    for r in range(steps + 1):  # interleaved, so machine noise hits both alike; round 0 warms up
+        for impl, crit in crits.items():
+            model.criterion = crit
+            logs[impl].clear()
             model.zero_grad(set_to_none=True)
             t = time.perf_counter()
             loss, _ = model.loss(data)
             loss.sum().backward()
             dt = time.perf_counter() - t
-            if i:
-                step_s.append(dt)
-                assign_s.append(sum(log))
+            if r:
+                step_s[impl].append(dt)
+                assign_s[impl].append(sum(logs[impl]))
             else:
                 losses[impl] = loss.detach().clone()
-        step, assign = statistics.median(step_s), statistics.median(assign_s)
+    rows = []
+    for impl in crits:
+        step, assign = statistics.median(step_s[impl]), statistics.median(assign_s[impl])
         rows.append(dict(impl=impl, step_s=step, assign_s=assign, share=assign / step, batch=batch, imgsz=imgsz,
-                         model=model_cfg, threads=threads))
+                         model=model_cfg, threads=threads, steps=steps))
     torch.testing.assert_close(losses["dualhead"], losses["ultralytics"], rtol=1e-5, atol=1e-6)
     return rows
 
 
 def run(args) -> int:
-    rows = measure(batch=args.batch or 8, steps=max(args.rounds, 1), threads=args.threads)
+    rows = measure(batch=args.batch or 16, steps=max(args.rounds, 1), threads=args.threads)
     print(f"{'assigner':<13}{'step ms':>10}{'assign ms':>11}{'share':>8}")
     for r in rows:
         print(f"{r['impl']:<13}{r['step_s'] * 1e3:>10.0f}{r['assign_s'] * 1e3:>11.1f}{r['share'] * 100:>7.1f}%")
     u, d = rows
-    print(f"step time {u['step_s'] / d['step_s']:.3f}x faster with dualhead; "
+    print(f"step time ratio (ultralytics / dualhead) {u['step_s'] / d['step_s']:.3f}; assignment "
+          f"{u['assign_s'] / d['assign_s']:.1f}x faster; "
           f"{rows[0]['model']} batch {u['batch']} at {u['imgsz']} px, {u['threads']} threads")
     from dualhead.bench import machine
 

@@ -33,8 +33,10 @@ def is_main() -> bool:
 def all_sum(values: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over processes (no-op without torch.distributed)."""
     if dist.is_initialized():
-        values = values.clone()
-        dist.all_reduce(values)
+        nccl = dist.get_backend() == "nccl"  # nccl reduces device tensors only
+        buf = values.cuda() if nccl else values.clone()
+        dist.all_reduce(buf)
+        values = buf.cpu() if nccl else buf
     return values
 
 

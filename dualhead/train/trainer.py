@@ -155,8 +155,8 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
         start_epoch, best = ckpt["epoch"] + 1, ckpt["best_map"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        gen.set_state(ckpt["rng"]["loader"])
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        gen.set_state(ckpt["rng"]["loader"].cpu())
         if main:
             print(f"resuming from {last} at epoch {start_epoch}")
     ddp = model
