@@ -91,7 +91,7 @@ def cmd_predict(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dualhead", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train the dual-head detector (default: embedded data, ~10 min on 2 CPU cores)")
+    t = sub.add_parser("train", help="train the dual-head detector (default: embedded data, ~12 min on 2 CPU cores)")
     _add_train_options(t)
     a = sub.add_parser("ablate", help="o2m-only / o2o-only / dual / dual-inconsistent on the same schedule")
     _add_train_options(a)
