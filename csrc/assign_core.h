@@ -130,17 +130,109 @@ DH_HD GtRow gt_row_begin(const AssignParams& p, int64_t row) {
   return r;
 }
 
+// Evaluate anchor a for every head and insert it into the given top-k lists (one per head,
+// capacity kcap each) and, when the row keeps its own o2m ordering for the statistics, into the
+// rank list. Used for a whole row and for one lane of a split row alike.
 template <typename S>
-DH_HD void gt_row_visit(const AssignParams& p, const S* const* scores, GtRow& r, float* vals, int64_t* idxs,
-                        int64_t kmax, int64_t a) {
+DH_HD void visit_into(const AssignParams& p, const S* const* scores, const GtRow& r, float* vals, int64_t* idxs,
+                      int64_t kcap, int* len, float* rank_v, int64_t* rank_i, int* rank_len, int64_t a) {
   for (int h = 0; h < p.H; ++h) {
     float o, m;
     eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
-    topk_insert(vals + h * kmax, idxs + h * kmax, &r.len[h], static_cast<int>(p.topk[h]), m, a);
+    topk_insert(vals + h * kcap, idxs + h * kcap, &len[h], static_cast<int>(p.topk[h]), m, a);
     if (p.conflict == 0 && o > 0.f) atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
-    if (h == 0 && r.own_rank)
-      topk_insert(p.rank_m + r.row * kRankDepth, p.rank_a + r.row * kRankDepth, &r.rank_len, kRankDepth, m, a);
+    if (h == 0 && r.own_rank) topk_insert(rank_v, rank_i, rank_len, kRankDepth, m, a);
   }
+}
+
+template <typename S>
+DH_HD void gt_row_visit(const AssignParams& p, const S* const* scores, GtRow& r, float* vals, int64_t* idxs,
+                        int64_t kmax, int64_t a) {
+  float* rv = r.own_rank ? p.rank_m + r.row * kRankDepth : nullptr;
+  int64_t* ri = r.own_rank ? p.rank_a + r.row * kRankDepth : nullptr;
+  visit_into(p, scores, r, vals, idxs, kmax, r.len, rv, ri, &r.rank_len, a);
+}
+
+// --- Split rows: a large ground truth's candidate cells are dealt round-robin to kLanes lanes
+// (a warp on CUDA), each keeping partial lists, merged afterwards. ranks_before is a total order
+// (metric desc, anchor asc), so the merged top-k lists equal those of one sequential pass
+// whatever the split; everything else a lane does (conflict keys) commutes.
+constexpr int kLanes = 32;
+constexpr int kLaneK = 13;  // per-lane list capacity: rows split only when every topk <= kLaneK
+
+struct LaneLists {
+  float vals[2 * kLaneK];
+  int64_t idxs[2 * kLaneK];
+  int len[2];
+  float rank_v[kRankDepth];
+  int64_t rank_i[kRankDepth];
+  int rank_len;
+};
+
+DH_HD void lane_reset(LaneLists& L) { L.len[0] = L.len[1] = L.rank_len = 0; }
+
+// Number of cells (grid) or anchors (general scan) whose in_region test a row runs.
+DH_HD int64_t candidate_cells(const AssignParams& p, const Box& r) {
+  if (p.n_levels == 0) return p.N;
+  int64_t n = 0;
+  for (int l = 0; l < p.n_levels; ++l) {
+    int64_t i0, i1, j0, j1;
+    grid_cells(r.x1, r.x2, p.grid[l].stride, p.grid[l].w, &i0, &i1);
+    grid_cells(r.y1, r.y2, p.grid[l].stride, p.grid[l].h, &j0, &j1);
+    if (i1 >= i0 && j1 >= j0) n += (i1 - i0 + 1) * (j1 - j0 + 1);
+  }
+  return n;
+}
+
+// Whether a row is split: big enough to matter and lists that fit a lane.
+DH_HD bool split_row(const AssignParams& p, const Box& region, int64_t min_cells) {
+  for (int h = 0; h < p.H; ++h)
+    if (p.topk[h] > kLaneK) return false;
+  return candidate_cells(p, region) > min_cells;
+}
+
+// The candidates among the cells with running index lane, lane + nlanes, ... of the row's
+// enumeration (for_each_candidate's order), ascending within the lane.
+template <typename F>
+DH_HD void for_each_candidate_slice(const AssignParams& p, const Box& r, int lane, int nlanes, F&& f) {
+  if (p.n_levels == 0) {
+    for (int64_t a = lane; a < p.N; a += nlanes)
+      if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
+    return;
+  }
+  int64_t offset = 0;  // cells enumerated in earlier levels
+  for (int l = 0; l < p.n_levels; ++l) {
+    const GridLevel& L = p.grid[l];
+    int64_t i0, i1, j0, j1;
+    grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
+    grid_cells(r.y1, r.y2, L.stride, L.h, &j0, &j1);
+    if (i1 < i0 || j1 < j0) continue;
+    const int64_t wi = i1 - i0 + 1, cells = wi * (j1 - j0 + 1);
+    for (int64_t c = ((lane - offset) % nlanes + nlanes) % nlanes; c < cells; c += nlanes) {
+      const int64_t a = L.start + (j0 + c / wi) * L.w + i0 + c % wi;
+      if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
+    }
+    offset += cells;
+  }
+}
+
+template <typename S>
+DH_HD void lane_visit(const AssignParams& p, const S* const* scores, const GtRow& r, LaneLists& L, int64_t a) {
+  visit_into(p, scores, r, L.vals, L.idxs, kLaneK, L.len, L.rank_v, L.rank_i, &L.rank_len, a);
+}
+
+// Fold one lane's lists into the row's (call for every lane, any order).
+DH_HD void lane_merge(const AssignParams& p, GtRow& r, const LaneLists& L, float* vals, int64_t* idxs, int64_t kmax) {
+  for (int h = 0; h < p.H; ++h)
+    for (int j = 0; j < L.len[h]; ++j)
+      if (!topk_insert(vals + h * kmax, idxs + h * kmax, &r.len[h], static_cast<int>(p.topk[h]),
+                       L.vals[h * kLaneK + j], L.idxs[h * kLaneK + j]))
+        break;  // the lane's list is sorted: nothing after a rejected entry makes the cut either
+  if (r.own_rank)
+    for (int j = 0; j < L.rank_len; ++j)
+      if (!topk_insert(p.rank_m + r.row * kRankDepth, p.rank_a + r.row * kRankDepth, &r.rank_len, kRankDepth,
+                       L.rank_v[j], L.rank_i[j]))
+        break;
 }
 
 template <typename S>

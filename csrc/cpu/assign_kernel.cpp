@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #include "../assign_checks.h"
@@ -31,12 +32,22 @@ int64_t* workspace(int64_t n) {
   return ws.data_ptr<int64_t>();
 }
 
+// Rows are not split on CPU by default: the lanes would run in turn on one thread, so a split
+// only adds the merge. DUALHEAD_CPU_SPLIT_CELLS=n splits rows of more than n cells exactly as
+// the CUDA warp kernel does (same partition, same merge), so the CPU tests run that logic too.
+int64_t cpu_split_cells() {
+  const char* e = std::getenv("DUALHEAD_CPU_SPLIT_CELLS");
+  return e != nullptr && *e != '\0' ? std::atoll(e) : -1;
+}
+
 template <typename S>
 void pass_candidates(const AssignParams& p, const S* const* scores) {
   const int64_t kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
+  const int64_t split_at = cpu_split_cells();
   at::parallel_for(0, p.B * p.M, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> vals(2 * kmax);
-    std::vector<int64_t> idxs(2 * kmax), cand;
+    std::vector<int64_t> idxs(2 * kmax), cand, lane_end;
+    std::vector<LaneLists> lanes(split_at >= 0 ? kLanes : 0);
     for (int64_t row = begin; row < end; ++row) {
       if (!p.mask[row]) continue;
       GtRow r = gt_row_begin(p, row);
@@ -44,8 +55,19 @@ void pass_candidates(const AssignParams& p, const S* const* scores) {
       // kPrefetch places ahead in flight: each reads one class score from the (B, N, C) tensor,
       // a cache miss per anchor that dominated the pass when taken one at a time.
       cand.clear();
-      for_each_candidate(p, r.region, [&](int64_t a) { cand.push_back(a); });
+      lane_end.clear();
+      const bool split = split_at >= 0 && split_row(p, r.region, split_at);
+      if (split) {  // lane by lane, as the CUDA warp deals them
+        for (int l = 0; l < kLanes; ++l) {
+          lane_reset(lanes[l]);
+          for_each_candidate_slice(p, r.region, l, kLanes, [&](int64_t a) { cand.push_back(a); });
+          lane_end.push_back(static_cast<int64_t>(cand.size()));
+        }
+      } else {
+        for_each_candidate(p, r.region, [&](int64_t a) { cand.push_back(a); });
+      }
       const int64_t nc = static_cast<int64_t>(cand.size());
+      int lane = 0;
       for (int64_t q = 0; q < nc; ++q) {
         if (q + kPrefetch < nc) {
           const int64_t ba = r.b * p.N + cand[q + kPrefetch];
@@ -54,8 +76,15 @@ void pass_candidates(const AssignParams& p, const S* const* scores) {
             __builtin_prefetch(p.boxes[h] + 4 * ba);
           }
         }
-        gt_row_visit(p, scores, r, vals.data(), idxs.data(), kmax, cand[q]);
+        if (split) {
+          while (q >= lane_end[lane]) ++lane;
+          lane_visit(p, scores, r, lanes[lane], cand[q]);
+        } else {
+          gt_row_visit(p, scores, r, vals.data(), idxs.data(), kmax, cand[q]);
+        }
       }
+      if (split)
+        for (int l = 0; l < kLanes; ++l) lane_merge(p, r, lanes[l], vals.data(), idxs.data(), kmax);
       gt_row_end(p, scores, r, vals.data(), idxs.data(), kmax);
     }
   });

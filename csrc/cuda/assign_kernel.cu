@@ -1,7 +1,9 @@
 // CUDA kernels of dualhead::assign: the stages of csrc/assign_core.h, one thread per unit of
-// work (a ground truth; one head of one image; one image's statistics). Correct first: a large
-// ground truth is still walked by one thread (splitting it across a warp is the next step).
-// No torch or c10 headers; the host code (assign_cuda.cpp) checks the launches.
+// work (a ground truth; one head of one image; one image's statistics), except that a ground
+// truth with more than kSplitCells candidate cells is walked by a whole warp (its cells dealt
+// round-robin to the lanes, partial lists merged by lane 0), so one huge box cannot serialise
+// the launch. The partition and merge are assign_core.h functions the CPU tests also run
+// (DUALHEAD_CPU_SPLIT_CELLS). No torch or c10 headers; the host code checks the launches.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -12,6 +14,8 @@ namespace dualhead {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr int64_t kSplitCells = 128;  // rows above this many cells go to the warp kernel
+constexpr int kWarpsPerBlock = 2;     // shared memory: 2 x 32 lanes x sizeof(LaneLists) ~ 29 KB
 
 inline unsigned blocks_for(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
@@ -27,8 +31,35 @@ __global__ void gt_rows_kernel(AssignParams p, const S* s0, const S* s1, AssignS
     float* vals = s.vals + row * 2 * s.kmax;
     int64_t* idxs = s.idxs + row * 2 * s.kmax;
     GtRow r = gt_row_begin(p, row);
+    if (split_row(p, r.region, kSplitCells)) continue;  // gt_rows_split_kernel's
     for_each_candidate(p, r.region, [&](int64_t a) { gt_row_visit(p, sc, r, vals, idxs, s.kmax, a); });
     gt_row_end(p, sc, r, vals, idxs, s.kmax);
+  }
+}
+
+// One warp per large row (grid-stride over rows; every lane takes the same rows, so the
+// branches below are warp-uniform).
+template <typename S>
+__global__ void gt_rows_split_kernel(AssignParams p, const S* s0, const S* s1, AssignScratch s) {
+  __shared__ LaneLists shared[kWarpsPerBlock][kLanes];
+  const S* sc[2] = {s0, s1};
+  const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
+  const int64_t warps = int64_t(gridDim.x) * kWarpsPerBlock;
+  for (int64_t row = blockIdx.x * int64_t(kWarpsPerBlock) + warp; row < p.B * p.M; row += warps) {
+    if (!p.mask[row]) continue;
+    GtRow r = gt_row_begin(p, row);
+    if (!split_row(p, r.region, kSplitCells)) continue;
+    LaneLists& mine = shared[warp][lane];
+    lane_reset(mine);
+    for_each_candidate_slice(p, r.region, lane, kLanes, [&](int64_t a) { lane_visit(p, sc, r, mine, a); });
+    __syncwarp();
+    if (lane == 0) {
+      float* vals = s.vals + row * 2 * s.kmax;
+      int64_t* idxs = s.idxs + row * 2 * s.kmax;
+      for (int l = 0; l < kLanes; ++l) lane_merge(p, r, shared[warp][l], vals, idxs, s.kmax);
+      gt_row_end(p, sc, r, vals, idxs, s.kmax);
+    }
+    __syncwarp();  // lane 0 has read every lane's lists before they are reused
   }
 }
 
@@ -52,6 +83,9 @@ void launch_typed(const AssignParams& p, const void* v0, const void* v1, const A
   const S* s0 = static_cast<const S*>(v0);
   const S* s1 = static_cast<const S*>(v1);
   gt_rows_kernel<S><<<blocks_for(p.B * p.M), kThreads, 0, st>>>(p, s0, s1, s);
+  const int64_t split_blocks = (p.B * p.M + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  gt_rows_split_kernel<S><<<static_cast<unsigned>(split_blocks < 65535 ? split_blocks : 65535),
+                            kWarpsPerBlock * kLanes, 0, st>>>(p, s0, s1, s);
   resolve_kernel<S><<<blocks_for(p.H * p.B), kThreads, 0, st>>>(p, s0, s1, s);
   if (s.pick != nullptr) stats_kernel<<<blocks_for(p.B), kThreads, 0, st>>>(p, s);
 }
