@@ -6,6 +6,7 @@ import dualhead
 from dualhead.synthetic import make_batch
 
 bt = make_batch(B=2, C=7, seed=0, n_gt=(1, 12), imgsz=160, device="cuda")
+bt.gt_bboxes[:, 0] = torch.tensor([4.0, 6.0, 150.0, 140.0], device="cuda")  # ~300 cells: the warp-split kernel
 boxes = bt.gt_bboxes[0]
 torch.cuda.synchronize()
 dualhead.ops.box_iou(boxes, bt.pd_bboxes[0, :50], "ciou")
