@@ -114,14 +114,11 @@ def as_dense(out, mode, C):
 
 
 def check_equal(impl_out, ref_out, what):
-    """Tie-aware equality of two (o2m, o2o) dense pairs, as in tests/helpers.py."""
+    """Tie-aware equality of two (o2m, o2o) dense pairs (dualhead.compare)."""
+    from dualhead.compare import assert_same_targets
+
     for r, g in zip(ref_out, impl_out):
-        nz = (r[2].sum(-1) > 0) | (g[2].sum(-1) > 0)
-        if not (torch.equal(r[3][nz], g[3][nz]) and torch.equal(r[4][nz], g[4][nz])):
-            raise AssertionError(f"{what}: positives differ from ultralytics")
-        err = (r[2] - g[2]).abs().max().item()
-        if err > 1e-5:
-            raise AssertionError(f"{what}: target scores differ from ultralytics by {err}")
+        assert_same_targets(r, g, what=what)
 
 
 def time_fn(fn, min_time, threads=None):

@@ -13,7 +13,7 @@ import dualhead
 from dualhead import _ext
 from dualhead.synthetic import make_anchors, make_batch
 from conftest import DEVICES
-from helpers import assert_same_targets
+from dualhead.compare import assert_same_targets
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")
 

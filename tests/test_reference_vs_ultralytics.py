@@ -5,7 +5,7 @@ import torch
 
 import dualhead
 from dualhead.synthetic import make_batch
-from helpers import assert_same_targets
+from dualhead.compare import assert_same_targets
 
 tal = pytest.importorskip("ultralytics.utils.tal", reason="ultralytics==8.4.190 is a test extra")
 
