@@ -103,12 +103,13 @@ class DetectionLoss:
     def _single(self, branch, scores, boxes, anc_px, gt_labels, gt_bboxes, mask):
         from dualhead import ops
 
+        from dualhead.checks import o2o_exponents
+
         d = self.dual
         if branch == "o2m":
             kw = dict(topk=d.o2m_topk, alpha=d.alpha, beta=d.beta)
         else:
-            a2 = d.r * d.alpha if d.o2o_alpha is None else d.o2o_alpha
-            b2 = d.r * d.beta if d.o2o_beta is None else d.o2o_beta
+            a2, b2 = o2o_exponents(d.alpha, d.beta, d.r, d.o2o_alpha, d.o2o_beta)
             kw = dict(topk=d.o2o_topk, topk2=d.o2o_topk2, alpha=a2, beta=b2)
         return ops.assign(scores, boxes, anc_px, gt_labels, gt_bboxes, mask, min_side=d.min_side, **kw)
 

@@ -16,13 +16,10 @@ STRIDES = (8, 16, 32)
 def make_anchors(imgsz: int, strides=STRIDES, offset: float = 0.5, device="cpu") -> torch.Tensor:
     """Anchor centres in pixels, (N, 2), level by level, row-major -- as ultralytics'
     make_anchors(...) * stride_tensor builds them."""
-    pts = []
-    for s in strides:
-        n = imgsz // s
-        ys, xs = torch.meshgrid(torch.arange(n, device=device, dtype=torch.float32) + offset,
-                                torch.arange(n, device=device, dtype=torch.float32) + offset, indexing="ij")
-        pts.append(torch.stack((xs, ys), -1).view(-1, 2) * s)
-    return torch.cat(pts)
+    from dualhead.nn.head import make_anchors as grid_anchors
+
+    pts, st = grid_anchors([(imgsz // s, imgsz // s) for s in strides], strides, offset, device)
+    return pts * st
 
 
 @dataclass

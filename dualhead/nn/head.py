@@ -45,16 +45,15 @@ class Branch(nn.Module):
             cls[-1].bias.data.fill_(math.log(5 / nc / (imgsz / s) ** 2))
 
 
-def make_anchors(feats, strides, offset: float = 0.5):
-    """Anchor centres in grid units (N, 2) and their strides (N, 1), level by level, row-major
-    (ultralytics make_anchors)."""
+def make_anchors(shapes, strides, offset: float = 0.5, device="cpu"):
+    """Anchor centres in grid units (N, 2) and their strides (N, 1) for levels of (h, w) cells,
+    level by level, row-major (ultralytics make_anchors)."""
     pts, st = [], []
-    for x, s in zip(feats, strides):
-        h, w = x.shape[2:]
-        sy, sx = torch.meshgrid(torch.arange(h, device=x.device, dtype=torch.float32) + offset,
-                                torch.arange(w, device=x.device, dtype=torch.float32) + offset, indexing="ij")
+    for (h, w), s in zip(shapes, strides):
+        sy, sx = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32) + offset,
+                                torch.arange(w, device=device, dtype=torch.float32) + offset, indexing="ij")
         pts.append(torch.stack((sx, sy), -1).view(-1, 2))
-        st.append(torch.full((h * w, 1), float(s), device=x.device))
+        st.append(torch.full((h * w, 1), float(s), device=device))
     return torch.cat(pts), torch.cat(st)
 
 
@@ -98,7 +97,7 @@ class DualHead(nn.Module):
         """(anchor centres (N, 2) grid units, strides (N, 1)) for these feature shapes, cached."""
         key = (tuple(tuple(x.shape[2:]) for x in feats), feats[0].device)
         if key not in self._anchors:
-            self._anchors = {key: make_anchors(feats, self.strides)}
+            self._anchors = {key: make_anchors(key[0], self.strides, device=feats[0].device)}
         return self._anchors[key]
 
     def forward(self, feats, branches=None):
