@@ -33,8 +33,9 @@ def _batch_dict(B, imgsz, seed=0):
 
 
 def _timed_assigners(criterion, log):
-    heads = [criterion.one2many, criterion.one2one] if hasattr(criterion, "one2many") else [criterion]
-    for h in heads:
+    from dualhead.integrations.ultralytics import loss_heads
+
+    for h in loss_heads(criterion):
         fwd = h.assigner.forward
 
         def timed(*a, _fwd=fwd, **k):

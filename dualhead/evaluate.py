@@ -8,7 +8,7 @@ import io
 import numpy as np
 import torch
 
-from dualhead.nn.postprocess import nms_detections, topk_detections
+from dualhead.nn.postprocess import branch_detections
 
 
 def coco_ground_truth(dataset) -> dict:
@@ -60,18 +60,12 @@ def evaluate(model, loader, gt: dict, device, branches=None, max_det: int = 300,
     Returns {branch: {'map': ..., 'map50': ...}}."""
     was_training = model.training
     model.eval()
-    head = model.head
-    branches = tuple(branches or head.branches)
+    branches = tuple(branches or model.head.branches)
     dets = {b: {} for b in branches}
     for batch in loader:
         out = model(batch["images"].to(device, non_blocking=True), branches=branches)
         for b in branches:
-            boxes, scores = out[b]
-            if b == "o2o":
-                per_image = topk_detections(boxes, scores, max_det, conf)
-            else:
-                per_image = nms_detections(boxes, scores, max_det, conf, iou)
-            for i, d in zip(batch["index"].tolist(), per_image):
+            for i, d in zip(batch["index"].tolist(), branch_detections(b, *out[b], max_det, conf, iou)):
                 dets[b][i] = d.cpu()
     model.train(was_training)
     return {b: coco_map(gt, dets[b]) for b in branches}

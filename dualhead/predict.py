@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from dualhead.data.transforms import letterbox
 from dualhead.data.yolo import IMAGE_SUFFIXES
-from dualhead.nn.postprocess import nms_detections, topk_detections
+from dualhead.nn.postprocess import branch_detections
 
 PALETTE = [(255, 56, 56), (56, 56, 255), (56, 200, 56), (255, 157, 0), (200, 0, 200), (0, 190, 190),
            (130, 80, 0), (255, 110, 180)]
@@ -23,10 +23,7 @@ def detect(model, images: torch.Tensor, conf: float = 0.25, max_det: int = 100, 
     decodes without NMS; an o2m-only model falls back to NMS."""
     model.eval()
     branch = branch or model.head.infer_branch
-    boxes, scores = model(images, branches=(branch,))[branch]
-    if branch == "o2o":
-        return topk_detections(boxes, scores, max_det, conf)
-    return nms_detections(boxes, scores, max_det, conf, iou)
+    return branch_detections(branch, *model(images, branches=(branch,))[branch], max_det, conf, iou)
 
 
 def draw(img: np.ndarray, dets: torch.Tensor, names) -> Image.Image:

@@ -11,6 +11,7 @@ runs; with the same seed they agree to float rounding (the assignment is exact).
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 
 def train_losses(data: str, model: str = "yolov10n.yaml", patch: bool = False, epochs: int = 1, imgsz: int = 64,
@@ -25,24 +26,16 @@ def train_losses(data: str, model: str = "yolov10n.yaml", patch: bool = False, e
     def on_batch_end(trainer):
         items = trainer.loss_items  # {name: tensor} in ultralytics 8.4, a tensor before
         losses.append([float(v) for v in (items.values() if isinstance(items, dict) else items)])
-        crit = trainer.model.criterion
-        heads = [crit.one2many, crit.one2one] if hasattr(crit, "one2many") else [crit]
-        assigner["class"] = type(heads[0].assigner)
+        assigner["class"] = type(dh_ultralytics.loss_heads(trainer.model.criterion)[0].assigner)
 
     yolo = YOLO(model)
     yolo.add_callback("on_train_batch_end", on_batch_end)
-    ctx = dh_ultralytics.patched() if patch else _nullcontext()
+    ctx = dh_ultralytics.patched() if patch else contextlib.nullcontext()
     with ctx:
         yolo.train(data=data, epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=0, seed=0,
                    deterministic=True, amp=False, plots=False, val=False, exist_ok=True, verbose=False,
                    project=project, name=name or ("patched" if patch else "ultralytics"), mosaic=0.0)
     return losses, assigner.get("class")
-
-
-def _nullcontext():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def main():

@@ -56,6 +56,12 @@ def unpatch() -> None:
         _original = None
 
 
+def loss_heads(criterion) -> list:
+    """The per-head detection losses of an ultralytics criterion: E2ELoss's one2many and
+    one2one, or the criterion itself (v8DetectionLoss). Each has an .assigner."""
+    return [criterion.one2many, criterion.one2one] if hasattr(criterion, "one2many") else [criterion]
+
+
 def is_patched() -> bool:
     return _original is not None
 

@@ -43,3 +43,11 @@ def nms_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300
         keep = torchvision.ops.batched_nms(b[a].float(), sc.float(), c, iou)[:max_det]
         out.append(torch.cat((b[a[keep]].float(), sc[keep, None].float(), c[keep, None].float()), 1))
     return out
+
+
+def branch_detections(branch: str, boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, conf: float = 0.001,
+                      iou: float = 0.7):
+    """How a head's output becomes detections: the o2o branch NMS-free (top-k), o2m with NMS."""
+    if branch == "o2o":
+        return topk_detections(boxes, scores, max_det, conf)
+    return nms_detections(boxes, scores, max_det, conf, iou)
