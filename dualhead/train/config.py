@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-MODES = ("dual", "o2m", "o2o")
+MODE_BRANCHES = {"dual": ("o2m", "o2o"), "o2m": ("o2m",), "o2o": ("o2o",)}  # mode -> the model's head branches
+MODES = tuple(MODE_BRANCHES)
 
 
 @dataclass

@@ -20,11 +20,9 @@ from dualhead.loss import DetectionLoss
 from dualhead.nn import Detector
 from dualhead.train import dist
 from dualhead.train.checkpoint import load_checkpoint, save_atomic
-from dualhead.train.config import TrainConfig
+from dualhead.train.config import MODE_BRANCHES, TrainConfig
 from dualhead.train.ema import ModelEMA
 from dualhead.train.plots import plot_results
-
-BRANCHES = {"dual": ("o2m", "o2o"), "o2m": ("o2m",), "o2o": ("o2o",)}
 
 
 def pick_device(name: str) -> torch.device:
@@ -133,7 +131,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
         raise ValueError(f"batch {cfg.batch} is larger than the training set ({len(train_set)} images)")
     val_loader = torch.utils.data.DataLoader(val_set, 32, collate_fn=collate, num_workers=0)
 
-    branches = BRANCHES[cfg.mode]
+    branches = MODE_BRANCHES[cfg.mode]
     model = Detector(base.nc, cfg.width, branches, cfg.imgsz).to(device)
     criterion = DetectionLoss(base.nc, branches, o2m_topk=cfg.o2m_topk, o2o_topk=cfg.o2o_topk,
                               o2o_topk2=cfg.o2o_topk2, alpha=cfg.alpha, beta=cfg.beta, r=cfg.r,
