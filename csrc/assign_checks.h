@@ -49,6 +49,10 @@ inline AssignParams check_assign_args(const at::Tensor& scores, const at::Tensor
                   labels.scalar_type() == at::kLong,
               "gt_labels must be int64 (B, M) = (", c.B, ", ", c.M, "), got ", labels.scalar_type(), " ",
               labels.sizes());
+  // Anchors and ground truths are indexed with 32 bits inside the kernels (member lists,
+  // packed conflict keys).
+  TORCH_CHECK(c.N < (int64_t(1) << 31), "pd_scores has N=", c.N, " anchors, more than 2^31 - 1");
+  TORCH_CHECK(c.M < (int64_t(1) << 31), "gt_bboxes has M=", c.M, " ground-truth slots, more than 2^31 - 1");
   TORCH_CHECK(mask.dim() == 2 && mask.size(0) == c.B && mask.size(1) == c.M && mask.scalar_type() == at::kBool,
               "mask_gt must be bool (B, M), got ", mask.scalar_type(), " ", mask.sizes());
   for (const at::Tensor* t : {&bboxes, &anc, &labels, &gt, &mask}) {
@@ -143,13 +147,19 @@ struct AssignCall {
 
   int64_t hbn() const { return p.H * p.B * p.N; }
   int64_t rank_slots() const { return stats ? p.B * p.M * kRankDepth : 0; }
-  int64_t workspace_size() const { return 3 * hbn() + 2 * rank_slots(); }
+  int64_t member_slots() const { return (hbn() + 1) / 2; }                   // int32 pairs
+  int64_t start_slots() const { return (p.H * p.B * (p.M + 1) + 1) / 2; }  // int32 pairs
+  int64_t workspace_size() const { return 3 * hbn() + 2 * rank_slots() + member_slots() + start_slots(); }
   void set_workspace(int64_t* ws) {
     p.claims = ws;
     p.claim_key = ws + hbn();
     p.all_key = ws + 2 * hbn();
-    p.rank_m = stats ? reinterpret_cast<float*>(ws + 3 * hbn()) : nullptr;
-    p.rank_a = stats ? ws + 3 * hbn() + rank_slots() : nullptr;
+    int64_t* rest = ws + 3 * hbn();
+    p.rank_m = stats ? reinterpret_cast<float*>(rest) : nullptr;
+    p.rank_a = stats ? rest + rank_slots() : nullptr;
+    rest += 2 * rank_slots();
+    p.members = reinterpret_cast<int*>(rest);
+    p.member_start = reinterpret_cast<int*>(rest + member_slots());
   }
 };
 

@@ -1,8 +1,10 @@
 // assign_core.h — the fused assignment's stages as plain HOST_DEVICE functions, shared by the
 // CPU backend (csrc/cpu/assign_kernel.cpp) and the CUDA backend (csrc/cuda/assign_kernel.cu).
-// Each function does one unit of parallel work (one ground truth, one image of one head, one
-// image's statistics); the backends only decide who runs which unit. So the CPU tests execute
-// every line the GPU runs, except the two atomics below, whose CPU twins are tested with it.
+// Each function does one unit of parallel work (one ground truth's candidates; one anchor or one
+// ground truth of one image's resolve phases; one ground truth's statistics); the backends only
+// decide who runs which unit. So the CPU tests execute every line the GPU runs, except the
+// atomics below (CUDA atomicMax/atomicAdd; their CPU twins run in the tests) and CUDA's block
+// scan (member_offsets is its serial twin).
 #pragma once
 
 #include <cstdint>
@@ -48,12 +50,14 @@ struct AssignParams {
   int64_t* all_key = nullptr;
   float* rank_m = nullptr;  // null: no statistics
   int64_t* rank_a = nullptr;
+  int* members = nullptr;       // (H, B, N) anchors grouped by final ground truth (see finish_gt)
+  int* member_start = nullptr;  // (H, B, M + 1) each ground truth's slice of members
   bool* fg = nullptr;
   int64_t* gt_idx = nullptr;
   float* scores = nullptr;
 };
 
-// --- the only backend-specific pieces: 64-bit atomics (order-independent, so deterministic) ---
+// --- the only backend-specific pieces: atomics (max and add commute, so results are deterministic) ---
 DH_HD void atomic_max_u64(int64_t* slot, uint64_t v) {
 #if defined(__CUDA_ARCH__)
   atomicMax(reinterpret_cast<unsigned long long*>(slot), static_cast<unsigned long long>(v));
@@ -70,6 +74,14 @@ DH_HD void atomic_add_i64(int64_t* slot, int64_t v) {
   atomicAdd(reinterpret_cast<unsigned long long*>(slot), static_cast<unsigned long long>(v));
 #else
   __atomic_fetch_add(slot, v, __ATOMIC_RELAXED);
+#endif
+}
+
+DH_HD int atomic_add_i32(int* slot, int v) {  // returns the old value
+#if defined(__CUDA_ARCH__)
+  return atomicAdd(slot, v);
+#else
+  return __atomic_fetch_add(slot, v, __ATOMIC_RELAXED);
 #endif
 }
 
@@ -259,101 +271,154 @@ DH_HD void gt_row_end(const AssignParams& p, const S* const* scores, GtRow& r, c
   }
 }
 
-// One image of one head after all claims are in: resolve each anchor (single claimant or
-// conflict winner), re-evaluate the final pair with the same math (0 if it is not a candidate:
-// the 'all' rule can hand an anchor to a ground truth that does not contain it), apply topk2,
-// take the per-ground-truth maxima and write the compact targets.
-// Scratch: mf, of (N), ga (N), mg, og (M), lv, li (M * topk2), ll (M).
-template <typename S>
-DH_HD void resolve_image(const AssignParams& p, const S* const* scores, int h, int64_t b, float* mf, float* of,
-                         int64_t* ga, float* mg, float* og, float* lv, int64_t* li, int* ll) {
-  const int64_t base = (h * p.B + b) * p.N;
-  const int64_t* lab = p.labels + b * p.M;
-  const float* gtb = p.gt + 4 * b * p.M;
-  const bool* mk = p.mask + b * p.M;
-  for (int64_t a = 0; a < p.N; ++a) {
-    const int64_t n = p.claims[base + a];
-    mf[a] = of[a] = 0.f;
-    if (n == 0) {
-      ga[a] = -1;
-      continue;
-    }
-    int64_t g;
-    if (n == 1 || p.conflict == 1) {
-      g = key_gt(static_cast<uint64_t>(p.claim_key[base + a]));
-    } else {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
-      const uint64_t k = static_cast<uint64_t>(p.all_key[base + a]);
-      g = key_overlap(k) > 0.f ? key_gt(k) : 0;
-    }
-    ga[a] = g;
-    const Box gb = load_box(gtb + 4 * g);
-    if (mk[g] && in_region(p.anc[2 * a], p.anc[2 * a + 1], candidate_region(gb, p.min_side)))
-      eval_pair(p, scores[h], h, b, gb, aspect_atan(gb), lab[g], a, &of[a], &mf[a]);
-  }
-  if (p.topk2[h] != p.topk[h]) {  // each ground truth keeps its topk2 best remaining positives
-    const int k2 = static_cast<int>(p.topk2[h]);
-    for (int64_t g = 0; g < p.M; ++g) ll[g] = 0;
-    for (int64_t a = 0; a < p.N; ++a)
-      if (ga[a] >= 0) topk_insert(lv + ga[a] * k2, li + ga[a] * k2, &ll[ga[a]], k2, mf[a], a);
-    for (int64_t g = 0; g < p.M; ++g) ll[g] = topk_keep_count(lv + g * k2, li + g * k2, ll[g], k2);
-    for (int64_t a = 0; a < p.N; ++a) {
-      if (ga[a] < 0) continue;
-      const int64_t* l = li + ga[a] * k2;
-      bool kept = false;
-      for (int j = 0; j < ll[ga[a]] && !kept; ++j) kept = l[j] == a;
-      if (!kept) ga[a] = -1;
-    }
-  }
-  for (int64_t g = 0; g < p.M; ++g) mg[g] = og[g] = 0.f;
-  for (int64_t a = 0; a < p.N; ++a) {
-    if (ga[a] < 0) continue;
-    mg[ga[a]] = dh_max(mg[ga[a]], mf[a]);
-    og[ga[a]] = dh_max(og[ga[a]], of[a]);
-  }
-  for (int64_t a = 0; a < p.N; ++a) {
-    const bool fg = ga[a] >= 0;
-    const int64_t g = fg ? ga[a] : 0;
-    p.fg[base + a] = fg;
-    p.gt_idx[base + a] = g;
-    p.scores[base + a] = fg ? target_score(mf[a], og[g], mg[g], p.eps) : 0.f;
-  }
+// --- One image of one head after all claims are in, in five phases, each a loop over anchors
+// or over ground truths whose iterations are independent (CUDA: a block per (head, image),
+// threads striding the loop, a barrier between phases; CPU: the same loops in turn):
+//   1 resolve_anchor  (anchors) the anchor's ground truth: single claimant or conflict winner;
+//                     the final pair re-evaluated with the same math (0 if it is not a
+//                     candidate: the 'all' rule can hand an anchor to a ground truth that does
+//                     not contain it); counts anchors per ground truth
+//   2 member_offsets  (serial; a block scan on CUDA) each ground truth's slice of members
+//   3 place_member    (anchors) the anchor into its ground truth's slice (any order)
+//   4 finish_gt       (ground truths) slice sorted by anchor, topk2, per-ground-truth maxima
+//   5 write_anchor    (anchors) the compact targets
+// Members (anchors grouped by ground truth, ascending) stay for the statistics.
+struct ImageScratch {
+  float* mf;       // (N) final metric per anchor
+  float* of;       // (N) final overlap
+  int64_t* ga;     // (N) final ground truth, -1 background
+  int* count;      // (M) anchors per ground truth, zeroed before phase 1
+  int* cursor;     // (M) fill positions of phase 3
+  float* mg;       // (M) per ground truth max metric
+  float* og;       // (M) per ground truth max overlap
+  float* lv;       // (M * k2) topk2 lists (k2: the largest topk2 of the call)
+  int64_t* li;     // (M * k2)
+  int64_t k2;
+  int* members;    // (N) this image's slice of AssignParams::members
+  int* start;      // (M + 1) this image's slice of AssignParams::member_start
+};
+
+DH_HD int* image_members(const AssignParams& p, int h, int64_t b) { return p.members + (h * p.B + b) * p.N; }
+DH_HD int* image_member_start(const AssignParams& p, int h, int64_t b) {
+  return p.member_start + (h * p.B + b) * (p.M + 1);
 }
 
-// One image's consistency statistics (dual calls): per ground truth the o2o pick (largest o2o
-// target, smaller anchor on ties), its rank in the o2m ordering (position in the kRankDepth-deep
-// list; kRankDepth when deeper or not a candidate) and the supervision gap
-// A = t_o2o,i - 1[i in O] t_o2m,i + sum_{O \ i} t_o2m. Scratch: tpick, omega (M).
-DH_HD void stats_image(const AssignParams& p, int64_t b, float* tpick, float* omega, int64_t* pick, int64_t* rank,
-                       float* gap) {
-  const int64_t o2m = b * p.N, o2o = (p.B + b) * p.N, r0 = b * p.M;
+template <typename S>
+DH_HD void resolve_anchor(const AssignParams& p, const S* const* scores, int h, int64_t b, int64_t a,
+                          const ImageScratch& s) {
+  const int64_t base = (h * p.B + b) * p.N;
+  const int64_t n = p.claims[base + a];
+  s.mf[a] = s.of[a] = 0.f;
+  if (n == 0) {
+    s.ga[a] = -1;
+    return;
+  }
+  int64_t g;
+  if (n == 1 || p.conflict == 1) {
+    g = key_gt(static_cast<uint64_t>(p.claim_key[base + a]));
+  } else {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
+    const uint64_t k = static_cast<uint64_t>(p.all_key[base + a]);
+    g = key_overlap(k) > 0.f ? key_gt(k) : 0;
+  }
+  s.ga[a] = g;
+  atomic_add_i32(s.count + g, 1);
+  const int64_t row = b * p.M + g;
+  const Box gb = load_box(p.gt + 4 * row);
+  if (p.mask[row] && in_region(p.anc[2 * a], p.anc[2 * a + 1], candidate_region(gb, p.min_side)))
+    eval_pair(p, scores[h], h, b, gb, aspect_atan(gb), p.labels[row], a, &s.of[a], &s.mf[a]);
+}
+
+// Exclusive prefix sum of the counts (serial: the CPU's, and the reference for CUDA's block scan).
+DH_HD void member_offsets(const AssignParams& p, const ImageScratch& s) {
+  int acc = 0;
   for (int64_t g = 0; g < p.M; ++g) {
-    tpick[g] = -1.f;
-    omega[g] = 0.f;
-    pick[r0 + g] = -1;
+    s.start[g] = s.cursor[g] = acc;
+    acc += s.count[g];
   }
-  for (int64_t a = 0; a < p.N; ++a) {
-    if (p.fg[o2o + a]) {
-      const int64_t g = p.gt_idx[o2o + a];
-      if (p.scores[o2o + a] > tpick[g]) {  // anchors ascend: '>' keeps the smaller on ties
-        tpick[g] = p.scores[o2o + a];
-        pick[r0 + g] = a;
-      }
+  s.start[p.M] = acc;
+}
+
+DH_HD void place_member(int64_t a, const ImageScratch& s) {
+  if (s.ga[a] >= 0) s.members[atomic_add_i32(s.cursor + s.ga[a], 1)] = static_cast<int>(a);
+}
+
+DH_HD void finish_gt(const AssignParams& p, int h, int64_t g, const ImageScratch& s) {
+  int* mem = s.members + s.start[g];
+  const int n = s.start[g + 1] - s.start[g];
+  // Phase 3 filled the slice in arrival order (any order on CUDA): sort it by anchor, so that
+  // everything below, and the statistics' float sums, run in the serial order.
+  for (int i = 1; i < n; ++i) {
+    const int v = mem[i];
+    int j = i;
+    for (; j > 0 && mem[j - 1] > v; --j) mem[j] = mem[j - 1];
+    mem[j] = v;
+  }
+  if (p.topk2[h] != p.topk[h]) {  // the ground truth keeps its topk2 best remaining positives
+    const int k2 = static_cast<int>(p.topk2[h]);
+    float* lv = s.lv + g * s.k2;
+    int64_t* li = s.li + g * s.k2;
+    int len = 0;
+    for (int i = 0; i < n; ++i) topk_insert(lv, li, &len, k2, s.mf[mem[i]], mem[i]);
+    const int keep = topk_keep_count(lv, li, len, k2);
+    for (int i = 0; i < n; ++i) {
+      bool kept = false;
+      for (int j = 0; j < keep && !kept; ++j) kept = li[j] == mem[i];
+      if (!kept) s.ga[mem[i]] = -1;  // members stay listed; ga says who was dropped
     }
-    if (p.fg[o2m + a]) omega[p.gt_idx[o2m + a]] += p.scores[o2m + a];
   }
-  for (int64_t g = 0; g < p.M; ++g) {
-    const int64_t row = r0 + g, i = pick[row];
-    if (!p.mask[row] || i < 0) {
-      rank[row] = -1;
-      gap[row] = p.mask[row] ? omega[g] : 0.f;  // padding: 0, not NaN (outputs compare bitwise)
-      continue;
+  float mg = 0.f, og = 0.f;
+  for (int i = 0; i < n; ++i)
+    if (s.ga[mem[i]] >= 0) {
+      mg = dh_max(mg, s.mf[mem[i]]);
+      og = dh_max(og, s.of[mem[i]]);
     }
-    int j = 0;
-    while (j < kRankDepth && p.rank_a[row * kRankDepth + j] != i) ++j;
-    rank[row] = j;
-    const float ti = (p.fg[o2m + i] && p.gt_idx[o2m + i] == g) ? p.scores[o2m + i] : 0.f;
-    gap[row] = tpick[g] - ti + (omega[g] - ti);
+  s.mg[g] = mg;
+  s.og[g] = og;
+}
+
+DH_HD void write_anchor(const AssignParams& p, int h, int64_t b, int64_t a, const ImageScratch& s) {
+  const int64_t base = (h * p.B + b) * p.N;
+  const bool fg = s.ga[a] >= 0;
+  const int64_t g = fg ? s.ga[a] : 0;
+  p.fg[base + a] = fg;
+  p.gt_idx[base + a] = g;
+  p.scores[base + a] = fg ? target_score(s.mf[a], s.og[g], s.mg[g], p.eps) : 0.f;
+}
+
+// One ground truth's consistency statistics (dual calls, after both heads): the o2o pick
+// (largest o2o target, smaller anchor on ties), its rank in the o2m ordering (position in the
+// kRankDepth-deep list; kRankDepth when deeper or not a candidate) and the supervision gap
+// A = t_o2o,i - 1[i in O] t_o2m,i + sum_{O \ i} t_o2m. Walks the ground truth's member slices
+// (ascending anchors, so the sum has the serial order).
+DH_HD void stats_gt(const AssignParams& p, int64_t b, int64_t g, int64_t* pick, int64_t* rank, float* gap) {
+  const int64_t o2m = b * p.N, o2o = (p.B + b) * p.N, row = b * p.M + g;
+  const int* m1 = image_members(p, 1, b);
+  const int* s1 = image_member_start(p, 1, b);
+  float tpick = -1.f;
+  int64_t i = -1;
+  for (int j = s1[g]; j < s1[g + 1]; ++j) {
+    const int a = m1[j];
+    if (p.fg[o2o + a] && p.scores[o2o + a] > tpick) {  // anchors ascend: '>' keeps the smaller on ties
+      tpick = p.scores[o2o + a];
+      i = a;
+    }
   }
+  const int* m0 = image_members(p, 0, b);
+  const int* s0 = image_member_start(p, 0, b);
+  float omega = 0.f;
+  for (int j = s0[g]; j < s0[g + 1]; ++j)
+    if (p.fg[o2m + m0[j]]) omega += p.scores[o2m + m0[j]];
+  pick[row] = i;
+  if (!p.mask[row] || i < 0) {
+    rank[row] = -1;
+    gap[row] = p.mask[row] ? omega : 0.f;  // padding: 0, not NaN (outputs compare bitwise)
+    return;
+  }
+  int j = 0;
+  while (j < kRankDepth && p.rank_a[row * kRankDepth + j] != i) ++j;
+  rank[row] = j;
+  const float ti = (p.fg[o2m + i] && p.gt_idx[o2m + i] == g) ? p.scores[o2m + i] : 0.f;
+  gap[row] = tpick - ti + (omega - ti);
 }
 
 }  // namespace dualhead

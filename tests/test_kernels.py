@@ -285,3 +285,27 @@ def test_split_rows_cpu_twin(monkeypatch, split_cells, o2o, grid):
         assert torch.equal(getattr(whole.stats, f), getattr(split.stats, f))
     assert_same_targets(ref.o2m.to_dense(7), split.o2m.to_dense(7))
     assert torch.equal(split.stats.rank, ref.stats.rank)
+
+
+@pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=9, o2o_topk=4, o2o_topk2=2),
+                                 dict(conflict="claimants")])
+@pytest.mark.parametrize("dist_name,dist", [DISTS[0], DISTS[2]], ids=["coco", "crowded"])
+def test_resolve_order_cpu_twin(monkeypatch, o2o, dist_name, dist):
+    """CUDA's resolve kernel runs each phase's anchors and ground truths on many threads, so the
+    member slices fill in any order (and the statistics walk them per ground truth). With
+    DUALHEAD_CPU_SCRAMBLE=1 the CPU visits every phase's loop in a scrambled order: the outputs
+    must stay bitwise equal (finish_gt's sort, order-free atomics), and equal the reference."""
+    bt = make_batch(B=3, C=11, seed=fresh_seed(), **dist)
+    s2, b2 = bt.second_head(seed=fresh_seed())
+    args = (bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt)
+    monkeypatch.delenv("DUALHEAD_CPU_SCRAMBLE", raising=False)
+    plain = dualhead.ops.dual_assign(*args, **o2o)
+    monkeypatch.setenv("DUALHEAD_CPU_SCRAMBLE", "1")
+    scrambled = dualhead.ops.dual_assign(*args, **o2o)
+    for a, b in ((plain.o2m, scrambled.o2m), (plain.o2o, scrambled.o2o)):
+        assert torch.equal(a.fg_mask, b.fg_mask) and torch.equal(a.gt_idx, b.gt_idx) and torch.equal(a.scores, b.scores)
+    for f in ("pick", "rank", "gap"):
+        assert torch.equal(getattr(plain.stats, f), getattr(scrambled.stats, f))
+    ref = dualhead.reference.dual_assign(*args, **o2o)
+    assert_same_targets(ref.o2o.to_dense(11), scrambled.o2o.to_dense(11))
+    assert torch.equal(scrambled.stats.pick, ref.stats.pick)

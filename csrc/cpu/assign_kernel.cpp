@@ -3,8 +3,9 @@
 // The stages live in csrc/assign_core.h (shared with CUDA); this file decides who runs them:
 // pass 1, at::parallel_for over (image, ground truth) rows: candidates, IoU + prior + metric for
 // every head, top-k lists, conflict keys and claims (atomics on packed keys commute, so results
-// are bitwise identical for any thread count); pass 2, parallel over (head, image): resolve,
-// topk2, maxima, compact targets; pass 3 (dual calls), parallel over images: statistics.
+// are bitwise identical for any thread count); pass 2, parallel over (head, image): the resolve
+// phases (conflicts, member lists, topk2, maxima, compact targets); pass 3 (dual calls),
+// parallel over ground truths: statistics.
 // No (B, M, N) buffer anywhere: workspace is O(B*N + B*M*k).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -90,23 +91,59 @@ void pass_candidates(const AssignParams& p, const S* const* scores) {
   });
 }
 
+// The CPU runs the resolve phases' loops in order, so its member slices arrive sorted. CUDA
+// threads fill them in any order; DUALHEAD_CPU_SCRAMBLE=1 makes the CPU visit every phase's
+// anchors and ground truths in a scrambled order instead, so the tests show that the results
+// do not depend on it (the sort in finish_gt, the order-free atomics).
+bool cpu_scramble() {
+  const char* e = std::getenv("DUALHEAD_CPU_SCRAMBLE");
+  return e != nullptr && e[0] == '1';
+}
+
+// i -> the i-th index visited of [0, n): i itself, or i * 7919 mod n (a bijection when n is not
+// a multiple of the prime 7919; then the reverse order).
+struct VisitOrder {
+  bool scramble;
+  int64_t operator()(int64_t i, int64_t n) const {
+    if (!scramble) return i;
+    return n % 7919 != 0 ? (i * 7919) % n : n - 1 - i;
+  }
+};
+
+// The resolve phases of assign_core.h in turn, for each (head, image) a thread takes.
 template <typename S>
 void pass_anchors(const AssignParams& p, const S* const* scores) {
   const int64_t k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
+  const VisitOrder at_{cpu_scramble()};
   at::parallel_for(0, p.B * p.H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> mf(p.N), of(p.N), mg(p.M), og(p.M), lv(p.M * k2);
     std::vector<int64_t> ga(p.N), li(p.M * k2);
-    std::vector<int> ll(p.M);
-    for (int64_t hb = begin; hb < end; ++hb)
-      resolve_image(p, scores, static_cast<int>(hb / p.B), hb % p.B, mf.data(), of.data(), ga.data(), mg.data(),
-                    og.data(), lv.data(), li.data(), ll.data());
+    std::vector<int> count(p.M), cursor(p.M);
+    ImageScratch s{mf.data(), of.data(), ga.data(), count.data(), cursor.data(), mg.data(), og.data(),
+                   lv.data(),  li.data(), k2,        nullptr,      nullptr};
+    for (int64_t hb = begin; hb < end; ++hb) {
+      const int h = static_cast<int>(hb / p.B);
+      const int64_t b = hb % p.B;
+      s.members = image_members(p, h, b);
+      s.start = image_member_start(p, h, b);
+      std::fill(count.begin(), count.end(), 0);
+      for (int64_t i = 0; i < p.N; ++i) resolve_anchor(p, scores, h, b, at_(i, p.N), s);
+      member_offsets(p, s);
+      for (int64_t i = 0; i < p.N; ++i) place_member(at_(i, p.N), s);
+      for (int64_t i = 0; i < p.M; ++i) finish_gt(p, h, at_(i, p.M), s);
+      for (int64_t i = 0; i < p.N; ++i) write_anchor(p, h, b, at_(i, p.N), s);
+    }
   });
 }
 
 void pass_stats(const AssignParams& p, int64_t* pick, int64_t* rank, float* gap) {
-  at::parallel_for(0, p.B, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> tpick(p.M), omega(p.M);
-    for (int64_t b = begin; b < end; ++b) stats_image(p, b, tpick.data(), omega.data(), pick, rank, gap);
+  const VisitOrder at_{cpu_scramble()};
+  const int64_t rows = p.B * p.M;
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t row = at_(i, rows);
+      stats_gt(p, row / p.M, row % p.M, pick, rank, gap);
+    }
   });
 }
 

@@ -5,11 +5,24 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+
 #include "../assign_checks.h"
 #include "launchers.h"
 
 namespace dualhead {
 namespace {
+
+// Ground truths with more candidate cells than this are walked by a warp instead of a thread.
+// Untuned until a GPU has run the benchmarks: DUALHEAD_CUDA_SPLIT_CELLS overrides it (the GPU
+// script sweeps it).
+int64_t split_cells() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("DUALHEAD_CUDA_SPLIT_CELLS");
+    return e != nullptr && *e != '\0' ? std::atoll(e) : int64_t(32);
+  }();
+  return v;
+}
 
 int score_dtype(at::ScalarType t) {
   switch (t) {
@@ -34,24 +47,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     fill_empty(call);
     return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
   }
-  const auto lopt = call.b0.options().dtype(at::kLong), fopt = call.b0.options();
-  at::Tensor ws = at::zeros({call.workspace_size()}, lopt);
-  call.set_workspace(ws.data_ptr<int64_t>());
+  const auto lopt = call.b0.options().dtype(at::kLong), fopt = call.b0.options(), iopt = fopt.dtype(at::kInt);
+  // Slot 0: the split-row queue length; then the AssignCall workspace, whose first 3*H*B*N
+  // slots (claims and keys) start at zero. The rest is written before it is read.
+  const int64_t HB = p.H * p.B;
+  at::Tensor ws = at::empty({1 + call.workspace_size()}, lopt);
+  ws.narrow(0, 0, 1 + 3 * call.hbn()).zero_();
+  call.set_workspace(ws.data_ptr<int64_t>() + 1);
   AssignScratch s{};
+  s.n_split = reinterpret_cast<int*>(ws.data_ptr<int64_t>());
+  s.split_cells = split_cells();
   s.kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
   s.k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
-  const int64_t HB = p.H * p.B;
   at::Tensor vals = at::empty({p.B * p.M * 2 * s.kmax}, fopt), idxs = at::empty({p.B * p.M * 2 * s.kmax}, lopt);
+  at::Tensor split_rows = at::empty({p.B * p.M}, lopt);
   at::Tensor mf = at::empty({HB * p.N}, fopt), of = at::empty({HB * p.N}, fopt), ga = at::empty({HB * p.N}, lopt);
+  at::Tensor count = at::empty({HB * p.M}, iopt), cursor = at::empty({HB * p.M}, iopt);
   at::Tensor mg = at::empty({HB * p.M}, fopt), og = at::empty({HB * p.M}, fopt);
   at::Tensor lv = at::empty({HB * p.M * s.k2}, fopt), li = at::empty({HB * p.M * s.k2}, lopt);
-  at::Tensor ll = at::empty({HB * p.M}, call.b0.options().dtype(at::kInt));
-  at::Tensor tp = at::empty({p.B * p.M}, fopt), om = at::empty({p.B * p.M}, fopt);
-  s.vals = vals.data_ptr<float>(), s.idxs = idxs.data_ptr<int64_t>();
+  s.vals = vals.data_ptr<float>(), s.idxs = idxs.data_ptr<int64_t>(), s.split_rows = split_rows.data_ptr<int64_t>();
   s.mf = mf.data_ptr<float>(), s.of = of.data_ptr<float>(), s.ga = ga.data_ptr<int64_t>();
+  s.count = count.data_ptr<int>(), s.cursor = cursor.data_ptr<int>();
   s.mg = mg.data_ptr<float>(), s.og = og.data_ptr<float>();
-  s.lv = lv.data_ptr<float>(), s.li = li.data_ptr<int64_t>(), s.ll = ll.data_ptr<int>();
-  s.tpick = tp.data_ptr<float>(), s.omega = om.data_ptr<float>();
+  s.lv = lv.data_ptr<float>(), s.li = li.data_ptr<int64_t>();
   if (call.stats) {
     s.pick = call.pick.data_ptr<int64_t>(), s.rank = call.rank.data_ptr<int64_t>(), s.gap = call.gap.data_ptr<float>();
   }

@@ -27,21 +27,23 @@ struct AssignParams;
 
 // Scratch of the CUDA assign kernels (global memory, sized by the host code).
 struct AssignScratch {
-  float* vals;     // (B*M, 2*kmax) top-k metrics per ground truth and head
-  int64_t* idxs;   // (B*M, 2*kmax) their anchors
+  float* vals;         // (B*M, 2*kmax) top-k metrics per ground truth and head
+  int64_t* idxs;       // (B*M, 2*kmax) their anchors
   int64_t kmax;
-  float* mf;       // (H*B, N) final metric per anchor
-  float* of;       // (H*B, N) final overlap
-  int64_t* ga;     // (H*B, N) final ground truth (-1: background)
-  float* mg;       // (H*B, M) per ground truth max metric
-  float* og;       // (H*B, M) per ground truth max overlap
-  float* lv;       // (H*B, M*k2) topk2 lists
-  int64_t* li;     // (H*B, M*k2)
-  int* ll;         // (H*B, M)
+  int64_t* split_rows; // (B*M) rows queued for the warp kernel
+  int* n_split;        // queue length, zeroed by the host
+  int64_t split_cells; // rows with more candidate cells than this go to the warp kernel
+  float* mf;           // (H*B, N) final metric per anchor
+  float* of;           // (H*B, N) final overlap
+  int64_t* ga;         // (H*B, N) final ground truth (-1: background)
+  int* count;          // (H*B, M) anchors per ground truth
+  int* cursor;         // (H*B, M)
+  float* mg;           // (H*B, M) per ground truth max metric
+  float* og;           // (H*B, M) per ground truth max overlap
+  float* lv;           // (H*B, M*k2) topk2 lists
+  int64_t* li;         // (H*B, M*k2)
   int64_t k2;
-  float* tpick;    // (B, M) statistics scratch
-  float* omega;    // (B, M)
-  int64_t* pick;   // (B, M) outputs of the statistics (null: none)
+  int64_t* pick;       // (B, M) outputs of the statistics (null: none)
   int64_t* rank;
   float* gap;
 };
