@@ -85,8 +85,9 @@ def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt
     labels = gt_labels.reshape(B, M)
     mask = mask_gt.reshape(B, M)
     mask = mask.bool() if mask.dtype != torch.bool else mask
-    if not check_values:
+    if not check_values or _values_ok(labels, mask, gt_bboxes, anc_points, C):
         return labels.long(), mask
+    # Something is wrong: find it and name it (several reads of device data; the error path only).
     if labels.is_floating_point():
         if not bool(torch.isfinite(labels[mask]).all()):
             raise ValueError("gt_labels must be finite for real ground truths")
@@ -106,6 +107,18 @@ def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt
     if not bool(torch.isfinite(anc_points).all()):
         raise ValueError("anc_points must be finite")
     return labels, mask
+
+
+def _values_ok(labels, mask, gt_bboxes, anc_points, C) -> bool:
+    """Every data check of check_inputs as one device reduction read once (a single sync on
+    CUDA, instead of one per check): finite labels in [0, C) after truncation, finite boxes with
+    x2 >= x1 and y2 >= y1 (real ground truths only), finite anchors."""
+    fine = torch.isfinite(labels) if labels.is_floating_point() else torch.ones_like(mask)
+    lab = torch.where(fine, labels, 0).long()
+    fin = torch.isfinite(gt_bboxes).all(-1)
+    upright = (gt_bboxes[..., 2] >= gt_bboxes[..., 0]) & (gt_bboxes[..., 3] >= gt_bboxes[..., 1])
+    good = fine & (lab >= 0) & (lab < C) & fin & upright
+    return bool((good | ~mask).all() & torch.isfinite(anc_points).all())
 
 
 def check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt,
