@@ -1,0 +1,51 @@
+"""`dualhead bench`: runs end to end, equality-checks against ultralytics before timing, and
+reports an out-of-memory baseline (ultralytics on W3 at B = 128 on a GPU) instead of crashing."""
+
+import json
+
+import pytest
+import torch
+
+from dualhead import bench, cli
+
+
+def test_first_call_reports_out_of_memory():
+    def oom():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    assert bench.first_call(oom) == (None, "out of memory")
+    assert bench.first_call(lambda: 3) == (3, None)
+
+
+def test_bench_cli_small_run(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = cli.main(["bench", "--workloads", "W1", "--modes", "dual-compact,dual-dense", "--rounds", "1",
+                   "--min-time", "0.01", "--no-memory", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    impls = {r["impl"]: r for r in rows if r["mode"] == "dual-compact"}
+    assert impls["dualhead"]["median_s"] > 0 and impls["reference"]["median_s"] > 0
+    if bench.have_ultralytics():  # compact rows are compared with ultralytics' dense call (timed in dual-dense)
+        assert impls["dualhead"]["speedup_vs_ultralytics"] > 1
+    assert "W1" in capsys.readouterr().out
+
+
+def test_bench_oom_row_is_reported(monkeypatch, tmp_path, capsys):
+    real = bench.make_fn
+
+    def make_fn(impl, mode, *a):
+        f = real(impl, mode, *a)
+        if impl == "reference" and f is not None:
+            def oom():
+                raise torch.OutOfMemoryError("out of memory")
+            return oom
+        return f
+
+    monkeypatch.setattr(bench, "make_fn", make_fn)
+    out = tmp_path / "r.json"
+    rc = cli.main(["bench", "--workloads", "W1", "--modes", "dual-compact", "--impls", "dualhead,reference",
+                   "--rounds", "1", "--min-time", "0.01", "--no-memory", "--json", str(out)])
+    assert rc == 0
+    ref = [r for r in json.loads(out.read_text())["rows"] if r["impl"] == "reference"][0]
+    assert ref["median_s"] is None and ref["note"] == "out of memory"
+    assert "OOM" in capsys.readouterr().out
