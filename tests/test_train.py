@@ -108,3 +108,16 @@ def test_ddp_two_gloo_processes(tmp_path):
     ck = load_checkpoint(tmp_path / "last.pt")
     assert ck["epoch"] == 1 and ck["ema"]["updates"] == 8  # 16 images per rank, 4 per step: 4 steps x 2 epochs
     assert len(_rows(tmp_path / "results.csv")) == 2
+
+
+def test_amp_on_cpu_bf16(tmp_path):
+    """amp='on' on CPU: bf16 autocast through the model, the loss and the assignment kernel (bf16
+    scores), scaler disabled; finite losses and a checkpoint that resumes. (fp16 + GradScaler:
+    tests/test_cuda.py on a GPU.)"""
+    cfg = TrainConfig(**EASY, train_len=32, epochs=1, amp="on", out=str(tmp_path))
+    m = train(cfg)
+    assert all(torch.isfinite(torch.tensor(float(v))) for k, v in m.items() if k.startswith(("o2m_", "o2o_")))
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["epoch"] == 0 and "scaler" in ck  # 0-based index of the last finished epoch
+    m2 = train(TrainConfig(**EASY, train_len=32, epochs=2, amp="on", out=str(tmp_path), resume=True))
+    assert m2["epoch"] == 2
