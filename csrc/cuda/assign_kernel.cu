@@ -20,8 +20,10 @@
 namespace dualhead {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kResolveThreads = 256;  // a block per (head, image) for the resolve phases
+constexpr int kThreads = 64;  // gt_rows / stats: each thread runs a serial chain; spread them over SMs
+// A block per (head, image) for the resolve phases: W1 has only H * B = 32 of them, so each is
+// made as wide as a block goes (8400 anchors = ~8 per thread and phase); 40 registers/thread.
+constexpr int kResolveThreads = 1024;
 constexpr int kWarpsPerBlock = 2;     // shared memory: 2 x 32 lanes x sizeof(LaneLists) ~ 29 KB
 constexpr unsigned kMaxSplitBlocks = 4096;
 
