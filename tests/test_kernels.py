@@ -309,3 +309,32 @@ def test_resolve_order_cpu_twin(monkeypatch, o2o, dist_name, dist):
     ref = dualhead.reference.dual_assign(*args, **o2o)
     assert_same_targets(ref.o2o.to_dense(11), scrambled.o2o.to_dense(11))
     assert torch.equal(scrambled.stats.pick, ref.stats.pick)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_inputs(device):
+    """Strided views (a permuted (B, C, N) score tensor as ultralytics' heads produce, boxes
+    sliced out of a wider tensor, transposed anchors, every other ground-truth slot) give the
+    bitwise results of their contiguous copies."""
+    bt = make_batch(B=3, C=9, seed=fresh_seed(), n_gt=(2, 30), device=device)
+    s2, b2 = (t.to(device) for t in bt.second_head(seed=fresh_seed()))
+    a = (bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt)
+    strided = (
+        bt.pd_scores.transpose(1, 2).contiguous().transpose(1, 2),
+        torch.cat((bt.pd_bboxes, bt.pd_bboxes), -1)[..., :4],
+        s2.transpose(1, 2).contiguous().transpose(1, 2),
+        b2.transpose(0, 1).contiguous().transpose(0, 1),
+        bt.anc_points.t().contiguous().t(),
+        torch.stack((bt.gt_labels, bt.gt_labels), 2)[:, :, 0],
+        torch.stack((bt.gt_bboxes, bt.gt_bboxes), 2)[:, :, 0],
+        torch.stack((bt.mask_gt, bt.mask_gt), 2)[:, :, 0],
+    )
+    assert not any(t.is_contiguous() for t in strided)
+    for x, y in zip(a, strided):
+        assert torch.equal(x, y)
+    want = dualhead.ops.dual_assign(*a, o2o_topk=7, o2o_topk2=1)
+    got = dualhead.ops.dual_assign(*strided, o2o_topk=7, o2o_topk2=1)
+    for w, g in ((want.o2m, got.o2m), (want.o2o, got.o2o)):
+        for f in ("fg_mask", "gt_idx", "scores", "labels", "bboxes"):
+            assert torch.equal(getattr(w, f), getattr(g, f)), f
+    assert torch.equal(want.stats.gap, got.stats.gap)
