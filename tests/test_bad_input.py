@@ -6,13 +6,19 @@ import torch
 
 import dualhead
 from dualhead.synthetic import make_batch
+from conftest import DEVICES
 
 C = 6
 
 
-@pytest.fixture
-def args():
-    return list(make_batch(B=2, C=C, seed=3, n_gt=(2, 5)).args())
+@pytest.fixture(params=DEVICES)
+def args(request):
+    return list(make_batch(B=2, C=C, seed=3, n_gt=(2, 5), device=request.param).args())
+
+
+def _at(t, *idx):
+    """index tuple for index_put on t's device"""
+    return tuple(torch.tensor([i], device=t.device) for i in idx)
 
 
 ASSIGNERS = {
@@ -40,9 +46,9 @@ CASES = [
     ("device mix", lambda a: bad(a, 1, lambda t: torch.empty(t.shape, device="meta")), "device"),
     ("label negative", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], -1.0, t)), r"gt_labels.*-1"),
     ("label >= C", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float(C), t)), rf"gt_labels.*{C}"),
-    ("gt box nan", lambda a: bad(a, 4, lambda t: t.index_put((torch.tensor([0]), torch.tensor([0]), torch.tensor([2])), torch.tensor(float("nan")))), r"gt_bboxes.*finite"),
-    ("gt box inf", lambda a: bad(a, 4, lambda t: t.index_put((torch.tensor([0]), torch.tensor([0]), torch.tensor([3])), torch.tensor(float("inf")))), r"gt_bboxes.*finite"),
-    ("gt box inverted", lambda a: bad(a, 4, lambda t: t.index_put((torch.tensor([0]), torch.tensor([0]), torch.tensor([0])), t[0, 0, 2] + 5)), r"gt_bboxes.*x2 >= x1"),
+    ("gt box nan", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 2), torch.tensor(float("nan"), device=t.device))), r"gt_bboxes.*finite"),
+    ("gt box inf", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 3), torch.tensor(float("inf"), device=t.device))), r"gt_bboxes.*finite"),
+    ("gt box inverted", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 0), t[0, 0, 2] + 5)), r"gt_bboxes.*x2 >= x1"),
 ]
 
 
@@ -76,7 +82,7 @@ def test_padding_rows_are_not_checked(args):
     a[3] = a[3].clone()
     a[3][0, 0] = -7
     a[4] = a[4].clone()
-    a[4][0, 0] = torch.tensor([5.0, 5.0, 1.0, float("nan")])
+    a[4][0, 0] = torch.tensor([5.0, 5.0, 1.0, float("nan")], device=a[4].device)
     dualhead.ops.assign(*a)
 
 
