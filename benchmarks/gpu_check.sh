@@ -7,7 +7,7 @@
 #   sanitize   compute-sanitizer memcheck and racecheck on a small case
 #   bench      the SPEC §5 GPU benchmarks W1-W4, then W3 at B = 128, against ultralytics on the
 #              same GPU when it is importable (bash benchmarks/gpu_wheels.sh fetches its wheel
-#              into .whl/ where there is network; it is installed from there)
+#              and pycocotools' into .whl/ where there is network; they are installed from there)
 #   split      W1 and W4 with DUALHEAD_CUDA_SPLIT_CELLS = 0, 8, 32, 128, off (the warp-split threshold)
 # Every step runs even if an earlier one fails; the summary at the end says which failed. Each
 # step takes a few minutes: on a machine with a per-command limit run them in several calls.
@@ -19,7 +19,7 @@ PY=${PYTHON:-python3}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} DUALHEAD_FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-8}
 export DUALHEAD_CUDA_ASSIGN=1  # the CUDA assign kernel is opt-in until verified here
 export PYTHONUNBUFFERED=1
-if ls .whl/*.whl > /dev/null 2>&1 && ! $PY -c "import ultralytics" 2> /dev/null; then
+if ls .whl/*.whl > /dev/null 2>&1; then  # wheels fetched by gpu_wheels.sh (no network needed here)
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/dualhead_site .whl/*.whl &&
     export PYTHONPATH=/tmp/dualhead_site${PYTHONPATH:+:$PYTHONPATH}
 fi

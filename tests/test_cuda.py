@@ -196,6 +196,7 @@ def test_cuda_fuzz_never_crashes():
 def test_cuda_training_step_amp(tmp_path):
     """The trainer on CUDA (AMP fp16 + GradScaler, the CUDA assign kernel): a short run learns
     nothing in particular but must produce finite losses and loadable checkpoints."""
+    pytest.importorskip("pycocotools", reason="mAP needs pycocotools (benchmarks/gpu_wheels.sh fetches it)")
     from dualhead.train import TrainConfig, train
     from dualhead.train.checkpoint import load_checkpoint
 
