@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <climits>
+#include <cmath>
 #include <vector>
 
 #include "assign_core.h"
@@ -87,20 +89,30 @@ inline AssignParams check_assign_args(const at::Tensor& scores, const at::Tensor
   return c;
 }
 
-// Data checks on real ground truths (labels in [0, C), finite xyxy with x2 >= x1, y2 >= y1):
-// out-of-range labels would index outside pd_scores. Host-side data (CPU tensors).
+// Data checks on real ground truths (labels in [0, C), finite xyxy with x2 >= x1, y2 >= y1)
+// and on the anchors (finite): out-of-range labels would index outside pd_scores. Host-side
+// data (the packed copy of prepare_assign). These are the only value checks on the kernel path
+// (dualhead.ops leaves them here: one host copy instead of a sync per check), so they raise
+// ValueError like the Python checks of the reference path.
 inline void check_gt_values(const int64_t* labels, const float* gt, const bool* mask, int64_t rows, int64_t C) {
   for (int64_t r = 0; r < rows; ++r) {
     if (!mask[r]) continue;
-    TORCH_CHECK(labels[r] >= 0 && labels[r] < C, "gt_labels must be in [0, C=", C, ") for real ground truths, got ",
-                labels[r]);
+    TORCH_CHECK_VALUE(labels[r] >= 0 && labels[r] < C, "gt_labels must be in [0, C=", C,
+                      ") for real ground truths, got ", labels[r],
+                      labels[r] == INT64_MIN ? " (what a NaN, infinite or huge float label becomes as int64)" : "");
     const float* q = gt + 4 * r;
     const bool finite = std::isfinite(q[0]) && std::isfinite(q[1]) && std::isfinite(q[2]) && std::isfinite(q[3]);
-    TORCH_CHECK(finite, "gt_bboxes must be finite for real ground truths, got [", q[0], ", ", q[1], ", ", q[2], ", ",
-                q[3], "]");
-    TORCH_CHECK(q[2] >= q[0] && q[3] >= q[1], "gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got [", q[0], ", ",
-                q[1], ", ", q[2], ", ", q[3], "]");
+    TORCH_CHECK_VALUE(finite, "gt_bboxes must be finite for real ground truths, got [", q[0], ", ", q[1], ", ", q[2],
+                      ", ", q[3], "]");
+    TORCH_CHECK_VALUE(q[2] >= q[0] && q[3] >= q[1], "gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got [", q[0],
+                      ", ", q[1], ", ", q[2], ", ", q[3], "]");
   }
+}
+
+inline void check_anchor_values(const float* anc, int64_t N) {
+  for (int64_t a = 0; a < N; ++a)
+    TORCH_CHECK_VALUE(std::isfinite(anc[2 * a]) && std::isfinite(anc[2 * a + 1]), "anc_points must be finite, got (",
+                      anc[2 * a], ", ", anc[2 * a + 1], ") at index ", a);
 }
 
 // Recognise ultralytics' multi-level anchor grid: consecutive levels, each row-major with
@@ -194,6 +206,7 @@ inline AssignCall prepare_assign(const at::Tensor& scores, const at::Tensor& bbo
   const float* anc_h = reinterpret_cast<const float*>(base + 24 * BM);
   const bool* mk_h = reinterpret_cast<const bool*>(base + 24 * BM + 8 * c.N);
   check_gt_values(lab_h, gt_h, mk_h, BM, c.C);
+  check_anchor_values(anc_h, c.N);
   const std::vector<GridLevel> grid = detect_grid(anc_h, c.N);
 
   call.stats = with_stats && c.H == 2;

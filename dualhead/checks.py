@@ -51,7 +51,8 @@ def check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, n_ancho
 
 def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="", check_values=True):
     """Validate the ultralytics-layout inputs of one head (check_values=False: shapes, dtypes and
-    devices only -- for a second head whose ground truths were already checked).
+    devices only -- for the compiled kernel, which checks the values itself, and for a second
+    head whose ground truths were already checked).
 
     Returns (gt_labels (B, M) int64, mask_gt (B, M) bool): the (B, M, 1) forms are squeezed, float
     labels truncated like ultralytics' `.long()`.

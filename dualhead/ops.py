@@ -40,7 +40,11 @@ def _use_kernel(op: str, t) -> bool:
 
 
 def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, conflict, iou_type, eps, with_stats):
-    """torch.ops.dualhead.assign on validated inputs -> ([Assignment per head], stats or None)."""
+    """torch.ops.dualhead.assign on inputs of checked shapes, dtypes and devices -> ([Assignment
+    per head], stats or None). The value checks (labels in range, finite upright boxes, finite
+    anchors) are the kernel's: it copies those small inputs to the host once anyway (one sync on
+    CUDA) and raises the same ValueErrors as the Python
+    checks of the reference path."""
     (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
     fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(
         s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
@@ -59,8 +63,7 @@ def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, t
         return reference.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=topk,
                                 topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict,
                                 iou_type=iou_type, eps=eps)
-    labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt,
-                                check_values=_check_values())
+    labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, check_values=False)
     topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
     if mask.shape[1] == 0:  # no ground-truth slots: labels = C (ultralytics)
         return empty_assignment(*pd_scores.shape, pd_scores.device)
@@ -82,7 +85,7 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
         labels, mask, o2o_topk2_ = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points,
                                                      gt_labels, gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2,
                                                      alpha, beta, a2, b2, min_side, conflict, iou_type,
-                                                     check_values=_check_values())
+                                                     check_values=False)
     if not kernel or mask.shape[1] == 0:  # no extension, or no ground-truth slots (labels = C)
         return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
                                      gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
@@ -115,13 +118,6 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
         torch.ops.dualhead.to_dense_out(a.labels, a.scores, out)
         scores = out
     return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
-
-
-def _check_values() -> bool:
-    """Value checks (labels in range, finite xyxy boxes) read tensor data: a host sync, and a
-    graph break under torch.compile. While compiling they are left to the kernel, whose
-    TORCH_CHECKs test the same conditions at run time."""
-    return not torch.compiler.is_compiling()
 
 
 def _dispatch_key(t: torch.Tensor) -> str:

@@ -48,6 +48,8 @@ CASES = [
     ("label >= C", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float(C), t)), rf"gt_labels.*{C}"),
     ("gt box nan", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 2), torch.tensor(float("nan"), device=t.device))), r"gt_bboxes.*finite"),
     ("gt box inf", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 3), torch.tensor(float("inf"), device=t.device))), r"gt_bboxes.*finite"),
+    ("anchor nan", lambda a: bad(a, 2, lambda t: t.index_fill(0, _at(t, 5)[0], float("nan"))), r"anc_points.*finite"),
+    ("label nan", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float("nan"), t)), r"gt_labels"),
     ("gt box inverted", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 0), t[0, 0, 2] + 5)), r"gt_bboxes.*x2 >= x1"),
 ]
 

@@ -210,6 +210,7 @@ def test_kernel_bad_input_messages():
         (5, labels.int(), "gt_labels must be int64"),
         (6, bt.gt_bboxes.flip(-1), "gt_bboxes must be xyxy"),
         (6, bt.gt_bboxes * float("nan"), "gt_bboxes must be finite"),
+        (4, bt.anc_points.index_fill(0, torch.tensor([7]), float("inf")), r"anc_points must be finite, got \(inf"),
         (8, [0, 10], "topk must be in"),
         (10, -1.0, "min_side must be"),
         (4, bt.anc_points[:-1], "anc_points must be"),
@@ -219,7 +220,7 @@ def test_kernel_bad_input_messages():
     for i, v, msg in cases:
         a = list(base)
         a[i] = v
-        with pytest.raises(RuntimeError, match=msg):
+        with pytest.raises((RuntimeError, ValueError), match=msg):  # data checks: ValueError
             torch.ops.dualhead.assign(*a)
 
 
@@ -245,7 +246,7 @@ for it in range(150):
     try:
         out = torch.ops.dualhead.assign(*args)
         assert torch.isfinite(out[4]).all()
-    except RuntimeError:
+    except (RuntimeError, ValueError):  # TORCH_CHECK / TORCH_CHECK_VALUE
         pass
     try:
         dualhead.ops.assign(s, b, anc, lab, gt, mask, topk=max(topk[0], 1))
