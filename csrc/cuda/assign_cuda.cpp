@@ -44,29 +44,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     fill_empty(call);
     return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
   }
-  const auto lopt = call.b0.options().dtype(at::kLong), fopt = call.b0.options(), iopt = fopt.dtype(at::kInt);
-  // Slot 0: the split-row queue length; then the AssignCall workspace, whose first 3*H*B*N
-  // slots (claims and keys) start at zero. The rest is written before it is read.
+  // All scratch in one allocation (each at::empty costs a few microseconds of host time, and
+  // the whole call aims at ~100 us), carved into 8-byte-aligned pieces. Piece 0: the split-row
+  // queue length, then the AssignCall workspace, whose first 3*H*B*N slots (claims and keys)
+  // start at zero like the queue length; everything else is written before it is read.
   const int64_t HB = p.H * p.B;
-  at::Tensor ws = at::empty({1 + call.workspace_size()}, lopt);
-  ws.narrow(0, 0, 1 + 3 * call.hbn()).zero_();
-  call.set_workspace(ws.data_ptr<int64_t>() + 1);
   AssignScratch s{};
-  s.n_split = reinterpret_cast<int*>(ws.data_ptr<int64_t>());
   s.split_cells = split_cells();
   s.kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
   s.k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
-  at::Tensor vals = at::empty({p.B * p.M * 2 * s.kmax}, fopt), idxs = at::empty({p.B * p.M * 2 * s.kmax}, lopt);
-  at::Tensor split_rows = at::empty({p.B * p.M}, lopt);
-  at::Tensor mf = at::empty({HB * p.N}, fopt), of = at::empty({HB * p.N}, fopt), ga = at::empty({HB * p.N}, lopt);
-  at::Tensor count = at::empty({HB * p.M}, iopt), cursor = at::empty({HB * p.M}, iopt);
-  at::Tensor mg = at::empty({HB * p.M}, fopt), og = at::empty({HB * p.M}, fopt);
-  at::Tensor lv = at::empty({HB * p.M * s.k2}, fopt), li = at::empty({HB * p.M * s.k2}, lopt);
-  s.vals = vals.data_ptr<float>(), s.idxs = idxs.data_ptr<int64_t>(), s.split_rows = split_rows.data_ptr<int64_t>();
-  s.mf = mf.data_ptr<float>(), s.of = of.data_ptr<float>(), s.ga = ga.data_ptr<int64_t>();
-  s.count = count.data_ptr<int>(), s.cursor = cursor.data_ptr<int>();
-  s.mg = mg.data_ptr<float>(), s.og = og.data_ptr<float>();
-  s.lv = lv.data_ptr<float>(), s.li = li.data_ptr<int64_t>();
+  int64_t slots = 0;
+  const auto piece = [&slots](int64_t count, int64_t elem_bytes) {
+    const int64_t at = slots;
+    slots += (count * elem_bytes + 7) / 8;
+    return at;
+  };
+  const int64_t o_ws = piece(1 + call.workspace_size(), 8);
+  const int64_t o_vals = piece(p.B * p.M * 2 * s.kmax, 4), o_idxs = piece(p.B * p.M * 2 * s.kmax, 8);
+  const int64_t o_split = piece(p.B * p.M, 8);
+  const int64_t o_mf = piece(HB * p.N, 4), o_of = piece(HB * p.N, 4), o_ga = piece(HB * p.N, 8);
+  const int64_t o_count = piece(HB * p.M, 4), o_cursor = piece(HB * p.M, 4);
+  const int64_t o_mg = piece(HB * p.M, 4), o_og = piece(HB * p.M, 4);
+  const int64_t o_lv = piece(HB * p.M * s.k2, 4), o_li = piece(HB * p.M * s.k2, 8);
+  at::Tensor scratch = at::empty({slots}, call.b0.options().dtype(at::kLong));
+  scratch.narrow(0, o_ws, 1 + 3 * call.hbn()).zero_();
+  int64_t* base = scratch.data_ptr<int64_t>();
+  const auto f32 = [base](int64_t o) { return reinterpret_cast<float*>(base + o); };
+  const auto i32 = [base](int64_t o) { return reinterpret_cast<int*>(base + o); };
+  s.n_split = i32(o_ws);
+  call.set_workspace(base + o_ws + 1);
+  s.vals = f32(o_vals), s.idxs = base + o_idxs, s.split_rows = base + o_split;
+  s.mf = f32(o_mf), s.of = f32(o_of), s.ga = base + o_ga;
+  s.count = i32(o_count), s.cursor = i32(o_cursor);
+  s.mg = f32(o_mg), s.og = f32(o_og);
+  s.lv = f32(o_lv), s.li = base + o_li;
   if (call.stats) {
     s.pick = call.pick.data_ptr<int64_t>(), s.rank = call.rank.data_ptr<int64_t>(), s.gap = call.gap.data_ptr<float>();
   }
