@@ -110,28 +110,42 @@ struct VisitOrder {
   }
 };
 
-// The resolve phases of assign_core.h in turn, for each (head, image) a thread takes.
+// The resolve phases of assign_core.h in turn, for each (head, image) a thread takes. CUDA runs
+// every phase over all N anchors (threads are cheap there); here the anchor phases visit only
+// the anchors some ground truth claimed (a few percent of N) and the outputs of the others are
+// filled in bulk with what write_anchor writes for background. Under DUALHEAD_CPU_SCRAMBLE the
+// CPU takes CUDA's loop structure instead (every anchor, any order).
 template <typename S>
 void pass_anchors(const AssignParams& p, const S* const* scores) {
   const int64_t k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
   const VisitOrder at_{cpu_scramble()};
   at::parallel_for(0, p.B * p.H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> mf(p.N), of(p.N), mg(p.M), og(p.M), lv(p.M * k2);
-    std::vector<int64_t> ga(p.N), li(p.M * k2);
+    std::vector<int64_t> ga(p.N), li(p.M * k2), claimed;
     std::vector<int> count(p.M), cursor(p.M);
     ImageScratch s{mf.data(), of.data(), ga.data(), count.data(), cursor.data(), mg.data(), og.data(),
                    lv.data(),  li.data(), k2,        nullptr,      nullptr};
     for (int64_t hb = begin; hb < end; ++hb) {
       const int h = static_cast<int>(hb / p.B);
-      const int64_t b = hb % p.B;
+      const int64_t b = hb % p.B, base = hb * p.N;
       s.members = image_members(p, h, b);
       s.start = image_member_start(p, h, b);
       std::fill(count.begin(), count.end(), 0);
-      for (int64_t i = 0; i < p.N; ++i) resolve_anchor(p, scores, h, b, at_(i, p.N), s);
+      claimed.clear();
+      if (at_.scramble) {
+        for (int64_t i = 0; i < p.N; ++i) claimed.push_back(at_(i, p.N));
+      } else {
+        for (int64_t a = 0; a < p.N; ++a)
+          if (p.claims[base + a] != 0) claimed.push_back(a);
+        std::fill(p.fg + base, p.fg + base + p.N, false);
+        std::fill(p.gt_idx + base, p.gt_idx + base + p.N, int64_t(0));
+        std::fill(p.scores + base, p.scores + base + p.N, 0.f);
+      }
+      for (const int64_t a : claimed) resolve_anchor(p, scores, h, b, a, s);
       member_offsets(p, s);
-      for (int64_t i = 0; i < p.N; ++i) place_member(at_(i, p.N), s);
+      for (const int64_t a : claimed) place_member(a, s);
       for (int64_t i = 0; i < p.M; ++i) finish_gt(p, h, at_(i, p.M), s);
-      for (int64_t i = 0; i < p.N; ++i) write_anchor(p, h, b, at_(i, p.N), s);
+      for (const int64_t a : claimed) write_anchor(p, h, b, a, s);
     }
   });
 }
