@@ -52,6 +52,8 @@ struct AssignParams {
   int64_t* rank_a = nullptr;
   int* members = nullptr;       // (H, B, N) anchors grouped by final ground truth (see finish_gt)
   int* member_start = nullptr;  // (H, B, M + 1) each ground truth's slice of members
+  uint64_t* atan_cache = nullptr;  // CPU only: (H, B, N) entries of pred_atan, valid when tagged atan_gen
+  uint32_t atan_gen = 0;
   bool* fg = nullptr;
   int64_t* gt_idx = nullptr;
   float* scores = nullptr;
@@ -107,12 +109,36 @@ DH_HD void for_each_candidate(const AssignParams& p, const Box& r, F&& f) {
   }
 }
 
+// atan(w / h) of head h's predicted box ba (CIoU's aspect term). On CPU a call-wide cache holds
+// it per (head, image, anchor): an anchor is a candidate of several ground truths (W1: 139k pairs
+// over 77k anchors; W2: 1.5M over 134k) and atanf was a fifth of the CPU time. An entry is
+// (generation << 32 | float bits) in one 64-bit word, so threads racing on it store the same
+// value and a reader never sees half of one. CUDA computes it per pair (p.atan_cache is null).
+DH_HD float pred_atan(const AssignParams& p, int h, int64_t ba, const Box& pb) {
+#if !defined(__CUDA_ARCH__)
+  if (p.atan_cache != nullptr) {
+    uint64_t* slot = p.atan_cache + h * p.B * p.N + ba;
+    const uint64_t e = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    union { float f; uint32_t u; } c;
+    if (static_cast<uint32_t>(e >> 32) == p.atan_gen) {
+      c.u = static_cast<uint32_t>(e);
+      return c.f;
+    }
+    c.f = aspect_atan(pb);
+    __atomic_store_n(slot, (static_cast<uint64_t>(p.atan_gen) << 32) | c.u, __ATOMIC_RELAXED);
+    return c.f;
+  }
+#endif
+  return aspect_atan(pb);
+}
+
 // Overlap and metric of (ground truth gb of image b, anchor a) for head h.
 template <typename S>
 DH_HD void eval_pair(const AssignParams& p, const S* scores, int h, int64_t b, const Box& gb, float gt_atan,
                      int64_t label, int64_t a, float* o, float* m) {
   const int64_t ba = b * p.N + a;
-  *o = sanitize_overlap(box_iou_pre(gb, gt_atan, load_box(p.boxes[h] + 4 * ba), p.kind));
+  const Box pb = load_box(p.boxes[h] + 4 * ba);
+  *o = sanitize_overlap(box_iou_pre_ab(gb, gt_atan, pb, p.kind == kCIoU ? pred_atan(p, h, ba, pb) : 0.f, p.kind));
   *m = align_metric(score_to_float(scores[ba * p.C + label]), *o, p.alpha[h], p.beta[h]);
 }
 

@@ -53,8 +53,9 @@ DH_HD float aspect_atan(const Box& a, float eps = kIouEps) { return dh_atan((a.x
 // bbox_iou(box1=a, box2=b, xywh=False, ...) from ultralytics/utils/metrics.py, operation by
 // operation: eps is added to the heights only, to the union and to c2; the CIoU alpha is
 // v / (1 - iou + v + eps) (ultralytics 8.4 ordering, not the yolov10 fork's).
-// atan_a = aspect_atan(a), used by CIoU only.
-DH_HD float box_iou_pre(const Box& a, float atan_a, const Box& b, int kind, float eps = kIouEps) {
+// atan_a = aspect_atan(a), atan_b = aspect_atan(b), used by CIoU only (box_iou_pre below
+// computes atan_b; the assign kernels pass it in, the CPU from a per-anchor cache).
+DH_HD float box_iou_pre_ab(const Box& a, float atan_a, const Box& b, float atan_b, int kind, float eps = kIouEps) {
   const float w1 = a.x2 - a.x1, h1 = (a.y2 - a.y1) + eps;
   const float w2 = b.x2 - b.x1, h2 = (b.y2 - b.y1) + eps;
   float iw = dh_min(a.x2, b.x2) - dh_max(a.x1, b.x1);
@@ -76,10 +77,14 @@ DH_HD float box_iou_pre(const Box& a, float atan_a, const Box& b, int kind, floa
   const float dy = ((b.y1 + b.y2) - a.y1) - a.y2;
   const float rho2 = (dx * dx + dy * dy) / 4.f;
   if (kind == kDIoU) return iou - rho2 / c2;
-  const float da = dh_atan(w2 / h2) - atan_a;
+  const float da = atan_b - atan_a;  // atan_b = atan(w2 / h2)
   const float v = kFourOverPiSq * (da * da);
   const float alpha = v / (((1.f - iou) + v) + eps);
   return iou - (rho2 / c2 + v * alpha);
+}
+
+DH_HD float box_iou_pre(const Box& a, float atan_a, const Box& b, int kind, float eps = kIouEps) {
+  return box_iou_pre_ab(a, atan_a, b, kind == kCIoU ? aspect_atan(b, eps) : 0.f, kind, eps);
 }
 
 DH_HD float box_iou(const Box& a, const Box& b, int kind, float eps = kIouEps) {

@@ -339,3 +339,17 @@ def test_non_contiguous_inputs(device):
         for f in ("fg_mask", "gt_idx", "scores", "labels", "bboxes"):
             assert torch.equal(getattr(w, f), getattr(g, f)), f
     assert torch.equal(want.stats.gap, got.stats.gap)
+
+
+def test_back_to_back_calls_share_no_stale_state():
+    """The CPU kernel reuses per-thread buffers across calls (workspace, the per-anchor atan
+    cache of CIoU): a call with other predictions of the same shape must not see the previous
+    call's values."""
+    bt = make_batch(B=2, C=7, seed=fresh_seed(), n_gt=(5, 40))
+    a = list(bt.args())
+    first = dualhead.ops.assign(*a)
+    a[1] = a[1] * torch.tensor([1.0, 1.0, 1.3, 0.8])  # other aspect ratios, same shape
+    second = dualhead.ops.assign(*a)
+    ref = dualhead.reference.assign(*a)
+    assert_same_targets(ref.to_dense(7), second.to_dense(7))
+    assert not torch.equal(first.scores, second.scores)

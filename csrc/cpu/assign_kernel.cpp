@@ -33,6 +33,24 @@ int64_t* workspace(int64_t n) {
   return ws.data_ptr<int64_t>();
 }
 
+// The pred_atan cache (assign_core.h), reused across calls on the calling thread like the
+// workspace: each call takes a new generation, so stale entries never match and nothing is
+// cleared (only when the 32-bit generation wraps, or for memory that is new).
+struct AtanCache {
+  uint64_t* data;
+  uint32_t gen;
+};
+AtanCache atan_cache(int64_t n) {
+  thread_local std::vector<uint64_t> buf;
+  thread_local uint32_t gen = 0;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n, 0);  // new entries: generation 0, never current
+  if (++gen == 0) {
+    std::fill(buf.begin(), buf.end(), uint64_t(0));
+    gen = 1;
+  }
+  return {buf.data(), gen};
+}
+
 // Rows are not split on CPU by default: the lanes would run in turn on one thread, so a split
 // only adds the merge. DUALHEAD_CPU_SPLIT_CELLS=n splits rows of more than n cells exactly as
 // the CUDA warp kernel does (same partition, same merge), so the CPU tests run that logic too.
@@ -175,6 +193,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     int64_t* ws = workspace(call.workspace_size());
     at::parallel_for(0, 3 * call.hbn(), 1 << 16, [&](int64_t b, int64_t e) { std::fill(ws + b, ws + e, int64_t(0)); });
     call.set_workspace(ws);
+    if (p.kind == kCIoU) {
+      const AtanCache c = atan_cache(call.hbn());
+      call.p.atan_cache = c.data;
+      call.p.atan_gen = c.gen;
+    }
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, call.s0.scalar_type(), "dualhead_assign_cpu", [&] {
       const scalar_t* sp[2] = {call.s0.data_ptr<scalar_t>(), call.s1.data_ptr<scalar_t>()};
       pass_candidates<scalar_t>(p, sp);
