@@ -1,5 +1,5 @@
 """Fake (meta) kernels for torch.ops.dualhead.*: shapes and dtypes only, so torch.compile and
-FakeTensor tracing go through the ops. Same shape conditions as the C++ checks."""
+FakeTensor tracing go through the ops. Same shape and device conditions as the C++ checks."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def register() -> None:
         torch._check(bboxes.shape == (*scores.shape[:2], 4), lambda: f"pd_bboxes must be (B, N, 4), got {tuple(bboxes.shape)}")
         torch._check(gt_bboxes.dim() == 3 and gt_bboxes.shape[2] == 4, lambda: f"gt_bboxes must be (B, M, 4), got {tuple(gt_bboxes.shape)}")
         B, N, _ = scores.shape
+        torch._check(anc_points.shape == (N, 2), lambda: f"anc_points must be (N, 2) = ({N}, 2), got {tuple(anc_points.shape)}")
+        torch._check(gt_labels.shape == gt_bboxes.shape[:2] and mask_gt.shape == gt_bboxes.shape[:2],
+                     lambda: f"gt_labels and mask_gt must be (B, M) = {tuple(gt_bboxes.shape[:2])}")
+        for t in (bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt):
+            # a meta tensor among real ones dispatches here, not to the backend that checks devices
+            torch._check(t is None or t.device == scores.device,
+                         lambda: f"all inputs must be on {scores.device}, got one on {t.device}")
         H = 1 if scores2 is None else 2
         S = gt_bboxes.shape[1] if (with_stats and H == 2) else 0
         f = bboxes.new_empty

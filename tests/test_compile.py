@@ -9,18 +9,20 @@ from dualhead import _ext
 from dualhead.loss import DetectionLoss
 from dualhead.nn import Detector
 from dualhead.synthetic import make_batch
+from conftest import DEVICES
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason="compiled extension not built")
 
 
-def _batch():
-    b = make_batch(B=2, imgsz=128, C=4, n_gt=(1, 6), seed=3)
+def _batch(device="cpu"):
+    b = make_batch(B=2, imgsz=128, C=4, n_gt=(1, 6), seed=3, device=device)
     s2, b2 = b.second_head(4)
-    return b, s2, b2
+    return b, s2.to(device), b2.to(device)
 
 
-def test_compile_task_aligned_assigner():
-    b, _, _ = _batch()
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_task_aligned_assigner(device):
+    b, _, _ = _batch(device)
     ta = dualhead.TaskAlignedAssigner(topk=10, num_classes=4, alpha=0.5, beta=6.0)
     torch._dynamo.reset()
     got = torch.compile(ta, fullgraph=True)(*b.args())
@@ -36,8 +38,9 @@ def test_compile_task_aligned_assigner():
         assert torch.equal(g, w)
 
 
-def test_compile_dual_assigner():
-    b, s2, b2 = _batch()
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_dual_assigner(device):
+    b, s2, b2 = _batch(device)
     dual = dualhead.DualAssigner(num_classes=4, o2o_topk=7, o2o_topk2=1)
     args = (b.pd_scores, b.pd_bboxes, s2, b2, b.anc_points, b.gt_labels, b.gt_bboxes, b.mask_gt)
 

@@ -124,6 +124,7 @@ def test_bitwise_deterministic_across_threads_and_runs():
             assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     B=st.integers(1, 3), imgsz=st.sampled_from([64, 96, 160, 320]), C=st.integers(1, 6),
@@ -134,8 +135,8 @@ def test_bitwise_deterministic_across_threads_and_runs():
     iou_type=st.sampled_from(["iou", "giou", "diou", "ciou"]), seed=st.integers(0, 2**31 - 1),
     general=st.booleans(),
 )
-def test_property_kernel_equals_reference(B, imgsz, C, n_hi, kind, topk, topk2, alpha, beta, min_side, conflict,
-                                          iou_type, seed, general):
+def test_property_kernel_equals_reference(device, B, imgsz, C, n_hi, kind, topk, topk2, alpha, beta, min_side,
+                                          conflict, iou_type, seed, general):
     bt = make_batch(B=B, imgsz=imgsz, C=C, n_gt=(0, n_hi), kind=kind, seed=seed)
     args = list(bt.args())
     if general:  # arbitrary anchor points: jittered, general scan path
@@ -144,10 +145,10 @@ def test_property_kernel_equals_reference(B, imgsz, C, n_hi, kind, topk, topk2, 
     N = args[0].shape[1]
     topk, topk2 = min(topk, N), (None if topk2 is None else min(topk2, N))
     kw = dict(topk=topk, topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict, iou_type=iou_type)
-    got = dualhead.ops.assign(*args, **kw)
+    got = dualhead.ops.assign(*[t.to(device) for t in args], **kw)
     ref = dualhead.reference.assign(*args, **kw)
     # beta = 0 or alpha = 0 make many metrics exactly equal (ties); compare loss-relevant targets
-    assert_same_targets(ref.to_dense(C), got.to_dense(C), what=str(kw))
+    assert_same_targets(ref.to_dense(C), tuple(t.cpu() for t in got.to_dense(C)), what=str(kw))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -163,9 +164,10 @@ def test_to_dense_op_and_out_buffer(device):
         a.to_dense(9, out=buf[:, :-1])
 
 
-def test_empty_inputs():
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_inputs(device):
     C = 4
-    bt = make_batch(B=2, C=C, seed=0, n_gt=(1, 3))
+    bt = make_batch(B=2, C=C, seed=0, n_gt=(1, 3), device=device)
     a = list(bt.args())
     z = dualhead.ops.assign(a[0], a[1], a[2], a[3][:, :0], a[4][:, :0], a[5][:, :0])
     assert (z.labels == C).all() and not z.fg_mask.any()
@@ -173,17 +175,23 @@ def test_empty_inputs():
     assert e.fg_mask.shape == (0, a[0].shape[1])
     d = dualhead.ops.dual_assign(a[0], a[1], a[0], a[1], a[2], a[3][:, :0], a[4][:, :0], a[5][:, :0])
     assert d.stats.pick.shape == (2, 0)
+    none_real = dualhead.ops.dual_assign(a[0], a[1], a[0], a[1], a[2], a[3], a[4], torch.zeros_like(a[5]))
+    assert not none_real.o2m.fg_mask.any() and (none_real.stats.rank == -1).all()
+    assert z.fg_mask.device == none_real.o2o.scores.device == a[0].device
 
 
-def test_opcheck_ops():
-    bt = make_batch(B=2, C=5, seed=1, n_gt=(1, 6))
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_ops(device):
+    bt = make_batch(B=2, C=5, seed=1, n_gt=(1, 6), device=device)
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
-    s2, b2 = bt.second_head(2)
+    s2, b2 = (t.to(device) for t in bt.second_head(2))
     torch.library.opcheck(torch.ops.dualhead.assign.default, (bt.pd_scores, bt.pd_bboxes, None, None, bt.anc_points, labels, bt.gt_bboxes, mask, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False))
     torch.library.opcheck(torch.ops.dualhead.assign.default, (bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, labels, bt.gt_bboxes, mask, [10, 10, 7, 1], [0.5, 6.0, 0.5, 6.0], 16.0, 0, 3, 1e-9, True))
     a = dualhead.ops.assign(*bt.args())
     torch.library.opcheck(torch.ops.dualhead.to_dense.default, (a.labels, a.scores, 5))
-    torch.library.opcheck(torch.ops.dualhead.to_dense_out.default, (a.labels, a.scores, torch.empty(*a.labels.shape, 5)))
+    torch.library.opcheck(torch.ops.dualhead.to_dense_out.default,
+                          (a.labels, a.scores, torch.empty(*a.labels.shape, 5, device=device)))
+    torch.library.opcheck(torch.ops.dualhead.box_iou.default, (bt.gt_bboxes[0], bt.pd_bboxes[0, :9], 3))
 
 
 def test_torch_compile_fullgraph():
@@ -200,9 +208,10 @@ def test_torch_compile_fullgraph():
     assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
 
 
-def test_kernel_bad_input_messages():
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernel_bad_input_messages(device):
     """Direct torch.ops calls (no Python checks) still fail with a named argument, never crash."""
-    bt = make_batch(B=2, C=5, seed=3, n_gt=(2, 6))
+    bt = make_batch(B=2, C=5, seed=3, n_gt=(2, 6), device=device)
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
     base = [bt.pd_scores, bt.pd_bboxes, None, None, bt.anc_points, labels, bt.gt_bboxes, mask, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False]
     cases = [
@@ -210,7 +219,9 @@ def test_kernel_bad_input_messages():
         (5, labels.int(), "gt_labels must be int64"),
         (6, bt.gt_bboxes.flip(-1), "gt_bboxes must be xyxy"),
         (6, bt.gt_bboxes * float("nan"), "gt_bboxes must be finite"),
-        (4, bt.anc_points.index_fill(0, torch.tensor([7]), float("inf")), r"anc_points must be finite, got \(inf"),
+        (4, bt.anc_points.index_fill(0, torch.tensor([7], device=device), float("inf")),
+         r"anc_points must be finite, got \(inf"),
+        (4, bt.anc_points.to("meta"), "must be on"),
         (8, [0, 10], "topk must be in"),
         (10, -1.0, "min_side must be"),
         (4, bt.anc_points[:-1], "anc_points must be"),
@@ -222,23 +233,26 @@ def test_kernel_bad_input_messages():
         a[i] = v
         with pytest.raises((RuntimeError, ValueError), match=msg):  # data checks: ValueError
             torch.ops.dualhead.assign(*a)
+    if device == "cuda":
+        torch.cuda.synchronize()  # nothing asynchronous went wrong either
 
 
 FUZZ = r"""
 import sys, torch
 import dualhead
 g = torch.Generator().manual_seed(int(sys.argv[1]))
-def r(*s): return torch.randn(*s, generator=g) * float(torch.randint(1, 2000, (1,), generator=g))
+dev = sys.argv[2]
+def r(*s): return (torch.randn(*s, generator=g) * float(torch.randint(1, 2000, (1,), generator=g))).to(dev)
 vals = [float("nan"), float("inf"), -float("inf"), 0.0, -1.0, 1e38]
 for it in range(150):
     B, N, C, M = (int(torch.randint(0, 4, (1,), generator=g)), int(torch.randint(0, 60, (1,), generator=g)),
                   int(torch.randint(0, 5, (1,), generator=g)), int(torch.randint(0, 6, (1,), generator=g)))
     s, b, anc, gt = r(B, N, C).sigmoid(), r(B, N, 4), r(N, 2), r(B, M, 4).abs()
-    lab = torch.randint(-1, C + 2, (B, M), generator=g)
-    mask = torch.rand(B, M, generator=g) < 0.7
+    lab = torch.randint(-1, C + 2, (B, M), generator=g).to(dev)
+    mask = (torch.rand(B, M, generator=g) < 0.7).to(dev)
     for t in (s, b, gt):
         if t.numel() and torch.rand(1, generator=g) < 0.4:
-            t.view(-1)[torch.randint(0, t.numel(), (3,), generator=g)] = vals[int(torch.randint(0, 6, (1,), generator=g))]
+            t.view(-1)[torch.randint(0, t.numel(), (3,), generator=g).to(dev)] = vals[int(torch.randint(0, 6, (1,), generator=g))]
     topk = [int(torch.randint(-1, N + 3, (1,), generator=g)) for _ in range(2)]
     args = [s, b, None, None, anc, lab, gt, mask, topk, [0.5, 6.0], float(torch.randint(-2, 40, (1,), generator=g)), 0, 3, 1e-9, False]
     if torch.rand(1, generator=g) < 0.3:
@@ -252,13 +266,20 @@ for it in range(150):
         dualhead.ops.assign(s, b, anc, lab, gt, mask, topk=max(topk[0], 1))
     except ValueError:
         pass
+if dev == "cuda":
+    torch.cuda.synchronize()  # an asynchronous fault would surface here
 print("ok")
 """
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", [fresh_seed() for _ in range(2)])
-def test_fuzz_never_crashes(seed):
-    r = subprocess.run([sys.executable, "-c", FUZZ, str(seed)], capture_output=True, text=True, timeout=600)
+def test_fuzz_never_crashes(seed, device):
+    """Random shapes, NaN/inf values, bad top-k, in a subprocess: errors are Python exceptions,
+    never a crash (nor, on CUDA, an illegal memory access)."""
+    env = dict(os.environ, DUALHEAD_CUDA_ASSIGN="1")
+    r = subprocess.run([sys.executable, "-c", FUZZ, str(seed), device], capture_output=True, text=True, timeout=600,
+                       env=env)
     assert r.returncode == 0 and "ok" in r.stdout, f"seed {seed}: rc={r.returncode}\n{r.stderr[-3000:]}"
 
 
