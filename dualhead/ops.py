@@ -43,8 +43,7 @@ def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, confl
     """torch.ops.dualhead.assign on inputs of checked shapes, dtypes and devices -> ([Assignment
     per head], stats or None). The value checks (labels in range, finite upright boxes, finite
     anchors) are the kernel's: it copies those small inputs to the host once anyway (one sync on
-    CUDA) and raises the same ValueErrors as the Python
-    checks of the reference path."""
+    CUDA) and raises the same ValueErrors as the Python checks of the reference path."""
     (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
     fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(
         s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
