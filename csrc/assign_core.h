@@ -138,7 +138,7 @@ DH_HD void eval_pair(const AssignParams& p, const S* scores, int h, int64_t b, c
                      int64_t label, int64_t a, float* o, float* m) {
   const int64_t ba = b * p.N + a;
   const Box pb = load_box(p.boxes[h] + 4 * ba);
-  *o = sanitize_overlap(box_iou_pre_ab(gb, gt_atan, pb, p.kind == kCIoU ? pred_atan(p, h, ba, pb) : 0.f, p.kind));
+  *o = sanitize_overlap(box_iou_pre(gb, gt_atan, pb, p.kind == kCIoU ? pred_atan(p, h, ba, pb) : 0.f, p.kind));
   *m = align_metric(score_to_float(scores[ba * p.C + label]), *o, p.alpha[h], p.beta[h]);
 }
 

@@ -53,9 +53,10 @@ DH_HD float aspect_atan(const Box& a, float eps = kIouEps) { return dh_atan((a.x
 // bbox_iou(box1=a, box2=b, xywh=False, ...) from ultralytics/utils/metrics.py, operation by
 // operation: eps is added to the heights only, to the union and to c2; the CIoU alpha is
 // v / (1 - iou + v + eps) (ultralytics 8.4 ordering, not the yolov10 fork's).
-// atan_a = aspect_atan(a), atan_b = aspect_atan(b), used by CIoU only (box_iou_pre below
-// computes atan_b; the assign kernels pass it in, the CPU from a per-anchor cache).
-DH_HD float box_iou_pre_ab(const Box& a, float atan_a, const Box& b, float atan_b, int kind, float eps = kIouEps) {
+// atan_a = aspect_atan(a), atan_b = aspect_atan(b), used by CIoU only: precomputed by the
+// callers (a ground truth's once for all its candidates; a predicted box's, on CPU, once per
+// anchor from a cache).
+DH_HD float box_iou_pre(const Box& a, float atan_a, const Box& b, float atan_b, int kind, float eps = kIouEps) {
   const float w1 = a.x2 - a.x1, h1 = (a.y2 - a.y1) + eps;
   const float w2 = b.x2 - b.x1, h2 = (b.y2 - b.y1) + eps;
   float iw = dh_min(a.x2, b.x2) - dh_max(a.x1, b.x1);
@@ -83,12 +84,9 @@ DH_HD float box_iou_pre_ab(const Box& a, float atan_a, const Box& b, float atan_
   return iou - (rho2 / c2 + v * alpha);
 }
 
-DH_HD float box_iou_pre(const Box& a, float atan_a, const Box& b, int kind, float eps = kIouEps) {
-  return box_iou_pre_ab(a, atan_a, b, kind == kCIoU ? aspect_atan(b, eps) : 0.f, kind, eps);
-}
-
 DH_HD float box_iou(const Box& a, const Box& b, int kind, float eps = kIouEps) {
-  return box_iou_pre(a, kind == kCIoU ? aspect_atan(a, eps) : 0.f, b, kind, eps);
+  const bool ciou = kind == kCIoU;
+  return box_iou_pre(a, ciou ? aspect_atan(a, eps) : 0.f, b, ciou ? aspect_atan(b, eps) : 0.f, kind, eps);
 }
 
 // The region a ground truth's candidate anchors must lie in: the box with each side shorter
