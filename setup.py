@@ -9,12 +9,18 @@ build time):
   TORCH_CUDA_ARCH_LIST    archs to compile for; default "8.0;9.0" (sm_80, sm_90)
   CUDA_HOME / CUDA_PATH   toolkit root; otherwise found from /usr/local/cuda or nvcc on PATH
   MAX_JOBS                parallel compile jobs (ninja)
+  CC / CXX                the compilers; the build fails if they link libstdc++ statically
+
+The linked extension must load libstdc++ dynamically (the one torch uses): a compiler that adds
+-static-libstdc++ makes every formatted error message lose its numbers or segfault, so the
+build checks the NEEDED entries of what it linked and stops with an explanation instead.
 
 Build against the torch you run with: `pip install --no-build-isolation -e .` (torch is
 deliberately not a build requirement, so pip cannot build against a second, different torch).
 """
 
 import glob
+import importlib.util
 import os
 import shutil
 import sys
@@ -76,6 +82,28 @@ except ImportError:  # pragma: no cover - message for users building in an isola
     )
 
 
+def _load_elf():
+    """dualhead/_elf.py by path (the package itself imports torch and the extension)."""
+    spec = importlib.util.spec_from_file_location("_dualhead_elf", os.path.join(ROOT, "dualhead", "_elf.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class BuildExt(BuildExtension.with_options(use_ninja=True)):
+    """torch's BuildExtension plus a check of what was linked (see the module docstring)."""
+
+    def build_extension(self, ext):
+        super().build_extension(ext)
+        path = self.get_ext_fullpath(ext.name)
+        elf = _load_elf()
+        print(f"dualhead build: {os.path.basename(path)} links libstdc++ {elf.libstdcxx(path)}", flush=True)
+        msg = elf.check_linkage(path, os.environ.get("CXX", "unset"))
+        if msg:
+            os.remove(path)  # never leave a crashing binary where Python would import it
+            sys.exit("dualhead: " + msg)
+
+
 def want_cuda():
     if os.environ.get("DUALHEAD_NO_CUDA") == "1":
         return False, "DUALHEAD_NO_CUDA=1"
@@ -127,5 +155,5 @@ def extensions():
 
 setup(
     ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExt},
 )

@@ -1,30 +1,40 @@
 #!/usr/bin/env bash
-# GPU check, for any machine with an NVIDIA GPU and the CUDA toolkit (no network needed):
+# GPU check, for any machine with an NVIDIA GPU and the CUDA toolkit; no network needed:
 #   bash benchmarks/gpu_check.sh [STEP ...]     # results in $OUT (default benchmarks/gpu_results/)
-# Steps (default: all, in this order):
-#   build      the extension in place against the installed torch (CUDA forced, sm_90)
-#   tests      the CUDA tests (pytest -m cuda: CUDA vs CPU, fp16/bf16, empty, determinism, compile)
-#   sanitize   compute-sanitizer memcheck and racecheck on a small case
-#   bench      the SPEC §5 GPU benchmarks W1-W4, then W3 at B = 128, against ultralytics on the
-#              same GPU when it is importable (bash benchmarks/gpu_wheels.sh fetches its wheel
-#              and pycocotools' into .whl/ where there is network; they are installed from there)
-#   split      W1 and W4 with DUALHEAD_CUDA_SPLIT_CELLS = 0, 8, 32, 128, off (the warp-split threshold)
-# Every step runs even if an earlier one fails; the summary at the end says which failed. Each
-# step takes a few minutes: on a machine with a per-command limit run them in several calls.
+# Steps (default: build tests sanitize bench, in this order; every step builds first if needed):
+#   build      the extension in place against the installed torch (CUDA forced, sm_90), with the
+#              system gcc/g++ when present (a compiler wrapper that links libstdc++ statically is
+#              refused by setup.py: such builds crash on their first error message)
+#   tests      the CUDA tests (pytest -m cuda): with pytest-xdist a crashing test is reported as
+#              such and its worker replaced, so the others still run; without it, file by file
+#   sanitize   compute-sanitizer memcheck, racecheck and initcheck on a small case
+#   bench      W1, W2, W4 (dualhead, ultralytics), then W3 at B = 128; per-kernel GPU times of W1;
+#              ultralytics is the baseline when importable (.whl/ holds its wheel and pycocotools'
+#              where the machine has no network: bash benchmarks/gpu_wheels.sh fetches them)
+#   split      W1 and W4 with DUALHEAD_CUDA_SPLIT_CELLS = 0, 32, off (the warp-split threshold)
+#   train      the default `dualhead train` on the GPU (data wait and images/s in its log)
+# Each step writes $OUT/<step>.log as it goes and appends its exit code to $OUT/summary.md at
+# once, so a crash or a kill of a later step (or of the whole call) loses nothing before it.
+# The benchmark prints every row as it completes. At the end, summary.md holds the step table,
+# the environment and the benchmark tables; logs.tar.gz holds every log (8 files at most come
+# back from a device call: summary.md, logs.tar.gz and the JSON files).
 set -u
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 OUT=${OUT:-benchmarks/gpu_results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} DUALHEAD_FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-8}
-export DUALHEAD_CUDA_ASSIGN=1  # the CUDA assign kernel is opt-in until verified here
-export PYTHONUNBUFFERED=1
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} DUALHEAD_FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-16}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+[ -x /usr/bin/g++ ] && export CC=${DUALHEAD_CC:-/usr/bin/gcc} CXX=${DUALHEAD_CXX:-/usr/bin/g++}
 if ls .whl/*.whl > /dev/null 2>&1; then  # wheels fetched by gpu_wheels.sh (no network needed here)
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/dualhead_site .whl/*.whl &&
-    export PYTHONPATH=/tmp/dualhead_site${PYTHONPATH:+:$PYTHONPATH}
+    export PYTHONPATH=$PYTHONPATH:/tmp/dualhead_site
 fi
-status=()
-step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember the exit code
+SUMMARY=$OUT/summary.md
+[ -f "$SUMMARY" ] || printf '# GPU check\n\n| step | rc | seconds |\n|---|---|---|\n' > "$SUMMARY"
+pack() { tar -czf "$OUT/logs.tar.gz" -C "$OUT" $(cd "$OUT" && ls *.log 2>/dev/null) 2> /dev/null; }
+step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, record the exit code at once
   local name=$1; shift
   echo "== $name: $*"
   local t0=$SECONDS
@@ -32,33 +42,54 @@ step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember the exit c
   local rc=$?
   tail -n 25 "$OUT/$name.log"
   echo "== $name: rc=$rc, $((SECONDS - t0)) s"
-  status+=("$name=$rc")
+  echo "| $name | $rc | $((SECONDS - t0)) |" >> "$SUMMARY"
+  pack
+  return $rc
 }
+built() { $PY -c "from dualhead import _ext; import sys; sys.exit(0 if _ext.cuda_built() else 1)" 2> /dev/null; }
+ensure_built() { built || step build $PY setup.py build_ext --inplace; }
 BENCH="$PY -m dualhead.cli bench --device cuda"
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(build tests sanitize bench split)
+[ ${#steps[@]} -eq 0 ] && steps=(build tests sanitize bench)
 for s in "${steps[@]}"; do
   case $s in
     build)
-      step env bash -c "nvidia-smi; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'"
+      step env bash -c "nvidia-smi; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'; git log -1 --format='commit %H %cd' 2>/dev/null; echo CC=\${CC:-} CXX=\${CXX:-}"
       step build $PY setup.py build_ext --inplace
       step info $PY -m dualhead.cli info ;;
     tests)
-      step tests $PY -m pytest -q -p no:cacheprovider -m cuda tests/ ;;
+      ensure_built
+      if $PY -c "import xdist" 2> /dev/null; then
+        step tests timeout 560 $PY -m pytest -q -rfE -p no:cacheprovider -m cuda -n 8 tests/
+      else
+        for f in tests/test_*.py; do
+          step "tests_$(basename "$f" .py)" timeout 300 $PY -m pytest -q -rfE -p no:cacheprovider -m cuda "$f"
+        done
+      fi ;;
     sanitize)
+      ensure_built
       SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-      step memcheck "$SAN" --tool memcheck --error-exitcode 1 $PY benchmarks/sanitizer_case.py
-      step racecheck "$SAN" --tool racecheck --error-exitcode 1 $PY benchmarks/sanitizer_case.py ;;
+      for tool in memcheck racecheck initcheck; do
+        step $tool "$SAN" --tool $tool --error-exitcode 1 $PY benchmarks/sanitizer_case.py
+      done ;;
     bench)
-      step bench $BENCH --rounds 5 --json "$OUT/bench_cuda.json"
+      ensure_built
+      step bench_w1w2w4 $BENCH --workloads W1,W2,W4 --impls dualhead,ultralytics --rounds 5 --kernels \
+        --json "$OUT/bench_cuda.json"
       step bench_w3_b128 $BENCH --workloads W3 --batch 128 --impls dualhead,ultralytics --rounds 3 \
         --json "$OUT/bench_cuda_w3_b128.json" ;;
     split)
-      for c in 0 8 32 128 1000000000; do
+      ensure_built
+      for c in 0 32 1000000000; do
         step split_$c env DUALHEAD_CUDA_SPLIT_CELLS=$c $BENCH --workloads W1,W4 --impls dualhead --modes dual-compact \
           --rounds 3 --no-memory --json "$OUT/bench_cuda_split_$c.json"
       done ;;
-    *) echo "unknown step $s (build tests sanitize bench split)"; status+=("$s=unknown") ;;
+    train)
+      ensure_built
+      step train timeout 560 $PY -m dualhead.cli train --device cuda --workers 8 --out "$OUT/train" ;;
+    *) echo "unknown step $s (build tests sanitize bench split train)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
   esac
 done
-echo "== summary: ${status[*]}" | tee "$OUT/summary.txt"
+$PY benchmarks/gpu_summary.py "$OUT" >> "$SUMMARY" 2>&1
+pack
+cat "$SUMMARY"

@@ -6,15 +6,36 @@ warn once. `dualhead info` prints what was built.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import warnings
 
 import torch
 
+from dualhead import _elf
+
 _error: BaseException | None = None
+
+
+def _find_so() -> str | None:
+    spec = importlib.util.find_spec("dualhead._C")
+    return spec.origin if spec is not None else None
+
+
+def _check_linkage(path: str | None) -> None:
+    """Refuses a build that carries its own libstdc++ (see _elf.libstdcxx): loading it would not
+    fail, but its first formatted error message would lose its numbers or segfault. setup.py
+    refuses to produce one; this catches builds made any other way (CMake, an old build tree)."""
+    msg = _elf.check_linkage(path, os.environ.get("CXX", "unset")) if path and path.endswith(".so") else None
+    if msg:
+        raise ImportError(msg)
+
+
 try:  # importing the module runs the C++ static registrations of torch.ops.dualhead.*
+    _check_linkage(_find_so())
     from dualhead import _C  # noqa: F401
-except (ImportError, OSError) as e:  # not built, or built against another torch (ABI)
+except (ImportError, OSError) as e:  # not built, built against another torch (ABI), or refused
     _C = None
     _error = e
 
@@ -55,15 +76,17 @@ def cuda_archs() -> list[str]:
     return [a for a in re.split(r"[;\s]+", info.get("cuda_archs", "")) if a]  # "8.0;9.0" (setup.py), "80 90" (CMake)
 
 
-@torch.compiler.assume_constant_result
-def cuda_assign_enabled() -> bool:
-    """The CUDA assign kernel compiles in every CI run but has not yet run on a GPU, so
-    dualhead.ops routes CUDA tensors through it only when DUALHEAD_CUDA_ASSIGN=1 (the CUDA tests
-    and benchmarks/gpu_check.sh set it); otherwise the pure-torch reference runs on the GPU.
-    Flip the default once benchmarks/gpu_check.sh has passed on a GPU."""
-    import os
+@torch.compiler.assume_constant_result  # fixed for the process: torch.compile folds it
+def reference_forced() -> bool:
+    """DUALHEAD_REFERENCE=1 sends every op to the pure-torch reference on every device (for
+    debugging: the kernels against the oracle on the same inputs, without rebuilding)."""
+    return os.environ.get("DUALHEAD_REFERENCE", "0") == "1"
 
-    return os.environ.get("DUALHEAD_CUDA_ASSIGN", "0") == "1"
+
+def libstdcxx() -> str:
+    """How the built extension links libstdc++ ('dynamic (libstdc++.so.6)' or 'static'), or ''."""
+    path = _C.__file__ if _C is not None else _find_so()
+    return _elf.libstdcxx(path) if path and path.endswith(".so") else ""
 
 
 def warn_fallback() -> None:

@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import struct
 
+from dualhead._elf import sections as _sections
+
 FATBIN_MAGIC = 0xBA55ED50
-
-
-def _sections(d: bytes):
-    """{name: (offset, size)} of a 64-bit little-endian ELF image."""
-    if d[:4] != b"\x7fELF" or d[4] != 2:
-        return {}
-    shoff = struct.unpack_from("<Q", d, 0x28)[0]
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", d, 0x3A)
-    raw = [struct.unpack_from("<IIQQQQ", d, shoff + i * shentsize) for i in range(shnum)]
-    stroff = raw[shstrndx][4]
-
-    def name(n):
-        return d[stroff + n : d.index(b"\0", stroff + n)].decode(errors="replace")
-
-    return {name(r[0]): (r[4], r[5]) for r in raw}
 
 
 def cubins(path: str) -> list[tuple[int, list[str]]]:

@@ -43,6 +43,7 @@ def add_arguments(p):
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per measurement")
     p.add_argument("--batch", type=int, default=None, help="override B (W3 on GPU: 128)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--kernels", action="store_true", help="CUDA: also GPU time per kernel of dualhead (torch.profiler)")
     p.add_argument("--sweep-m", default="", help="comma list of M for a W1-like sweep over ground truths per image")
     p.add_argument("--train-step", action="store_true",
                    help="instead: a whole ultralytics YOLOv10n training step with and without dualhead's assigner")
@@ -193,6 +194,38 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {gpu}"
 
 
+def kernel_times(fn, calls=10):
+    """{kernel name: GPU microseconds per call} of fn on CUDA (torch.profiler, after a warm-up)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    out = {}
+    for e in prof.key_averages():
+        t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        if t > 0:
+            out[e.key] = out.get(e.key, 0.0) + t / calls
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _finish_group(group, base, args):
+    """Speed-ups and peak memory of one (workload, mode) group's rows, then print them."""
+    for r in group:
+        b = base.get((r["workload"], r["mode"].split("-")[0]))
+        r["speedup_vs_ultralytics"] = b / r["median_s"] if b and r["median_s"] else None
+        if not args.no_memory and r["workload"] in WORKLOADS:
+            r["peak_extra_mb"] = (lambda v: None if v is None else v / 2**20)(
+                measure_memory(r["impl"], r["mode"], r["workload"], args.device, args.batch))
+        print_row(r)
+        for k, us in (r.get("kernels") or {}).items():
+            print(f"{'':<12}  kernel {us:9.1f} us  {k[:90]}")
+    sys.stdout.flush()
+
+
 def run(args) -> int:
     if args.mem_child:
         impl, mode, wid, dev_batch = args.mem_child
@@ -209,10 +242,16 @@ def run(args) -> int:
     if "ultralytics" in impls and not have_ultralytics():
         print("ultralytics not installed: baseline 'ultralytics' skipped (pip install ultralytics==8.4.190)")
         impls.remove("ultralytics")
-    modes = [m for m in args.modes.split(",") if m]
+    # Dense modes first: ultralytics only has a dense call, and the compact rows' speed-up is
+    # against that call's time, so every row can be printed as soon as its group is timed.
+    modes = sorted((m for m in args.modes.split(",") if m), key=lambda m: m.endswith("compact"))
     cases = [(w, None) for w in args.workloads.split(",") if w]
     cases += [("W1", int(m)) for m in args.sweep_m.split(",") if m]
-    rows = []
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), torch=torch.__version__,
+                threads=args.threads, command=" ".join(["dualhead", "bench"] + sys.argv[2:]))
+    print(f"{meta['date']}  {meta['machine']}  torch {meta['torch']}  threads {args.threads}")
+    print_header()
+    rows, base = [], {}
     for wid, m_over in cases:
         bt, s2, b2, C = workload_batch(wid, args.device, args.batch, m_override=m_over)
         name = wid if m_over is None else f"W1 M={m_over}"
@@ -246,38 +285,46 @@ def run(args) -> int:
             for _ in range(args.rounds):  # interleaved: machine noise hits every impl alike
                 for i, f in fns.items():
                     times[i].append(time_fn(f, args.min_time, args.threads))
+            group = []
             for i in ran:
-                rows.append(dict(workload=name, mode=mode, impl=i, B=bt.pd_scores.shape[0], M=bt.gt_bboxes.shape[1],
-                                 n_gt=n_gt, candidates=n_cand, device=args.device, note=notes.get(i),
-                                 median_s=statistics.median(times[i]) if times.get(i) else None))
-    base = {(r["workload"], r["mode"].split("-")[0]): r["median_s"] for r in rows
-            if r["impl"] == "ultralytics" and r["median_s"]}
-    for r in rows:
-        b = base.get((r["workload"], r["mode"].split("-")[0]))
-        r["speedup_vs_ultralytics"] = b / r["median_s"] if b and r["median_s"] else None
-        if not args.no_memory and r["workload"] in WORKLOADS:
-            r["peak_extra_mb"] = (lambda v: None if v is None else v / 2**20)(
-                measure_memory(r["impl"], r["mode"], r["workload"], args.device, args.batch))
+                group.append(dict(workload=name, mode=mode, impl=i, B=bt.pd_scores.shape[0], M=bt.gt_bboxes.shape[1],
+                                  n_gt=n_gt, candidates=n_cand, device=args.device, note=notes.get(i),
+                                  median_s=statistics.median(times[i]) if times.get(i) else None))
+                if args.kernels and i == "dualhead" and args.device.startswith("cuda") and i in fns:
+                    group[-1]["kernels"] = kernel_times(fns[i])
+                if i == "ultralytics" and group[-1]["median_s"]:
+                    base[(name, mode.split("-")[0])] = group[-1]["median_s"]
+            _finish_group(group, base, args)
+            rows += group
+            with open(args.json, "w") as f:  # after every group: a killed run keeps what it measured
+                json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    print()
     print_table(rows)
-    meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), torch=torch.__version__,
-                threads=args.threads, command=" ".join(["dualhead", "bench"] + sys.argv[2:]))
-    with open(args.json, "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
-    print(f"\n{meta['date']}  {meta['machine']}  torch {meta['torch']}  threads {args.threads}  -> {args.json}")
+    print(f"\n-> {args.json}")
     for r in rows:
         if r.get("note"):
             print(f"note: {r['workload']}/{r['mode']}/{r['impl']}: {r['note']}")
     return 1 if any((r.get("note") or "").startswith("NOT EQUAL") for r in rows) else 0
 
 
+HEADER = (f"{'workload':<12}{'mode':<16}{'impl':<13}{'B':>4}{'M':>6}{'cands':>9}{'median ms':>12}"
+          f"{'x ultralytics':>15}{'peak MB':>10}")
+
+
+def print_header():
+    print(HEADER)
+    print("-" * len(HEADER))
+
+
+def print_row(r):
+    sp = r.get("speedup_vs_ultralytics")
+    mem = r.get("peak_extra_mb")
+    t = f"{r['median_s'] * 1e3:.3f}" if r["median_s"] else ("OOM" if r.get("note") == "out of memory" else "-")
+    print(f"{r['workload']:<12}{r['mode']:<16}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['candidates']:>9}{t:>12}"
+          f"{(f'{sp:.1f}x' if sp else '-'):>15}{(f'{mem:.0f}' if mem is not None else '-'):>10}", flush=True)
+
+
 def print_table(rows):
-    hdr = (f"{'workload':<12}{'mode':<16}{'impl':<13}{'B':>4}{'M':>6}{'cands':>9}{'median ms':>12}{'x ultralytics':>15}"
-           f"{'peak MB':>10}")
-    print(hdr)
-    print("-" * len(hdr))
+    print_header()
     for r in rows:
-        sp = r.get("speedup_vs_ultralytics")
-        mem = r.get("peak_extra_mb")
-        t = f"{r['median_s'] * 1e3:.2f}" if r["median_s"] else ("OOM" if r.get("note") == "out of memory" else "-")
-        print(f"{r['workload']:<12}{r['mode']:<16}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['candidates']:>9}{t:>12}"
-              f"{(f'{sp:.1f}x' if sp else '-'):>15}{(f'{mem:.0f}' if mem is not None else '-'):>10}")
+        print_row(r)

@@ -23,6 +23,7 @@ def cmd_info(args) -> int:
     from dualhead._fatbin import cubins
 
     print(f"extension: {_C.__file__}")
+    print(f"  libstdc++   : {_ext.libstdcxx()}")
     print(f"  CPU kernels : {'yes' if _ext.has_kernel('box_iou', 'CPU') else 'no'}")
     print(f"  CUDA kernels: {'yes' if _ext.cuda_built() else 'no'}")
     if _ext.cuda_built():
@@ -35,6 +36,8 @@ def cmd_info(args) -> int:
     ops = sorted({str(s.name).split("::", 1)[1] for s in torch._C._jit_get_all_schemas()
                   if str(s.name).startswith("dualhead::")} - {"build_info"})
     print(f"  ops         : {', '.join(ops)}")
+    if _ext.reference_forced():
+        print("  DUALHEAD_REFERENCE=1: every op runs the pure-torch reference (debugging)")
     gpu = torch.cuda.is_available()
     print(f"GPU visible: {'yes, ' + torch.cuda.get_device_name(0) if gpu else 'no'}")
     return 0

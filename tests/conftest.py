@@ -12,9 +12,3 @@ def pytest_collection_modifyitems(config, items):
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-
-
-@pytest.fixture(autouse=True)
-def _cuda_assign_kernel(monkeypatch):
-    """CUDA tests exercise the CUDA assign kernel (opt-in for users until verified on a GPU)."""
-    monkeypatch.setenv("DUALHEAD_CUDA_ASSIGN", "1")

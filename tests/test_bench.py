@@ -49,3 +49,23 @@ def test_bench_oom_row_is_reported(monkeypatch, tmp_path, capsys):
     ref = [r for r in json.loads(out.read_text())["rows"] if r["impl"] == "reference"][0]
     assert ref["median_s"] is None and ref["note"] == "out of memory"
     assert "OOM" in capsys.readouterr().out
+
+
+def test_bench_rows_survive_a_killed_run(monkeypatch, tmp_path, capsys):
+    """Each row is printed, and the JSON written, as soon as its group is timed: a run killed
+    in its second workload (the GPU script's 10-minute calls) keeps the first."""
+    real = bench.workload_batch
+
+    def workload_batch(wid, *a, **k):
+        if wid == "W4":
+            raise KeyboardInterrupt
+        return real(wid, *a, **k)
+
+    monkeypatch.setattr(bench, "workload_batch", workload_batch)
+    out = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["bench", "--workloads", "W1,W4", "--modes", "dual-compact", "--impls", "dualhead",
+                  "--rounds", "1", "--min-time", "0.01", "--no-memory", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["workload"], r["impl"]) for r in rows] == [("W1", "dualhead")]
+    assert "W1          dual-compact    dualhead" in capsys.readouterr().out

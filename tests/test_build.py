@@ -1,12 +1,14 @@
 """What was built: CPU kernels always; CUDA kernels (with sm_90 code) when CI expects them."""
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
-from dualhead import _ext
+from dualhead import _elf, _ext
 
 expect_cuda = os.environ.get("DUALHEAD_EXPECT_CUDA") == "1"
 
@@ -40,5 +42,65 @@ def test_info_command():
     assert "torch" in out
     if _ext.available():
         assert "CPU kernels : yes" in out
+        assert "libstdc++   : dynamic (libstdc++.so.6)" in out
     if expect_cuda:
         assert "CUDA kernels: yes" in out and "sm_90" in out
+
+
+def test_extension_links_libstdcxx_dynamically():
+    """SPEC §4 (nothing segfaults, however the extension was built): the built _C must use the
+    libstdc++.so that torch loaded, not a copy of its own (see dualhead._elf.libstdcxx)."""
+    if not _ext.available():
+        pytest.skip(f"extension not built: {_ext.load_error()!r}")
+    assert _ext.libstdcxx().startswith("dynamic (libstdc++"), _ext.libstdcxx()
+
+
+BOOM = r"""
+#include <torch/library.h>
+#include <c10/util/Exception.h>
+void boom(int64_t n) { TORCH_CHECK(n < 0, "n must be negative, got ", n); }
+TORCH_LIBRARY(dualhead_linktest, m) { m.def("boom(int n) -> ()", &boom); }
+"""
+
+CALL_BOOM = r"""
+import sys, torch
+torch.ops.load_library(sys.argv[1])
+try:
+    torch.ops.dualhead_linktest.boom(5)
+except RuntimeError as e:
+    print("message:", str(e).splitlines()[0])
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_static_libstdcxx_build_is_refused(tmp_path):
+    """The broken configuration of the first GPU run, reproduced with a 4-line extension built
+    both ways: with -static-libstdc++ a formatted TORCH_CHECK loses its number (here) or
+    segfaults (there). The linkage check tells the two builds apart, setup.py's check refuses the
+    static one, and dualhead._ext would not load it."""
+    import torch.utils.cpp_extension as ce
+
+    src = tmp_path / "boom.cpp"
+    src.write_text(BOOM)
+    inc = [f"-I{p}" for p in ce.include_paths()]
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    results = {}
+    for name, extra in (("dynamic", []), ("static", ["-static-libstdc++"])):
+        so = str(tmp_path / f"boom_{name}.so")
+        subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-std=c++20", *inc, str(src), "-o", so, f"-L{lib}", "-lc10",
+                        "-ltorch_cpu", *extra], check=True, capture_output=True)
+        r = subprocess.run([sys.executable, "-c", CALL_BOOM, so], capture_output=True, text=True, timeout=120)
+        results[name] = (so, r.returncode, r.stdout.strip())
+    so, rc, out = results["dynamic"]
+    assert rc == 0 and out == "message: n must be negative, got 5", out
+    assert _elf.libstdcxx(so).startswith("dynamic")
+    assert _elf.check_linkage(so, "g++") is None
+    _ext._check_linkage(so)  # loads
+
+    so, rc, out = results["static"]
+    assert not (rc == 0 and out.endswith("got 5")), "static libstdc++ formatted the number: test premise gone"
+    assert _elf.libstdcxx(so) == "static"
+    msg = _elf.check_linkage(so, "g++ -static-libstdc++")
+    assert msg and "CXX=g++ -static-libstdc++" in msg and "CXX=/usr/bin/g++" in msg
+    with pytest.raises(ImportError, match="its own copy of libstdc"):
+        _ext._check_linkage(so)
