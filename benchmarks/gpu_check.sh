@@ -11,7 +11,6 @@
 #   bench      W1, W2, W4 (dualhead, ultralytics), then W3 at B = 128; per-kernel GPU times of W1;
 #              ultralytics is the baseline when importable (.whl/ holds its wheel and pycocotools'
 #              where the machine has no network: bash benchmarks/gpu_wheels.sh fetches them)
-#   split      W1 and W4 with DUALHEAD_CUDA_SPLIT_CELLS = 0, 32, off (the warp-split threshold)
 #   train      the default `dualhead train` on the GPU (data wait and images/s in its log)
 # Each step writes $OUT/<step>.log as it goes and appends its exit code to $OUT/summary.md at
 # once, so a crash or a kill of a later step (or of the whole call) loses nothing before it.
@@ -78,16 +77,10 @@ for s in "${steps[@]}"; do
         --json "$OUT/bench_cuda.json"
       step bench_w3_b128 $BENCH --workloads W3 --batch 128 --impls dualhead,ultralytics --rounds 3 \
         --json "$OUT/bench_cuda_w3_b128.json" ;;
-    split)
-      ensure_built
-      for c in 0 32 1000000000; do
-        step split_$c env DUALHEAD_CUDA_SPLIT_CELLS=$c $BENCH --workloads W1,W4 --impls dualhead --modes dual-compact \
-          --rounds 3 --no-memory --json "$OUT/bench_cuda_split_$c.json"
-      done ;;
     train)
       ensure_built
       step train timeout 560 $PY -m dualhead.cli train --device cuda --workers 8 --out "$OUT/train" ;;
-    *) echo "unknown step $s (build tests sanitize bench split train)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
+    *) echo "unknown step $s (build tests sanitize bench train)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
   esac
 done
 $PY benchmarks/gpu_summary.py "$OUT" >> "$SUMMARY" 2>&1

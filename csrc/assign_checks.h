@@ -4,8 +4,10 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "assign_core.h"
@@ -89,30 +91,43 @@ inline AssignParams check_assign_args(const at::Tensor& scores, const at::Tensor
   return c;
 }
 
-// Data checks on real ground truths (labels in [0, C), finite xyxy with x2 >= x1, y2 >= y1)
-// and on the anchors (finite): out-of-range labels would index outside pd_scores. Host-side
-// data (the packed copy of prepare_assign). These are the only value checks on the kernel path
-// (dualhead.ops leaves them here: one host copy instead of a sync per check), so they raise
-// ValueError like the Python checks of the reference path.
-inline void check_gt_values(const int64_t* labels, const float* gt, const bool* mask, int64_t rows, int64_t C) {
-  for (int64_t r = 0; r < rows; ++r) {
+// The message of an input value error (gt_value_error / anchor_value_error of assign_core.h) at
+// ground-truth row `index` (b * M + g) or anchor `index`: what the CPU raises before any work,
+// and what CUDA raises when its device check reports one. v: the box or anchor values.
+inline std::string input_error_message(int code, int64_t index, int64_t label, const float* v, int64_t C, int64_t M) {
+  const std::string where = code == kAnchorNotFinite
+                                ? ""
+                                : c10::str(" (image ", index / std::max<int64_t>(M, 1), ", slot ", index % std::max<int64_t>(M, 1), ")");
+  switch (code) {
+    case kBadLabel:
+      return c10::str("gt_labels must be in [0, C=", C, ") for real ground truths, got ", label, where,
+                      label == INT64_MIN ? " (what a NaN, infinite or huge float label becomes as int64)" : "");
+    case kBoxNotFinite:
+      return c10::str("gt_bboxes must be finite for real ground truths, got [", v[0], ", ", v[1], ", ", v[2], ", ", v[3],
+                      "]", where);
+    case kBoxInverted:
+      return c10::str("gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got [", v[0], ", ", v[1], ", ", v[2], ", ",
+                      v[3], "]", where);
+    default:
+      return c10::str("anc_points must be finite, got (", v[0], ", ", v[1], ") at index ", index);
+  }
+}
+
+// Host-side value checks (CPU path; CUDA on a grid-cache miss reads the anchors anyway). They
+// raise ValueError (TORCH_CHECK_VALUE) like the Python checks of the reference path.
+inline void check_gt_values(const int64_t* labels, const float* gt, const bool* mask, int64_t B, int64_t M, int64_t C) {
+  for (int64_t r = 0; r < B * M; ++r) {
     if (!mask[r]) continue;
-    TORCH_CHECK_VALUE(labels[r] >= 0 && labels[r] < C, "gt_labels must be in [0, C=", C,
-                      ") for real ground truths, got ", labels[r],
-                      labels[r] == INT64_MIN ? " (what a NaN, infinite or huge float label becomes as int64)" : "");
-    const float* q = gt + 4 * r;
-    const bool finite = std::isfinite(q[0]) && std::isfinite(q[1]) && std::isfinite(q[2]) && std::isfinite(q[3]);
-    TORCH_CHECK_VALUE(finite, "gt_bboxes must be finite for real ground truths, got [", q[0], ", ", q[1], ", ", q[2],
-                      ", ", q[3], "]");
-    TORCH_CHECK_VALUE(q[2] >= q[0] && q[3] >= q[1], "gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got [", q[0],
-                      ", ", q[1], ", ", q[2], ", ", q[3], "]");
+    const int code = gt_value_error(labels[r], gt + 4 * r, C);
+    TORCH_CHECK_VALUE(code == kValueOk, input_error_message(code, r, labels[r], gt + 4 * r, C, M));
   }
 }
 
 inline void check_anchor_values(const float* anc, int64_t N) {
-  for (int64_t a = 0; a < N; ++a)
-    TORCH_CHECK_VALUE(std::isfinite(anc[2 * a]) && std::isfinite(anc[2 * a + 1]), "anc_points must be finite, got (",
-                      anc[2 * a], ", ", anc[2 * a + 1], ") at index ", a);
+  for (int64_t a = 0; a < N; ++a) {
+    const int code = anchor_value_error(anc + 2 * a);
+    TORCH_CHECK_VALUE(code == kValueOk, input_error_message(code, a, 0, anc + 2 * a, 0, 0));
+  }
 }
 
 // Recognise ultralytics' multi-level anchor grid: consecutive levels, each row-major with
@@ -194,21 +209,6 @@ inline AssignCall prepare_assign(const at::Tensor& scores, const at::Tensor& bbo
   call.lab = gt_labels.contiguous();
   call.gt = gt_bboxes.to(at::kFloat).contiguous();
   call.mk = mask_gt.contiguous();
-  // Data checks and grid recognition read host copies of the small inputs, which come over in
-  // one packed copy (on CUDA one sync instead of four; on CPU the same path, a ~0.1 MB copy, so
-  // the CPU tests run it). The order keeps every part aligned.
-  const int64_t BM = c.B * c.M;
-  const auto bytes = [](const at::Tensor& t) { return t.reshape({-1}).view(at::kByte); };
-  const at::Tensor packed = at::cat({bytes(call.lab), bytes(call.gt), bytes(call.anc), bytes(call.mk)}).cpu();
-  const uint8_t* base = packed.data_ptr<uint8_t>();
-  const int64_t* lab_h = reinterpret_cast<const int64_t*>(base);
-  const float* gt_h = reinterpret_cast<const float*>(base + 8 * BM);
-  const float* anc_h = reinterpret_cast<const float*>(base + 24 * BM);
-  const bool* mk_h = reinterpret_cast<const bool*>(base + 24 * BM + 8 * c.N);
-  check_gt_values(lab_h, gt_h, mk_h, BM, c.C);
-  check_anchor_values(anc_h, c.N);
-  const std::vector<GridLevel> grid = detect_grid(anc_h, c.N);
-
   call.stats = with_stats && c.H == 2;
   const auto fopt = call.b0.options();
   call.fg = at::empty({c.H, c.B, c.N}, fopt.dtype(at::kBool));
@@ -220,8 +220,7 @@ inline AssignCall prepare_assign(const at::Tensor& scores, const at::Tensor& bbo
   call.gap = at::empty({c.B, S}, fopt);
 
   AssignParams& p = call.p;
-  p.n_levels = static_cast<int>(grid.size());
-  for (int l = 0; l < p.n_levels; ++l) p.grid[l] = grid[l];
+  p.n_levels = 0;  // the backend sets the grid (set_grid)
   p.boxes[0] = call.b0.data_ptr<float>();
   p.boxes[1] = call.b1.data_ptr<float>();
   p.anc = call.anc.data_ptr<float>();
@@ -232,6 +231,21 @@ inline AssignCall prepare_assign(const at::Tensor& scores, const at::Tensor& bbo
   p.gt_idx = call.gidx.data_ptr<int64_t>();
   p.scores = call.tscore.data_ptr<float>();
   return call;
+}
+
+inline void set_grid(AssignParams& p, const std::vector<GridLevel>& grid) {
+  p.n_levels = static_cast<int>(grid.size());
+  for (int l = 0; l < p.n_levels; ++l) p.grid[l] = grid[l];
+}
+
+// The CPU path's value checks and grid recognition, on host copies of the small inputs (on CPU
+// tensors a no-op copy). CUDA does neither on the host in the hot path (see cuda/assign_cuda.cpp).
+inline void host_checks_and_grid(AssignCall& call) {
+  const AssignParams& c = call.p;
+  const at::Tensor lab = call.lab.cpu(), gt = call.gt.cpu(), anc = call.anc.cpu(), mk = call.mk.cpu();
+  check_gt_values(lab.data_ptr<int64_t>(), gt.data_ptr<float>(), mk.data_ptr<bool>(), c.B, c.M, c.C);
+  check_anchor_values(anc.data_ptr<float>(), c.N);
+  set_grid(call.p, detect_grid(anc.data_ptr<float>(), c.N));
 }
 
 // M = 0 or no anchors: no positives, no picks.

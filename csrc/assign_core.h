@@ -87,6 +87,38 @@ DH_HD int atomic_add_i32(int* slot, int v) {  // returns the old value
 #endif
 }
 
+// --- Input value checks, written once: the CPU checks its host data with them before any work,
+// CUDA's check_kernel runs them on the device (no copy, no sync). 0: fine; else what is wrong.
+enum InputError : int { kValueOk = 0, kBadLabel = 1, kBoxNotFinite = 2, kBoxInverted = 3, kAnchorNotFinite = 4 };
+
+DH_HD bool dh_finite(float x) { return x - x == 0.f; }  // false for NaN and +-inf
+
+// A real ground truth: label in [0, C) (else it would index outside pd_scores), a finite box
+// with x2 >= x1 and y2 >= y1 (NaN-safe comparisons).
+DH_HD int gt_value_error(int64_t label, const float* q, int64_t C) {
+  if (!(label >= 0 && label < C)) return kBadLabel;
+  if (!(dh_finite(q[0]) && dh_finite(q[1]) && dh_finite(q[2]) && dh_finite(q[3]))) return kBoxNotFinite;
+  if (!(q[2] >= q[0] && q[3] >= q[1])) return kBoxInverted;
+  return kValueOk;
+}
+
+DH_HD int anchor_value_error(const float* q) {
+  return dh_finite(q[0]) && dh_finite(q[1]) ? kValueOk : kAnchorNotFinite;
+}
+
+// Whether anchor a sits where the recognised grid puts it (the comparison detect_grid makes).
+// The levels must cover exactly N anchors.
+DH_HD bool on_grid(const AssignParams& p, int64_t a) {
+  for (int l = 0; l < p.n_levels; ++l) {
+    const GridLevel& L = p.grid[l];
+    if (a < L.start || a >= L.start + L.w * L.h) continue;
+    const int64_t i = (a - L.start) % L.w, j = (a - L.start) / L.w;
+    return p.anc[2 * a] == (static_cast<float>(i) + 0.5f) * L.stride &&
+           p.anc[2 * a + 1] == (static_cast<float>(j) + 0.5f) * L.stride;
+  }
+  return false;
+}
+
 // Visit the candidate anchors of a region in increasing anchor order: the grid cells under it
 // (then the exact in_region test), or a scan of all anchors when no grid was recognised.
 template <typename F>
@@ -191,86 +223,174 @@ DH_HD void gt_row_visit(const AssignParams& p, const S* const* scores, GtRow& r,
   visit_into(p, scores, r, vals, idxs, kmax, r.len, rv, ri, &r.rank_len, a);
 }
 
-// --- Split rows: a large ground truth's candidate cells are dealt round-robin to kLanes lanes
-// (a warp on CUDA), each keeping partial lists, merged afterwards. ranks_before is a total order
-// (metric desc, anchor asc), so the merged top-k lists equal those of one sequential pass
-// whatever the split; everything else a lane does (conflict keys) commutes.
-constexpr int kLanes = 32;
-constexpr int kLaneK = 13;  // per-lane list capacity: rows split only when every topk <= kLaneK
+// --- Tiles: a ground truth's candidate cells taken kTile at a time, one cell per lane (a warp on
+// CUDA: every (ground truth, cell) pair gets its own thread), each tile's candidates merged into
+// the row's top-k lists by rank: a candidate's new position is the number of list entries and
+// tile candidates that rank before it (ranks_before is a total order and anchors are distinct,
+// so positions are unique and the lists equal those of one sequential pass, whatever the tiling).
+// The lists and the staged tile live in a TileLists (shared memory on CUDA); every function
+// below is one lane's share of a phase, so the CPU twin (DUALHEAD_CPU_TILES=1) runs the lanes
+// of a phase in a loop and the tests compare it bitwise with the sequential pass.
+constexpr int kTile = 32;       // lanes (a warp)
+constexpr int kTileK = 32;      // list capacity: the tile path takes calls whose every topk <= kTileK
+constexpr int kTileLevels = 6;  // ... and grids of at most this many levels
+constexpr int kLists = 3;       // head 0, head 1, and head 0's kRankDepth-deep ordering (statistics)
 
-struct LaneLists {
-  float vals[2 * kLaneK];
-  int64_t idxs[2 * kLaneK];
-  int len[2];
-  float rank_v[kRankDepth];
-  int64_t rank_i[kRankDepth];
-  int rank_len;
+struct TileLists {
+  float v[kLists][kTileK];   // the lists, sorted by ranks_before
+  int a[kLists][kTileK];
+  int len[kLists];
+  float cv[kLists][kTile];   // the tile's candidates, one per lane (ca = -1: none)
+  int ca[kLists][kTile];
+  float nv[kLists][kTileK];  // merge output
+  int na[kLists][kTileK];
 };
 
-DH_HD void lane_reset(LaneLists& L) { L.len[0] = L.len[1] = L.rank_len = 0; }
+// A row's cells: level by level, row-major inside each level's cell rectangle (the order of
+// for_each_candidate); with no grid, cell c is anchor c.
+struct RowCells {
+  int i0[kTileLevels], j0[kTileLevels], wi[kTileLevels];
+  int64_t cells[kTileLevels];
+  int64_t total;
+};
 
-// Number of cells (grid) or anchors (general scan) whose in_region test a row runs.
-DH_HD int64_t candidate_cells(const AssignParams& p, const Box& r) {
-  if (p.n_levels == 0) return p.N;
-  int64_t n = 0;
+DH_HD bool tile_path(const AssignParams& p) {
+  for (int h = 0; h < p.H; ++h)
+    if (p.topk[h] > kTileK) return false;
+  return p.n_levels <= kTileLevels;
+}
+
+DH_HD RowCells row_cells(const AssignParams& p, const Box& r) {
+  RowCells rc;
+  if (p.n_levels == 0) {
+    rc.total = p.N;
+    return rc;
+  }
+  rc.total = 0;
   for (int l = 0; l < p.n_levels; ++l) {
     int64_t i0, i1, j0, j1;
     grid_cells(r.x1, r.x2, p.grid[l].stride, p.grid[l].w, &i0, &i1);
     grid_cells(r.y1, r.y2, p.grid[l].stride, p.grid[l].h, &j0, &j1);
-    if (i1 >= i0 && j1 >= j0) n += (i1 - i0 + 1) * (j1 - j0 + 1);
+    rc.i0[l] = static_cast<int>(i0);
+    rc.j0[l] = static_cast<int>(j0);
+    rc.wi[l] = static_cast<int>(i1 - i0 + 1);
+    rc.cells[l] = (i1 >= i0 && j1 >= j0) ? (i1 - i0 + 1) * (j1 - j0 + 1) : 0;
+    rc.total += rc.cells[l];
   }
-  return n;
+  return rc;
 }
 
-// Whether a row is split: big enough to matter and lists that fit a lane.
-DH_HD bool split_row(const AssignParams& p, const Box& region, int64_t min_cells) {
-  for (int h = 0; h < p.H; ++h)
-    if (p.topk[h] > kLaneK) return false;
-  return candidate_cells(p, region) > min_cells;
+// The anchor of cell c (0 <= c < rc.total).
+DH_HD int64_t cell_anchor(const AssignParams& p, const RowCells& rc, int64_t c) {
+  if (p.n_levels == 0) return c;
+  int l = 0;
+  while (c >= rc.cells[l]) c -= rc.cells[l++];
+  return p.grid[l].start + (rc.j0[l] + c / rc.wi[l]) * p.grid[l].w + rc.i0[l] + c % rc.wi[l];
 }
 
-// The candidates among the cells with running index lane, lane + nlanes, ... of the row's
-// enumeration (for_each_candidate's order), ascending within the lane.
-template <typename F>
-DH_HD void for_each_candidate_slice(const AssignParams& p, const Box& r, int lane, int nlanes, F&& f) {
-  if (p.n_levels == 0) {
-    for (int64_t a = lane; a < p.N; a += nlanes)
-      if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
-    return;
-  }
-  int64_t offset = 0;  // cells enumerated in earlier levels
-  for (int l = 0; l < p.n_levels; ++l) {
-    const GridLevel& L = p.grid[l];
-    int64_t i0, i1, j0, j1;
-    grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
-    grid_cells(r.y1, r.y2, L.stride, L.h, &j0, &j1);
-    if (i1 < i0 || j1 < j0) continue;
-    const int64_t wi = i1 - i0 + 1, cells = wi * (j1 - j0 + 1);
-    for (int64_t c = ((lane - offset) % nlanes + nlanes) % nlanes; c < cells; c += nlanes) {
-      const int64_t a = L.start + (j0 + c / wi) * L.w + i0 + c % wi;
-      if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
-    }
-    offset += cells;
-  }
+DH_HD int list_cap(const AssignParams& p, const GtRow& r, int x) {
+  return x < p.H ? static_cast<int>(p.topk[x]) : (x == 2 && r.own_rank ? kRankDepth : 0);
 }
 
+DH_HD void tile_reset(TileLists& T, int lane) {
+  if (lane < kLists) T.len[lane] = 0;
+}
+
+// Phase 1, lane's cell of tile t: evaluate it for every head (conflict keys as in visit_into)
+// and stage it.
 template <typename S>
-DH_HD void lane_visit(const AssignParams& p, const S* const* scores, const GtRow& r, LaneLists& L, int64_t a) {
-  visit_into(p, scores, r, L.vals, L.idxs, kLaneK, L.len, L.rank_v, L.rank_i, &L.rank_len, a);
+DH_HD void tile_stage(const AssignParams& p, const S* const* scores, const GtRow& r, const RowCells& rc, TileLists& T,
+                      int64_t t, int lane) {
+  const int64_t c = t * kTile + lane;
+  int64_t a = c < rc.total ? cell_anchor(p, rc, c) : -1;
+  if (a >= 0 && !in_region(p.anc[2 * a], p.anc[2 * a + 1], r.region)) a = -1;
+  for (int x = 0; x < kLists; ++x) T.ca[x][lane] = -1;
+  if (a < 0) return;
+  for (int h = 0; h < p.H; ++h) {
+    float o, m;
+    eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
+    T.cv[h][lane] = m;
+    T.ca[h][lane] = static_cast<int>(a);
+    if (p.conflict == 0 && o > 0.f) atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
+    if (h == 0 && r.own_rank) {
+      T.cv[2][lane] = m;
+      T.ca[2][lane] = static_cast<int>(a);
+    }
+  }
 }
 
-// Fold one lane's lists into the row's (call for every lane, any order).
-DH_HD void lane_merge(const AssignParams& p, GtRow& r, const LaneLists& L, float* vals, int64_t* idxs, int64_t kmax) {
-  for (int h = 0; h < p.H; ++h)
-    for (int j = 0; j < L.len[h]; ++j)
-      if (!topk_insert(vals + h * kmax, idxs + h * kmax, &r.len[h], static_cast<int>(p.topk[h]),
-                       L.vals[h * kLaneK + j], L.idxs[h * kLaneK + j]))
-        break;  // the lane's list is sorted: nothing after a rejected entry makes the cut either
-  if (r.own_rank)
-    for (int j = 0; j < L.rank_len; ++j)
-      if (!topk_insert(p.rank_m + r.row * kRankDepth, p.rank_a + r.row * kRankDepth, &r.rank_len, kRankDepth,
-                       L.rank_v[j], L.rank_i[j]))
-        break;
+// Whether list x must merge this tile: some candidate would enter it (the test is only a
+// shortcut: merging a tile that changes nothing gives the same list).
+DH_HD bool tile_wants(const TileLists& T, int x, int cap) {
+  const int n = T.len[x];
+  if (cap == 0) return false;
+  for (int l = 0; l < kTile; ++l)
+    if (T.ca[x][l] >= 0 && (n < cap || ranks_before(T.cv[x][l], T.ca[x][l], T.v[x][n - 1], T.a[x][n - 1])))
+      return true;
+  return false;
+}
+
+// Phase 2, lane's share of merging list x (capacity cap): its candidate and its list entry go to
+// their rank in the union, if inside the capacity.
+DH_HD void tile_merge(TileLists& T, int x, int cap, int lane) {
+  const int n = T.len[x];
+  if (T.ca[x][lane] >= 0) {
+    const float m = T.cv[x][lane];
+    const int a = T.ca[x][lane];
+    int rank = 0;
+    for (int j = 0; j < n; ++j) rank += ranks_before(T.v[x][j], T.a[x][j], m, a);
+    for (int l = 0; l < kTile; ++l) rank += T.ca[x][l] >= 0 && ranks_before(T.cv[x][l], T.ca[x][l], m, a);
+    if (rank < cap) {
+      T.nv[x][rank] = m;
+      T.na[x][rank] = a;
+    }
+  }
+  if (lane < n) {
+    int rank = lane;
+    for (int l = 0; l < kTile; ++l)
+      rank += T.ca[x][l] >= 0 && ranks_before(T.cv[x][l], T.ca[x][l], T.v[x][lane], T.a[x][lane]);
+    if (rank < cap) {
+      T.nv[x][rank] = T.v[x][lane];
+      T.na[x][rank] = T.a[x][lane];
+    }
+  }
+}
+
+// The list's length after merging (every lane computes it).
+DH_HD int tile_merged_len(const TileLists& T, int x, int cap) {
+  int n = T.len[x];
+  for (int l = 0; l < kTile; ++l) n += T.ca[x][l] >= 0;
+  return n < cap ? n : cap;
+}
+
+// Phase 3, lane's share: copy the merged entry back (then lane 0 stores the new length).
+DH_HD void tile_commit(TileLists& T, int x, int new_len, int lane) {
+  if (lane < new_len) {
+    T.v[x][lane] = T.nv[x][lane];
+    T.a[x][lane] = T.na[x][lane];
+  }
+}
+
+// Last phase, lane's share: the statistics' ordering (lane j < kRankDepth writes entry j) and the
+// claims of kept entry 'lane' of every head (what gt_row_end does for a sequential row).
+template <typename S>
+DH_HD void tile_finish(const AssignParams& p, const S* const* scores, const GtRow& r, const TileLists& T, int lane) {
+  if (p.rank_m && lane < kRankDepth) {
+    const int x = r.own_rank ? 2 : 0;  // else head 0's list is at least as deep: its prefix
+    const int n = T.len[x] < kRankDepth ? T.len[x] : kRankDepth;
+    p.rank_m[r.row * kRankDepth + lane] = lane < n ? T.v[x][lane] : 0.f;
+    p.rank_a[r.row * kRankDepth + lane] = lane < n ? T.a[x][lane] : -1;  // -1 never matches
+  }
+  for (int h = 0; h < p.H; ++h) {
+    const int keep = topk_keep_count(T.v[h], T.a[h], T.len[h], static_cast<int>(p.topk[h]));
+    if (lane >= keep) continue;
+    const int64_t a = T.a[h][lane];
+    const int64_t slot = (h * p.B + r.b) * p.N + a;
+    float o, m;
+    eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
+    atomic_add_i64(p.claims + slot, 1);
+    atomic_max_u64(p.claim_key + slot, pack_overlap_key(o, r.g));
+  }
 }
 
 template <typename S>

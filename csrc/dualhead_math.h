@@ -180,7 +180,8 @@ DH_HD bool topk_insert(float* vals, int64_t* idxs, int* len, int k, float m, int
 // smaller index (a minus the positive-metric entries with a smaller index) is below k.
 // Returns how many leading entries of the sorted list survive (zero entries are sorted by
 // index, so survivors are a prefix).
-DH_HD int topk_keep_count(const float* vals, const int64_t* idxs, int len, int k) {
+template <typename I>
+DH_HD int topk_keep_count(const float* vals, const I* idxs, int len, int k) {
   int n_pos = 0;
   while (n_pos < len && vals[n_pos] > 0.f) ++n_pos;
   int keep = n_pos;

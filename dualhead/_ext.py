@@ -65,6 +65,11 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"dualhead::{op}", dispatch_key)
 
 
+def has_op(op: str) -> bool:
+    """Whether torch.ops.dualhead.<op> exists (take_cuda_error only in CUDA builds)."""
+    return available() and torch._C._dispatch_has_kernel(f"dualhead::{op}")
+
+
 def cuda_built() -> bool:
     return has_kernel("box_iou", "CUDA")
 

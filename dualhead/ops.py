@@ -13,7 +13,7 @@ from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment
 from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_dual_inputs, check_inputs, check_params, o2o_exponents
 from dualhead.reference.assign import empty_assignment
 
-__all__ = ["box_iou", "assign", "dual_assign", "to_dense"]
+__all__ = ["box_iou", "assign", "dual_assign", "to_dense", "check_errors"]
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "ciou") -> torch.Tensor:
@@ -117,6 +117,24 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
         torch.ops.dualhead.to_dense_out(a.labels, a.scores, out)
         scores = out
     return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
+
+
+def check_errors(device=None) -> None:
+    """Raises the ValueError that a CUDA device-side input check recorded, if any (SPEC §4).
+
+    On CUDA the input values (labels in [0, C), finite upright ground-truth boxes, finite
+    anchors) are checked on the device, so a call never waits for the GPU: a bad row is left out
+    of that call's assignment and its error is raised by the next assign call on the device, or
+    here (after the GPU has run the call: e.g. after torch.cuda.synchronize() or a loss.item()).
+    DUALHEAD_SYNC_CHECKS=1 raises within the call instead, at the cost of a sync per call. A
+    no-op on CPU, where the checks run before any work."""
+    if not (_ext.available() and torch.cuda.is_available() and _ext.has_op("take_cuda_error")):
+        return
+    devices = [torch.device(device).index or 0] if device is not None else range(torch.cuda.device_count())
+    for d in devices:
+        msg = torch.ops.dualhead.take_cuda_error(d)
+        if msg:
+            raise ValueError(f"{msg} (found on cuda:{d} by the device-side check of an earlier dualhead assign call)")
 
 
 def _dispatch_key(t: torch.Tensor) -> str:

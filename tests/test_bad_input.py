@@ -11,6 +11,13 @@ from conftest import DEVICES
 C = 6
 
 
+@pytest.fixture(autouse=True)
+def _sync_checks(monkeypatch):
+    """CUDA checks input values on the device and reports at the next call (no sync); here every
+    error must surface within the call that caused it (tests/test_cuda.py covers the deferral)."""
+    monkeypatch.setenv("DUALHEAD_SYNC_CHECKS", "1")
+
+
 @pytest.fixture(params=DEVICES)
 def args(request):
     return list(make_batch(B=2, C=C, seed=3, n_gt=(2, 5), device=request.param).args())

@@ -33,7 +33,7 @@ def test_cuda_built_with_sm90_kernels():
     assert 90 in by_arch and 80 in by_arch, f"embedded cubins: {sorted(by_arch)}"
     kernels = by_arch[90]
     assert len(kernels) >= 3, sorted(kernels)
-    for name in ("box_iou_kernel", "gt_rows_kernel", "gt_rows_split_kernel", "resolve_kernel", "stats_kernel"):
+    for name in ("box_iou_kernel", "gt_tiles_kernel", "gt_rows_kernel", "anchors_kernel", "image_kernel", "stats_kernel"):
         assert any(name in k for k in kernels), f"{name} missing from sm_90 code"
 
 

@@ -209,8 +209,9 @@ def test_torch_compile_fullgraph():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_kernel_bad_input_messages(device):
+def test_kernel_bad_input_messages(device, monkeypatch):
     """Direct torch.ops calls (no Python checks) still fail with a named argument, never crash."""
+    monkeypatch.setenv("DUALHEAD_SYNC_CHECKS", "1")  # CUDA: value errors within the call (else deferred)
     bt = make_batch(B=2, C=5, seed=3, n_gt=(2, 6), device=device)
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
     base = [bt.pd_scores, bt.pd_bboxes, None, None, bt.anc_points, labels, bt.gt_bboxes, mask, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False]
@@ -283,30 +284,33 @@ def test_fuzz_never_crashes(run, device):
     assert r.returncode == 0 and "ok" in r.stdout, f"seed {seed}: rc={r.returncode}\n{r.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("split_cells", [0, 40])
-@pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=5, o2o_topk=3), dict(o2m_topk=13)])
+@pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=5, o2o_topk=3),
+                                 dict(o2m_topk=32, o2o_topk=1), dict(o2m_topk=13, conflict="claimants")])
 @pytest.mark.parametrize("grid", [True, False], ids=["grid", "general"])
-def test_split_rows_cpu_twin(monkeypatch, split_cells, o2o, grid):
-    """The CUDA warp path for large ground truths (cells dealt round-robin to 32 lanes, partial
-    top-k lists merged) run on CPU via DUALHEAD_CPU_SPLIT_CELLS: bitwise equal to the one-pass
-    kernel and to the reference, statistics included (o2m_topk=5 takes the row's own rank list;
-    o2m_topk=13 fills the lanes' capacity exactly)."""
+def test_tiles_cpu_twin(monkeypatch, o2o, grid):
+    """CUDA's warp-per-row path (one candidate cell per lane, 32-cell tiles merged into the
+    top-k lists by rank) run on CPU, lane after lane, via DUALHEAD_CPU_TILES=1: bitwise equal to
+    the sequential pass and to the reference, statistics included (o2m_topk=5 keeps the row's own
+    rank list; 32 fills a list's capacity; a whole-image box takes hundreds of tiles)."""
     bt = make_batch(B=2, C=7, imgsz=320, n_gt=(5, 40), seed=fresh_seed())
+    bt.gt_bboxes[0, 0] = torch.tensor([1.0, 2.0, 318.0, 317.0])
+    bt.mask_gt[0, 0] = True
     anc = bt.anc_points if grid else bt.anc_points.flip(0)  # reversed: no grid recognised
     s1, b1 = (bt.pd_scores, bt.pd_bboxes) if grid else (bt.pd_scores.flip(1), bt.pd_bboxes.flip(1))
     s2, b2 = bt.second_head(seed=fresh_seed()) if grid else (s1.clone(), b1.clone())
     args = (s1, b1, s2, b2, anc, bt.gt_labels, bt.gt_bboxes, bt.mask_gt)
-    monkeypatch.delenv("DUALHEAD_CPU_SPLIT_CELLS", raising=False)
-    whole = dualhead.ops.dual_assign(*args, **o2o)
-    monkeypatch.setenv("DUALHEAD_CPU_SPLIT_CELLS", str(split_cells))
-    split = dualhead.ops.dual_assign(*args, **o2o)
-    ref = dualhead.reference.dual_assign(*args, **o2o)
-    for a, b in ((whole.o2m, split.o2m), (whole.o2o, split.o2o)):
+    monkeypatch.delenv("DUALHEAD_CPU_TILES", raising=False)
+    seq = dualhead.ops.dual_assign(*args, **o2o)
+    monkeypatch.setenv("DUALHEAD_CPU_TILES", "1")
+    tiles = dualhead.ops.dual_assign(*args, **o2o)
+    for a, b in ((seq.o2m, tiles.o2m), (seq.o2o, tiles.o2o)):
         assert torch.equal(a.fg_mask, b.fg_mask) and torch.equal(a.gt_idx, b.gt_idx) and torch.equal(a.scores, b.scores)
     for f in ("pick", "rank", "gap"):
-        assert torch.equal(getattr(whole.stats, f), getattr(split.stats, f))
-    assert_same_targets(ref.o2m.to_dense(7), split.o2m.to_dense(7))
-    assert torch.equal(split.stats.rank, ref.stats.rank)
+        assert torch.equal(getattr(seq.stats, f), getattr(tiles.stats, f))
+    ref = dualhead.reference.dual_assign(*args, **o2o)
+    assert_same_targets(ref.o2m.to_dense(7), tiles.o2m.to_dense(7))
+    assert_same_targets(ref.o2o.to_dense(7), tiles.o2o.to_dense(7))
+    assert torch.equal(tiles.stats.rank, ref.stats.rank)
 
 
 @pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=9, o2o_topk=4, o2o_topk2=2),

@@ -51,42 +51,55 @@ AtanCache atan_cache(int64_t n) {
   return {buf.data(), gen};
 }
 
-// Rows are not split on CPU by default: the lanes would run in turn on one thread, so a split
-// only adds the merge. DUALHEAD_CPU_SPLIT_CELLS=n splits rows of more than n cells exactly as
-// the CUDA warp kernel does (same partition, same merge), so the CPU tests run that logic too.
-int64_t cpu_split_cells() {
-  const char* e = std::getenv("DUALHEAD_CPU_SPLIT_CELLS");
-  return e != nullptr && *e != '\0' ? std::atoll(e) : -1;
+// The CPU walks a row's candidates sequentially by default (fastest here). DUALHEAD_CPU_TILES=1
+// runs instead what the CUDA warp runs: the tile phases of assign_core.h, lane after lane, so the
+// CPU tests prove that logic bitwise against the sequential pass and the reference.
+bool cpu_tiles() {
+  const char* e = std::getenv("DUALHEAD_CPU_TILES");
+  return e != nullptr && e[0] == '1';
+}
+
+// One row through the tile phases (CUDA: gt_tiles_kernel, a warp per row, __syncwarp between
+// the loops below).
+template <typename S>
+void tile_row(const AssignParams& p, const S* const* scores, const GtRow& r, TileLists& T) {
+  for (int lane = 0; lane < kTile; ++lane) tile_reset(T, lane);
+  const RowCells rc = row_cells(p, r.region);
+  for (int64_t t = 0; t * kTile < rc.total; ++t) {
+    for (int lane = 0; lane < kTile; ++lane) tile_stage(p, scores, r, rc, T, t, lane);
+    for (int x = 0; x < kLists; ++x) {
+      const int cap = list_cap(p, r, x);
+      if (!tile_wants(T, x, cap)) continue;
+      for (int lane = 0; lane < kTile; ++lane) tile_merge(T, x, cap, lane);
+      const int n = tile_merged_len(T, x, cap);
+      for (int lane = 0; lane < kTile; ++lane) tile_commit(T, x, n, lane);
+      T.len[x] = n;
+    }
+  }
+  for (int lane = 0; lane < kTile; ++lane) tile_finish(p, scores, r, T, lane);
 }
 
 template <typename S>
 void pass_candidates(const AssignParams& p, const S* const* scores) {
   const int64_t kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
-  const int64_t split_at = cpu_split_cells();
+  const bool tiles = cpu_tiles() && tile_path(p);
   at::parallel_for(0, p.B * p.M, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> vals(2 * kmax);
-    std::vector<int64_t> idxs(2 * kmax), cand, lane_end;
-    std::vector<LaneLists> lanes(split_at >= 0 ? kLanes : 0);
+    std::vector<int64_t> idxs(2 * kmax), cand;
+    TileLists T;
     for (int64_t row = begin; row < end; ++row) {
       if (!p.mask[row]) continue;
       GtRow r = gt_row_begin(p, row);
+      if (tiles) {
+        tile_row(p, scores, r, T);
+        continue;
+      }
       // Collect the candidates first, then evaluate them with the loads of the candidate
       // kPrefetch places ahead in flight: each reads one class score from the (B, N, C) tensor,
       // a cache miss per anchor that dominated the pass when taken one at a time.
       cand.clear();
-      lane_end.clear();
-      const bool split = split_at >= 0 && split_row(p, r.region, split_at);
-      if (split) {  // lane by lane, as the CUDA warp deals them
-        for (int l = 0; l < kLanes; ++l) {
-          lane_reset(lanes[l]);
-          for_each_candidate_slice(p, r.region, l, kLanes, [&](int64_t a) { cand.push_back(a); });
-          lane_end.push_back(static_cast<int64_t>(cand.size()));
-        }
-      } else {
-        for_each_candidate(p, r.region, [&](int64_t a) { cand.push_back(a); });
-      }
+      for_each_candidate(p, r.region, [&](int64_t a) { cand.push_back(a); });
       const int64_t nc = static_cast<int64_t>(cand.size());
-      int lane = 0;
       for (int64_t q = 0; q < nc; ++q) {
         if (q + kPrefetch < nc) {
           const int64_t ba = r.b * p.N + cand[q + kPrefetch];
@@ -95,15 +108,8 @@ void pass_candidates(const AssignParams& p, const S* const* scores) {
             __builtin_prefetch(p.boxes[h] + 4 * ba);
           }
         }
-        if (split) {
-          while (q >= lane_end[lane]) ++lane;
-          lane_visit(p, scores, r, lanes[lane], cand[q]);
-        } else {
-          gt_row_visit(p, scores, r, vals.data(), idxs.data(), kmax, cand[q]);
-        }
+        gt_row_visit(p, scores, r, vals.data(), idxs.data(), kmax, cand[q]);
       }
-      if (split)
-        for (int l = 0; l < kLanes; ++l) lane_merge(p, r, lanes[l], vals.data(), idxs.data(), kmax);
       gt_row_end(p, scores, r, vals.data(), idxs.data(), kmax);
     }
   });
@@ -186,6 +192,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
   AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk,
                                    exps, min_side, conflict, kind, eps, with_stats);
+  host_checks_and_grid(call);
   const AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {
     fill_empty(call);

@@ -5,20 +5,80 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cuda_runtime_api.h>
+
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "../assign_checks.h"
 #include "launchers.h"
 
 namespace dualhead {
+
+DeviceErrors* device_errors(int device) {
+  static std::mutex mu;
+  static std::map<int, DeviceErrors*> records;
+  std::lock_guard<std::mutex> lock(mu);
+  DeviceErrors*& r = records[device];
+  if (r == nullptr) {  // the first call on the device (warm-up, before any graph capture)
+    void* h = nullptr;
+    C10_CUDA_CHECK(cudaHostAlloc(&h, sizeof(DeviceErrors), cudaHostAllocMapped | cudaHostAllocPortable));
+    std::memset(h, 0, sizeof(DeviceErrors));
+    r = static_cast<DeviceErrors*>(h);
+  }
+  return r;
+}
+
 namespace {
 
-// Ground truths with more candidate cells than this are walked by a warp instead of a thread.
-// Untuned until a GPU has run the benchmarks: DUALHEAD_CUDA_SPLIT_CELLS overrides it (read per
-// call, ~0.1 us, so tests and the GPU script can vary it; any value gives the same results).
-int64_t split_cells() {
-  const char* e = std::getenv("DUALHEAD_CUDA_SPLIT_CELLS");
-  return e != nullptr && *e != '\0' ? std::atoll(e) : int64_t(32);
+// The message of the error a device check recorded, clearing the record; "" when none.
+std::string take_error(DeviceErrors* e) {
+  if (e->code <= 0) return "";  // none, or still being written (then the next call sees it)
+  const float v[4] = {e->v[0], e->v[1], e->v[2], e->v[3]};
+  std::string msg = input_error_message(e->code, e->index, e->label, v, e->C, e->M);
+  e->code = 0;
+  return msg;
+}
+
+// DUALHEAD_SYNC_CHECKS=1: wait for the device checks within the call and raise there (a sync
+// per call; for debugging, and what the CUDA bad-input tests use). Read per call (~0.1 us).
+bool sync_checks() {
+  const char* e = std::getenv("DUALHEAD_SYNC_CHECKS");
+  return e != nullptr && e[0] == '1';
+}
+
+void raise_pending(DeviceErrors* e, int device, bool this_call) {
+  const std::string msg = take_error(e);
+  TORCH_CHECK_VALUE(msg.empty(), msg,
+                    this_call ? ""
+                              : c10::str(" (found on cuda:", device, " by the device-side check of an earlier dualhead "
+                                         "assign call: such errors are raised by the next call on the device, or by "
+                                         "dualhead.ops.check_errors(); DUALHEAD_SYNC_CHECKS=1 raises them within the "
+                                         "call, at the cost of a sync)"));
+}
+
+// The anchor grid for N anchors on a device: recognised on the host the first time a call has N
+// anchors (one copy of the anchors: a sync, once; warm up before capturing a CUDA graph), then
+// taken from this cache without reading the anchors; check_kernel verifies every call's anchors
+// against it on the device, a mismatch sends that call to the general scan (same results) and
+// makes the next call recognise the grid again.
+std::vector<GridLevel> cached_grid(const AssignCall& call, int device, DeviceErrors* e) {
+  static std::mutex mu;
+  static std::map<std::pair<int, int64_t>, std::vector<GridLevel>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::pair<int, int64_t> key{device, call.p.N};
+  if (e->grid_miss) {
+    e->grid_miss = 0;
+    cache.erase(key);
+  }
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  const at::Tensor anc = call.anc.cpu();
+  check_anchor_values(anc.data_ptr<float>(), call.p.N);
+  return cache[key] = detect_grid(anc.data_ptr<float>(), call.p.N);
 }
 
 int score_dtype(at::ScalarType t) {
@@ -37,6 +97,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& gt_bboxes, const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
     double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
   const c10::cuda::CUDAGuard guard(scores.device());
+  const int device = scores.get_device();
+  DeviceErrors* errors = device_errors(device);
+  raise_pending(errors, device, false);
   AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk,
                                    exps, min_side, conflict, kind, eps, with_stats);
   AssignParams& p = call.p;
@@ -44,14 +107,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     fill_empty(call);
     return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
   }
+  set_grid(p, cached_grid(call, device, errors));
   // All scratch in one allocation (each at::empty costs a few microseconds of host time, and
-  // the whole call aims at ~100 us), carved into 8-byte-aligned pieces. Piece 0: the split-row
-  // queue length, then the AssignCall workspace, whose first 3*H*B*N slots (claims and keys)
-  // start at zero like the queue length; everything else is written before it is read.
+  // the whole call aims at ~100 us), carved into 8-byte-aligned pieces. The first pieces start at
+  // zero (one memset): the per-(head, image) claimed counts and per-ground-truth member counts,
+  // then the AssignCall workspace, whose first 3*H*B*N slots (claims and keys) start at zero;
+  // everything else is written before it is read.
   const int64_t HB = p.H * p.B;
   AssignScratch s{};
-  s.split_cells = split_cells();
-  s.kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
+  s.kmax = tile_path(p) ? 0 : std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);  // lists of the fallback only
   s.k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
   int64_t slots = 0;
   const auto piece = [&slots](int64_t count, int64_t elem_bytes) {
@@ -59,31 +123,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     slots += (count * elem_bytes + 7) / 8;
     return at;
   };
-  const int64_t o_ws = piece(1 + call.workspace_size(), 8);
+  const int64_t o_bad = piece(1, 4), o_ncl = piece(HB, 4), o_count = piece(HB * p.M, 4);
+  const int64_t o_ws = piece(call.workspace_size(), 8);
   const int64_t o_vals = piece(p.B * p.M * 2 * s.kmax, 4), o_idxs = piece(p.B * p.M * 2 * s.kmax, 8);
-  const int64_t o_split = piece(p.B * p.M, 8);
   const int64_t o_mf = piece(HB * p.N, 4), o_of = piece(HB * p.N, 4), o_ga = piece(HB * p.N, 8);
-  const int64_t o_count = piece(HB * p.M, 4), o_cursor = piece(HB * p.M, 4);
+  const int64_t o_claimed = piece(HB * p.N, 4), o_cursor = piece(HB * p.M, 4);
   const int64_t o_mg = piece(HB * p.M, 4), o_og = piece(HB * p.M, 4);
   const int64_t o_lv = piece(HB * p.M * s.k2, 4), o_li = piece(HB * p.M * s.k2, 8);
+  const int64_t o_mask = piece(p.B * p.M, 1);
   at::Tensor scratch = at::empty({slots}, call.b0.options().dtype(at::kLong));
-  scratch.narrow(0, o_ws, 1 + 3 * call.hbn()).zero_();
+  scratch.narrow(0, 0, o_ws + 3 * call.hbn()).zero_();
   int64_t* base = scratch.data_ptr<int64_t>();
   const auto f32 = [base](int64_t o) { return reinterpret_cast<float*>(base + o); };
   const auto i32 = [base](int64_t o) { return reinterpret_cast<int*>(base + o); };
-  s.n_split = i32(o_ws);
-  call.set_workspace(base + o_ws + 1);
-  s.vals = f32(o_vals), s.idxs = base + o_idxs, s.split_rows = base + o_split;
+  call.set_workspace(base + o_ws);
+  s.vals = f32(o_vals), s.idxs = base + o_idxs;
   s.mf = f32(o_mf), s.of = f32(o_of), s.ga = base + o_ga;
+  s.claimed = i32(o_claimed), s.n_claimed = i32(o_ncl);
   s.count = i32(o_count), s.cursor = i32(o_cursor);
   s.mg = f32(o_mg), s.og = f32(o_og);
   s.lv = f32(o_lv), s.li = base + o_li;
+  s.grid_bad = i32(o_bad), s.mask_ok = reinterpret_cast<bool*>(base + o_mask), s.errors = errors;
   if (call.stats) {
     s.pick = call.pick.data_ptr<int64_t>(), s.rank = call.rank.data_ptr<int64_t>(), s.gap = call.gap.data_ptr<float>();
   }
-  launch_assign(p, call.s0.data_ptr(), call.s1.data_ptr(), score_dtype(call.s0.scalar_type()), s,
-                c10::cuda::getCurrentCUDAStream());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  launch_check(p, s, stream);  // reads mask_gt, writes mask_ok: what every later kernel reads
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  p.mask = s.mask_ok;
+  launch_assign(p, call.s0.data_ptr(), call.s1.data_ptr(), score_dtype(call.s0.scalar_type()), s, stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (sync_checks()) {
+    C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+    raise_pending(errors, device, true);
+  }
   return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
 }
 
@@ -100,7 +173,14 @@ at::Tensor to_dense_cuda(const at::Tensor& labels, const at::Tensor& scores, int
   return to_dense_new(labels, scores, num_classes, to_dense_out_cuda);
 }
 
+// dualhead::take_cuda_error: the pending device-check error of a device ("" when none), cleared.
+std::string take_cuda_error(int64_t device) { return take_error(device_errors(static_cast<int>(device))); }
+
 }  // namespace
+
+// CUDA-only, so declared here rather than in csrc/assign.cpp (no tensor argument: a catch-all
+// kernel); dualhead.ops.check_errors() calls it.
+TORCH_LIBRARY_FRAGMENT(dualhead, m) { m.def("take_cuda_error(int device) -> str", &take_cuda_error); }
 
 TORCH_LIBRARY_IMPL(dualhead, CUDA, m) {
   m.impl("assign", &assign_cuda);

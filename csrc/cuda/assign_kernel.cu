@@ -1,13 +1,16 @@
-// CUDA kernels of dualhead::assign: the stages of csrc/assign_core.h.
-//   gt_rows_kernel        a thread per ground truth (candidates, metrics, top-k, claims); a
-//                         ground truth with more than split_cells candidate cells is queued for
-//   gt_rows_split_kernel  a warp per queued ground truth (cells dealt round-robin to the lanes,
-//                         partial lists merged by lane 0), so one huge box cannot serialise the
-//                         launch; partition and merge are assign_core.h functions the CPU tests
-//                         run too (DUALHEAD_CPU_SPLIT_CELLS)
-//   resolve_kernel        a block per (head, image): the five resolve phases, threads over
-//                         anchors or ground truths, barriers between phases
-//   stats_kernel          a thread per ground truth (dual calls with statistics)
+// CUDA kernels of dualhead::assign: the stages of csrc/assign_core.h, parallel over candidates
+// and anchors rather than over ground truths.
+//   gt_tiles_kernel   a warp per ground truth, one candidate cell per lane: prior + IoU +
+//                     metric of both heads, then the tile merged into the top-k lists by rank
+//                     (shared memory), conflict keys and claims; the tile phases are
+//                     assign_core.h functions the CPU tests run lane by lane (DUALHEAD_CPU_TILES)
+//   gt_rows_kernel    a thread per ground truth: only for calls the tiles cannot take (a topk
+//                     above kTileK = 32, or more than kTileLevels grid levels)
+//   anchors_kernel    a thread per (head, image, anchor): background anchors written at once,
+//                     claimed ones resolved (conflicts) and queued for their image
+//   image_kernel      a block per (head, image), over its claimed anchors and ground truths
+//                     only: member offsets (block scan), member lists, topk2 and maxima, targets
+//   stats_kernel      a thread per ground truth (dual calls with statistics)
 // No torch or c10 headers; the host code checks the launches.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -20,22 +23,101 @@
 namespace dualhead {
 namespace {
 
-constexpr int kThreads = 64;  // gt_rows / stats: each thread runs a serial chain; spread them over SMs
-// A block per (head, image) for the resolve phases: W1 has only H * B = 32 of them, so each is
-// made as wide as a block goes (8400 anchors = ~8 per thread and phase); 40 registers/thread.
-constexpr int kResolveThreads = 1024;
-constexpr int kWarpsPerBlock = 2;     // shared memory: 2 x 32 lanes x sizeof(LaneLists) ~ 29 KB
-constexpr unsigned kMaxSplitBlocks = 4096;
+constexpr int kThreads = 128;     // thread-per-item kernels
+constexpr int kTileWarps = 4;     // warps (rows in flight) per gt_tiles block: 4 x 2.3 KB shared memory
+constexpr int kImageThreads = 256;  // image_kernel: ~M*k claimed anchors and M ground truths per image
+
+// The value checks of assign_core.h on every real ground truth and anchor, and the anchors
+// against the cached grid (p.grid). A rejected row is dropped from mask_ok, so the kernels after
+// never index pd_scores with its label; the first error is recorded for the host.
+__device__ void report(DeviceErrors* e, int code, int64_t index, int64_t label, const float* v, int nv, int64_t C,
+                       int64_t M) {
+  if (atomicCAS(const_cast<int*>(&e->code), 0, -1) != 0) return;  // an earlier error stays
+  e->index = index;
+  e->label = label;
+  e->C = C;
+  e->M = M;
+  for (int i = 0; i < 4; ++i) e->v[i] = i < nv ? v[i] : 0.f;
+  __threadfence_system();  // the details are visible to the host before the code
+  e->code = code;
+}
+
+__global__ void check_kernel(AssignParams p, const bool* mask_in, AssignScratch s) {
+  const int64_t rows = p.B * p.M, n = rows > p.N ? rows : p.N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    if (i < rows) {
+      bool ok = mask_in[i];
+      if (ok) {
+        const int code = gt_value_error(p.labels[i], p.gt + 4 * i, p.C);
+        if (code != kValueOk) {
+          report(s.errors, code, i, p.labels[i], p.gt + 4 * i, 4, p.C, p.M);
+          ok = false;
+        }
+      }
+      s.mask_ok[i] = ok;
+    }
+    if (i < p.N) {
+      if (anchor_value_error(p.anc + 2 * i) != kValueOk) report(s.errors, kAnchorNotFinite, i, 0, p.anc + 2 * i, 2, 0, 0);
+      if (p.n_levels > 0 && !on_grid(p, i)) {
+        *const_cast<int*>(s.grid_bad) = 1;  // this call: the general scan (same results, slower)
+        s.errors->grid_miss = 1;            // later calls: the host recognises the grid again
+      }
+    }
+  }
+}
 
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {
   const int64_t b = (n + threads - 1) / threads;
   return static_cast<unsigned>(b < 65535 ? (b > 0 ? b : 1) : 65535);  // grid-stride loops cover the rest
 }
 
-// A thread per ground truth; rows with more than s.split_cells candidate cells are queued for
-// gt_rows_split_kernel instead (queue order varies, rows are independent).
+// A warp per row (grid-stride over rows, warp-uniform control flow: every lane reads the same
+// shared lists and lengths), the tile phases of assign_core.h with __syncwarp between them.
+// The kernels that enumerate candidates take the general scan when check_kernel found the
+// anchors off the cached grid.
+__device__ AssignParams with_grid_checked(AssignParams p, const AssignScratch& s) {
+  if (*s.grid_bad) p.n_levels = 0;
+  return p;
+}
+
 template <typename S>
-__global__ void gt_rows_kernel(AssignParams p, const S* s0, const S* s1, AssignScratch s) {
+__global__ void __launch_bounds__(kTileWarps * kTile) gt_tiles_kernel(AssignParams p_in, const S* s0, const S* s1,
+                                                                      AssignScratch s) {
+  __shared__ TileLists lists[kTileWarps];
+  const AssignParams p = with_grid_checked(p_in, s);
+  const S* sc[2] = {s0, s1};
+  const int lane = threadIdx.x % kTile, warp = threadIdx.x / kTile;
+  TileLists& T = lists[warp];
+  const int64_t warps = int64_t(gridDim.x) * kTileWarps;
+  for (int64_t row = blockIdx.x * int64_t(kTileWarps) + warp; row < p.B * p.M; row += warps) {
+    if (!p.mask[row]) continue;
+    const GtRow r = gt_row_begin(p, row);
+    const RowCells rc = row_cells(p, r.region);
+    tile_reset(T, lane);
+    __syncwarp();
+    for (int64_t t = 0; t * kTile < rc.total; ++t) {
+      tile_stage(p, sc, r, rc, T, t, lane);
+      __syncwarp();
+      for (int x = 0; x < kLists; ++x) {
+        const int cap = list_cap(p, r, x);
+        if (!tile_wants(T, x, cap)) continue;  // the same answer in every lane
+        tile_merge(T, x, cap, lane);
+        const int n = tile_merged_len(T, x, cap);
+        __syncwarp();
+        tile_commit(T, x, n, lane);
+        if (lane == 0) T.len[x] = n;
+        __syncwarp();
+      }
+    }
+    tile_finish(p, sc, r, T, lane);
+    __syncwarp();  // every lane is done with T before the next row resets it
+  }
+}
+
+// Fallback: a thread per row, the sequential pass of assign_core.h (the CPU's default path).
+template <typename S>
+__global__ void gt_rows_kernel(AssignParams p_in, const S* s0, const S* s1, AssignScratch s) {
+  const AssignParams p = with_grid_checked(p_in, s);
   const S* sc[2] = {s0, s1};
   for (int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; row < p.B * p.M;
        row += int64_t(gridDim.x) * blockDim.x) {
@@ -43,48 +125,47 @@ __global__ void gt_rows_kernel(AssignParams p, const S* s0, const S* s1, AssignS
     float* vals = s.vals + row * 2 * s.kmax;
     int64_t* idxs = s.idxs + row * 2 * s.kmax;
     GtRow r = gt_row_begin(p, row);
-    if (split_row(p, r.region, s.split_cells)) {
-      s.split_rows[atomicAdd(s.n_split, 1)] = row;
-      continue;
-    }
     for_each_candidate(p, r.region, [&](int64_t a) { gt_row_visit(p, sc, r, vals, idxs, s.kmax, a); });
     gt_row_end(p, sc, r, vals, idxs, s.kmax);
   }
 }
 
-// One warp per queued row (grid-stride; every lane takes the same rows, so the branches below
-// are warp-uniform): cells dealt round-robin to the lanes, lane 0 merges.
+__device__ ImageScratch image_scratch(const AssignParams& p, const AssignScratch& s, int64_t hb) {
+  const int h = static_cast<int>(hb / p.B);
+  const int64_t b = hb % p.B;
+  return ImageScratch{s.mf + hb * p.N, s.of + hb * p.N, s.ga + hb * p.N, s.count + hb * p.M,
+                      s.cursor + hb * p.M, s.mg + hb * p.M, s.og + hb * p.M, s.lv + hb * p.M * s.k2,
+                      s.li + hb * p.M * s.k2, s.k2, image_members(p, h, b), image_member_start(p, h, b)};
+}
+
+// A thread per (head, image, anchor): what the CPU's pass_anchors does before its loops (bulk
+// background fill, the list of claimed anchors), then resolve_anchor for the claimed ones.
 template <typename S>
-__global__ void gt_rows_split_kernel(AssignParams p, const S* s0, const S* s1, AssignScratch s) {
-  __shared__ LaneLists shared[kWarpsPerBlock][kLanes];
+__global__ void anchors_kernel(AssignParams p, const S* s0, const S* s1, AssignScratch s) {
   const S* sc[2] = {s0, s1};
-  const int lane = threadIdx.x % kLanes, warp = threadIdx.x / kLanes;
-  const int64_t warps = int64_t(gridDim.x) * kWarpsPerBlock, queued = *s.n_split;
-  for (int64_t q = blockIdx.x * int64_t(kWarpsPerBlock) + warp; q < queued; q += warps) {
-    const int64_t row = s.split_rows[q];
-    GtRow r = gt_row_begin(p, row);
-    LaneLists& mine = shared[warp][lane];
-    lane_reset(mine);
-    for_each_candidate_slice(p, r.region, lane, kLanes, [&](int64_t a) { lane_visit(p, sc, r, mine, a); });
-    __syncwarp();
-    if (lane == 0) {
-      float* vals = s.vals + row * 2 * s.kmax;
-      int64_t* idxs = s.idxs + row * 2 * s.kmax;
-      for (int l = 0; l < kLanes; ++l) lane_merge(p, r, shared[warp][l], vals, idxs, s.kmax);
-      gt_row_end(p, sc, r, vals, idxs, s.kmax);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.H * p.B * p.N;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t hb = i / p.N, a = i % p.N;
+    if (p.claims[i] == 0) {  // what write_anchor writes for background
+      p.fg[i] = false;
+      p.gt_idx[i] = 0;
+      p.scores[i] = 0.f;
+      continue;
     }
-    __syncwarp();  // lane 0 has read every lane's lists before they are reused
+    const ImageScratch is = image_scratch(p, s, hb);
+    resolve_anchor(p, sc, static_cast<int>(hb / p.B), hb % p.B, a, is);
+    s.claimed[hb * p.N + atomicAdd(s.n_claimed + hb, 1)] = static_cast<int>(a);
   }
 }
 
 // member_offsets of assign_core.h as a block scan (tiles of blockDim ground truths).
 __device__ void block_member_offsets(const AssignParams& p, const ImageScratch& s) {
-  using Scan = cub::BlockScan<int, kResolveThreads>;
+  using Scan = cub::BlockScan<int, kImageThreads>;
   __shared__ typename Scan::TempStorage tmp;
   __shared__ int carry;
   if (threadIdx.x == 0) carry = 0;
   __syncthreads();
-  for (int64_t base = 0; base < p.M; base += kResolveThreads) {
+  for (int64_t base = 0; base < p.M; base += kImageThreads) {
     const int64_t g = base + threadIdx.x;
     const int c = g < p.M ? s.count[g] : 0;
     int before, total;
@@ -97,29 +178,23 @@ __device__ void block_member_offsets(const AssignParams& p, const ImageScratch& 
   if (threadIdx.x == 0) s.start[p.M] = carry;
 }
 
-// A block per (head, image): the five resolve phases of assign_core.h, a barrier between them.
-template <typename S>
-__global__ void __launch_bounds__(kResolveThreads) resolve_kernel(AssignParams p, const S* s0, const S* s1,
-                                                                  AssignScratch s) {
-  const S* sc[2] = {s0, s1};
+// A block per (head, image): phases 2-5 of assign_core.h over the image's claimed anchors (a
+// few per ground truth) and its ground truths, a barrier between phases.
+__global__ void __launch_bounds__(kImageThreads) image_kernel(AssignParams p, AssignScratch s) {
   const int t = threadIdx.x, T = blockDim.x;
   for (int64_t hb = blockIdx.x; hb < p.H * p.B; hb += gridDim.x) {
     const int h = static_cast<int>(hb / p.B);
     const int64_t b = hb % p.B;
-    const ImageScratch is{s.mf + hb * p.N, s.of + hb * p.N, s.ga + hb * p.N, s.count + hb * p.M,
-                          s.cursor + hb * p.M, s.mg + hb * p.M, s.og + hb * p.M, s.lv + hb * p.M * s.k2,
-                          s.li + hb * p.M * s.k2, s.k2, image_members(p, h, b), image_member_start(p, h, b)};
-    for (int64_t g = t; g < p.M; g += T) is.count[g] = 0;
-    __syncthreads();
-    for (int64_t a = t; a < p.N; a += T) resolve_anchor(p, sc, h, b, a, is);
-    __syncthreads();
+    const ImageScratch is = image_scratch(p, s, hb);
+    const int* claimed = s.claimed + hb * p.N;
+    const int n = s.n_claimed[hb];
     block_member_offsets(p, is);
     __syncthreads();
-    for (int64_t a = t; a < p.N; a += T) place_member(a, is);
+    for (int i = t; i < n; i += T) place_member(claimed[i], is);
     __syncthreads();
     for (int64_t g = t; g < p.M; g += T) finish_gt(p, h, g, is);
     __syncthreads();
-    for (int64_t a = t; a < p.N; a += T) write_anchor(p, h, b, a, is);
+    for (int i = t; i < n; i += T) write_anchor(p, h, b, claimed[i], is);
     __syncthreads();  // the shared scan state is reused by the next (head, image)
   }
 }
@@ -134,16 +209,21 @@ template <typename S>
 void launch_typed(const AssignParams& p, const void* v0, const void* v1, const AssignScratch& s, cudaStream_t st) {
   const S* s0 = static_cast<const S*>(v0);
   const S* s1 = static_cast<const S*>(v1);
-  gt_rows_kernel<S><<<blocks_for(p.B * p.M), kThreads, 0, st>>>(p, s0, s1, s);
-  const int64_t split_blocks = (p.B * p.M + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  gt_rows_split_kernel<S><<<static_cast<unsigned>(split_blocks < kMaxSplitBlocks ? split_blocks : kMaxSplitBlocks),
-                            kWarpsPerBlock * kLanes, 0, st>>>(p, s0, s1, s);
-  resolve_kernel<S><<<static_cast<unsigned>(p.H * p.B < 65535 ? p.H * p.B : 65535), kResolveThreads, 0, st>>>(
-      p, s0, s1, s);
+  if (tile_path(p))
+    gt_tiles_kernel<S><<<blocks_for(p.B * p.M, kTileWarps), kTileWarps * kTile, 0, st>>>(p, s0, s1, s);
+  else
+    gt_rows_kernel<S><<<blocks_for(p.B * p.M), kThreads, 0, st>>>(p, s0, s1, s);
+  anchors_kernel<S><<<blocks_for(p.H * p.B * p.N), kThreads, 0, st>>>(p, s0, s1, s);
+  image_kernel<<<static_cast<unsigned>(p.H * p.B < 65535 ? p.H * p.B : 65535), kImageThreads, 0, st>>>(p, s);
   if (s.pick != nullptr) stats_kernel<<<blocks_for(p.B * p.M), kThreads, 0, st>>>(p, s);
 }
 
 }  // namespace
+
+void launch_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream) {
+  const bool* mask_in = p.mask;
+  check_kernel<<<blocks_for(p.B * p.M > p.N ? p.B * p.M : p.N), kThreads, 0, stream>>>(p, mask_in, s);
+}
 
 void launch_assign(const AssignParams& p, const void* scores0, const void* scores1, int dtype, const AssignScratch& s,
                    cudaStream_t stream) {

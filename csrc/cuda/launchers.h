@@ -25,28 +25,46 @@ namespace dualhead {
 
 struct AssignParams;
 
+// Input value errors found on the device (check_kernel): one record per device in host-mapped
+// pinned memory, so kernels write it and the host reads it with no copy and no sync. The first
+// error wins (code: 0 none, -1 being written, else an InputError of assign_core.h); the host
+// reports it at the next assign call on the device and clears it.
+struct DeviceErrors {
+  volatile int code;
+  volatile int grid_miss;  // a call's anchors did not match the cached grid: the host re-detects
+  int64_t index;           // ground-truth row (b * M + g) or anchor
+  int64_t label, C, M;
+  float v[4];
+};
+DeviceErrors* device_errors(int device);  // allocated on first use, never freed
+
 // Scratch of the CUDA assign kernels (global memory, sized by the host code).
 struct AssignScratch {
-  float* vals;         // (B*M, 2*kmax) top-k metrics per ground truth and head
-  int64_t* idxs;       // (B*M, 2*kmax) their anchors
+  float* vals;         // (B*M, 2*kmax) top-k lists of the thread-per-row fallback (topk > kTileK)
+  int64_t* idxs;       // (B*M, 2*kmax)
   int64_t kmax;
-  int64_t* split_rows; // (B*M) rows queued for the warp kernel
-  int* n_split;        // queue length, zeroed by the host
-  int64_t split_cells; // rows with more candidate cells than this go to the warp kernel
   float* mf;           // (H*B, N) final metric per anchor
   float* of;           // (H*B, N) final overlap
   int64_t* ga;         // (H*B, N) final ground truth (-1: background)
-  int* count;          // (H*B, M) anchors per ground truth
+  int* claimed;        // (H*B, N) each image's claimed anchors, in arrival order
+  int* n_claimed;      // (H*B) their number, zeroed by the host
+  int* count;          // (H*B, M) anchors per ground truth, zeroed by the host
   int* cursor;         // (H*B, M)
   float* mg;           // (H*B, M) per ground truth max metric
   float* og;           // (H*B, M) per ground truth max overlap
   float* lv;           // (H*B, M*k2) topk2 lists
   int64_t* li;         // (H*B, M*k2)
   int64_t k2;
+  const int* grid_bad; // set by check_kernel when the anchors are not on the cached grid
+  bool* mask_ok;       // (B*M) mask_gt without the rows check_kernel rejected (what the kernels read)
+  DeviceErrors* errors;
   int64_t* pick;       // (B, M) outputs of the statistics (null: none)
   int64_t* rank;
   float* gap;
 };
+
+// Value checks and grid verification on the device (before launch_assign, same stream).
+void launch_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream);
 
 // dtype: 0 fp32, 1 fp16, 2 bf16, 3 fp64 (the scores' element type).
 void launch_assign(const AssignParams& p, const void* scores0, const void* scores1, int dtype, const AssignScratch& s,
