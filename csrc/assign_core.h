@@ -40,6 +40,9 @@ struct AssignParams {
   int conflict = 0, kind = kCIoU;
   GridLevel grid[kMaxLevels];
   int n_levels = 0;  // 0: general scan over all anchors
+  // CUDA: set by check_kernel when this call's anchors are not on the cached grid (then the
+  // general scan); null on CPU, where the grid is recognised on the call's own anchors.
+  const int* grid_bad = nullptr;
   const float* boxes[2] = {nullptr, nullptr};
   const float* anc = nullptr;
   const int64_t* labels = nullptr;
@@ -58,6 +61,9 @@ struct AssignParams {
   int64_t* gt_idx = nullptr;
   float* scores = nullptr;
 };
+
+// The grid levels the candidate enumeration uses (0: the general scan).
+DH_HD int grid_levels(const AssignParams& p) { return p.grid_bad != nullptr && *p.grid_bad ? 0 : p.n_levels; }
 
 // --- the only backend-specific pieces: atomics (max and add commute, so results are deterministic) ---
 DH_HD void atomic_max_u64(int64_t* slot, uint64_t v) {
@@ -123,12 +129,13 @@ DH_HD bool on_grid(const AssignParams& p, int64_t a) {
 // (then the exact in_region test), or a scan of all anchors when no grid was recognised.
 template <typename F>
 DH_HD void for_each_candidate(const AssignParams& p, const Box& r, F&& f) {
-  if (p.n_levels == 0) {
+  const int levels = grid_levels(p);
+  if (levels == 0) {
     for (int64_t a = 0; a < p.N; ++a)
       if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
     return;
   }
-  for (int l = 0; l < p.n_levels; ++l) {
+  for (int l = 0; l < levels; ++l) {
     const GridLevel& L = p.grid[l];
     int64_t i0, i1, j0, j1;
     grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
@@ -252,6 +259,7 @@ struct RowCells {
   int i0[kTileLevels], j0[kTileLevels], wi[kTileLevels];
   int64_t cells[kTileLevels];
   int64_t total;
+  int levels;  // grid_levels(p): 0, the general scan
 };
 
 DH_HD bool tile_path(const AssignParams& p) {
@@ -262,12 +270,13 @@ DH_HD bool tile_path(const AssignParams& p) {
 
 DH_HD RowCells row_cells(const AssignParams& p, const Box& r) {
   RowCells rc;
-  if (p.n_levels == 0) {
+  rc.levels = grid_levels(p);
+  if (rc.levels == 0) {
     rc.total = p.N;
     return rc;
   }
   rc.total = 0;
-  for (int l = 0; l < p.n_levels; ++l) {
+  for (int l = 0; l < rc.levels; ++l) {
     int64_t i0, i1, j0, j1;
     grid_cells(r.x1, r.x2, p.grid[l].stride, p.grid[l].w, &i0, &i1);
     grid_cells(r.y1, r.y2, p.grid[l].stride, p.grid[l].h, &j0, &j1);
@@ -282,7 +291,7 @@ DH_HD RowCells row_cells(const AssignParams& p, const Box& r) {
 
 // The anchor of cell c (0 <= c < rc.total).
 DH_HD int64_t cell_anchor(const AssignParams& p, const RowCells& rc, int64_t c) {
-  if (p.n_levels == 0) return c;
+  if (rc.levels == 0) return c;
   int l = 0;
   while (c >= rc.cells[l]) c -= rc.cells[l++];
   return p.grid[l].start + (rc.j0[l] + c / rc.wi[l]) * p.grid[l].w + rc.i0[l] + c % rc.wi[l];
@@ -368,6 +377,21 @@ DH_HD void tile_commit(TileLists& T, int x, int new_len, int lane) {
   if (lane < new_len) {
     T.v[x][lane] = T.nv[x][lane];
     T.a[x][lane] = T.na[x][lane];
+  }
+}
+
+// Large ground truths: a row with more than kBigRowCells cells is shared by kBigWarps warps
+// (a block on CUDA; one warp would walk its tiles one after another: a whole-image box has
+// hundreds), warp w taking tiles w, w + kBigWarps, ...; their lists are then merged pairwise in
+// log2(kBigWarps) rounds, a list's entries staged as the tile candidates of the list it joins.
+// Exact for the same reason as the tiles: a merge by rank in a total order.
+constexpr int64_t kBigRowCells = 8 * kTile;
+constexpr int kBigWarps = 16;
+
+DH_HD void lists_stage(TileLists& into, const TileLists& from, int lane) {
+  for (int x = 0; x < kLists; ++x) {
+    into.ca[x][lane] = lane < from.len[x] ? from.a[x][lane] : -1;
+    into.cv[x][lane] = lane < from.len[x] ? from.v[x][lane] : 0.f;
   }
 }
 

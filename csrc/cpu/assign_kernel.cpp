@@ -59,24 +59,38 @@ bool cpu_tiles() {
   return e != nullptr && e[0] == '1';
 }
 
-// One row through the tile phases (CUDA: gt_tiles_kernel, a warp per row, __syncwarp between
-// the loops below).
+// The merge phases of the staged tile into every list of T (CUDA: warp_merge_staged).
+void merge_staged(const AssignParams& p, const GtRow& r, TileLists& T) {
+  for (int x = 0; x < kLists; ++x) {
+    const int cap = list_cap(p, r, x);
+    if (!tile_wants(T, x, cap)) continue;
+    for (int lane = 0; lane < kTile; ++lane) tile_merge(T, x, cap, lane);
+    const int n = tile_merged_len(T, x, cap);
+    for (int lane = 0; lane < kTile; ++lane) tile_commit(T, x, n, lane);
+    T.len[x] = n;
+  }
+}
+
+// One row through the tile phases, lane after lane: what gt_tiles_kernel's warp does, or for a
+// row of more than kBigRowCells cells what gt_big_kernel's kBigWarps warps do (tiles dealt
+// round-robin, lists merged pairwise). T: kBigWarps lists.
 template <typename S>
-void tile_row(const AssignParams& p, const S* const* scores, const GtRow& r, TileLists& T) {
-  for (int lane = 0; lane < kTile; ++lane) tile_reset(T, lane);
+void tile_row(const AssignParams& p, const S* const* scores, const GtRow& r, TileLists* T) {
   const RowCells rc = row_cells(p, r.region);
-  for (int64_t t = 0; t * kTile < rc.total; ++t) {
-    for (int lane = 0; lane < kTile; ++lane) tile_stage(p, scores, r, rc, T, t, lane);
-    for (int x = 0; x < kLists; ++x) {
-      const int cap = list_cap(p, r, x);
-      if (!tile_wants(T, x, cap)) continue;
-      for (int lane = 0; lane < kTile; ++lane) tile_merge(T, x, cap, lane);
-      const int n = tile_merged_len(T, x, cap);
-      for (int lane = 0; lane < kTile; ++lane) tile_commit(T, x, n, lane);
-      T.len[x] = n;
+  const int warps = rc.total > kBigRowCells ? kBigWarps : 1;
+  for (int w = 0; w < warps; ++w) {
+    for (int lane = 0; lane < kTile; ++lane) tile_reset(T[w], lane);
+    for (int64_t t = w; t * kTile < rc.total; t += warps) {
+      for (int lane = 0; lane < kTile; ++lane) tile_stage(p, scores, r, rc, T[w], t, lane);
+      merge_staged(p, r, T[w]);
     }
   }
-  for (int lane = 0; lane < kTile; ++lane) tile_finish(p, scores, r, T, lane);
+  for (int d = 1; d < warps; d *= 2)
+    for (int w = 0; w + d < warps; w += 2 * d) {
+      for (int lane = 0; lane < kTile; ++lane) lists_stage(T[w], T[w + d], lane);
+      merge_staged(p, r, T[w]);
+    }
+  for (int lane = 0; lane < kTile; ++lane) tile_finish(p, scores, r, T[0], lane);
 }
 
 template <typename S>
@@ -86,12 +100,12 @@ void pass_candidates(const AssignParams& p, const S* const* scores) {
   at::parallel_for(0, p.B * p.M, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> vals(2 * kmax);
     std::vector<int64_t> idxs(2 * kmax), cand;
-    TileLists T;
+    std::vector<TileLists> T(tiles ? kBigWarps : 0);
     for (int64_t row = begin; row < end; ++row) {
       if (!p.mask[row]) continue;
       GtRow r = gt_row_begin(p, row);
       if (tiles) {
-        tile_row(p, scores, r, T);
+        tile_row(p, scores, r, T.data());
         continue;
       }
       // Collect the candidates first, then evaluate them with the loads of the candidate

@@ -123,14 +123,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     slots += (count * elem_bytes + 7) / 8;
     return at;
   };
-  const int64_t o_bad = piece(1, 4), o_ncl = piece(HB, 4), o_count = piece(HB * p.M, 4);
+  const int64_t o_bad = piece(1, 4), o_nbig = piece(1, 4), o_ncl = piece(HB, 4), o_count = piece(HB * p.M, 4);
   const int64_t o_ws = piece(call.workspace_size(), 8);
   const int64_t o_vals = piece(p.B * p.M * 2 * s.kmax, 4), o_idxs = piece(p.B * p.M * 2 * s.kmax, 8);
   const int64_t o_mf = piece(HB * p.N, 4), o_of = piece(HB * p.N, 4), o_ga = piece(HB * p.N, 8);
   const int64_t o_claimed = piece(HB * p.N, 4), o_cursor = piece(HB * p.M, 4);
   const int64_t o_mg = piece(HB * p.M, 4), o_og = piece(HB * p.M, 4);
   const int64_t o_lv = piece(HB * p.M * s.k2, 4), o_li = piece(HB * p.M * s.k2, 8);
-  const int64_t o_mask = piece(p.B * p.M, 1);
+  const int64_t o_mask = piece(p.B * p.M, 1), o_big = piece(p.B * p.M, 8);
   at::Tensor scratch = at::empty({slots}, call.b0.options().dtype(at::kLong));
   scratch.narrow(0, 0, o_ws + 3 * call.hbn()).zero_();
   int64_t* base = scratch.data_ptr<int64_t>();
@@ -143,7 +143,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   s.count = i32(o_count), s.cursor = i32(o_cursor);
   s.mg = f32(o_mg), s.og = f32(o_og);
   s.lv = f32(o_lv), s.li = base + o_li;
-  s.grid_bad = i32(o_bad), s.mask_ok = reinterpret_cast<bool*>(base + o_mask), s.errors = errors;
+  s.big_rows = base + o_big, s.n_big = i32(o_nbig);
+  p.grid_bad = i32(o_bad), s.mask_ok = reinterpret_cast<bool*>(base + o_mask), s.errors = errors;
   if (call.stats) {
     s.pick = call.pick.data_ptr<int64_t>(), s.rank = call.rank.data_ptr<int64_t>(), s.gap = call.gap.data_ptr<float>();
   }

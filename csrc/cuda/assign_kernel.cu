@@ -4,6 +4,8 @@
 //                     metric of both heads, then the tile merged into the top-k lists by rank
 //                     (shared memory), conflict keys and claims; the tile phases are
 //                     assign_core.h functions the CPU tests run lane by lane (DUALHEAD_CPU_TILES)
+//   gt_big_kernel     a block of 16 warps per ground truth of more than 256 cells (queued by
+//                     gt_tiles_kernel): tiles dealt to the warps, their lists merged pairwise
 //   gt_rows_kernel    a thread per ground truth: only for calls the tiles cannot take (a topk
 //                     above kTileK = 32, or more than kTileLevels grid levels)
 //   anchors_kernel    a thread per (head, image, anchor): background anchors written at once,
@@ -25,7 +27,8 @@ namespace {
 
 constexpr int kThreads = 128;     // thread-per-item kernels
 constexpr int kTileWarps = 4;     // warps (rows in flight) per gt_tiles block: 4 x 2.3 KB shared memory
-constexpr int kImageThreads = 256;  // image_kernel: ~M*k claimed anchors and M ground truths per image
+constexpr int kImageThreads = 256;
+constexpr int64_t kMaxBigBlocks = 1024;  // gt_big_kernel: blocks striding over the queued large rows  // image_kernel: ~M*k claimed anchors and M ground truths per image
 
 // The value checks of assign_core.h on every real ground truth and anchor, and the anchors
 // against the cached grid (p.grid). A rejected row is dropped from mask_ok, so the kernels after
@@ -42,7 +45,7 @@ __device__ void report(DeviceErrors* e, int code, int64_t index, int64_t label, 
   e->code = code;
 }
 
-__global__ void check_kernel(AssignParams p, const bool* mask_in, AssignScratch s) {
+__global__ void check_kernel(const __grid_constant__ AssignParams p, const bool* mask_in, AssignScratch s) {
   const int64_t rows = p.B * p.M, n = rows > p.N ? rows : p.N;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     if (i < rows) {
@@ -59,7 +62,7 @@ __global__ void check_kernel(AssignParams p, const bool* mask_in, AssignScratch 
     if (i < p.N) {
       if (anchor_value_error(p.anc + 2 * i) != kValueOk) report(s.errors, kAnchorNotFinite, i, 0, p.anc + 2 * i, 2, 0, 0);
       if (p.n_levels > 0 && !on_grid(p, i)) {
-        *const_cast<int*>(s.grid_bad) = 1;  // this call: the general scan (same results, slower)
+        *const_cast<int*>(p.grid_bad) = 1;  // this call: the general scan (same results, slower)
         s.errors->grid_miss = 1;            // later calls: the host recognises the grid again
       }
     }
@@ -71,21 +74,42 @@ inline unsigned blocks_for(int64_t n, int threads = kThreads) {
   return static_cast<unsigned>(b < 65535 ? (b > 0 ? b : 1) : 65535);  // grid-stride loops cover the rest
 }
 
-// A warp per row (grid-stride over rows, warp-uniform control flow: every lane reads the same
-// shared lists and lengths), the tile phases of assign_core.h with __syncwarp between them.
-// The kernels that enumerate candidates take the general scan when check_kernel found the
-// anchors off the cached grid.
-__device__ AssignParams with_grid_checked(AssignParams p, const AssignScratch& s) {
-  if (*s.grid_bad) p.n_levels = 0;
-  return p;
+// The merge phases of the staged tile into every list of T, __syncwarp between them (the CPU's
+// merge_staged runs the same lane functions in loops). Control flow is warp-uniform: every lane
+// reads the same shared lists and lengths.
+__device__ void warp_merge_staged(const AssignParams& p, const GtRow& r, TileLists& T, int lane) {
+  for (int x = 0; x < kLists; ++x) {
+    const int cap = list_cap(p, r, x);
+    if (!tile_wants(T, x, cap)) continue;
+    tile_merge(T, x, cap, lane);
+    const int n = tile_merged_len(T, x, cap);
+    __syncwarp();
+    tile_commit(T, x, n, lane);
+    if (lane == 0) T.len[x] = n;
+    __syncwarp();
+  }
 }
 
+// Warp w's share of a row: tiles first, first + step, ... into T.
 template <typename S>
-__global__ void __launch_bounds__(kTileWarps * kTile) gt_tiles_kernel(AssignParams p_in, const S* s0, const S* s1,
+__device__ void warp_tiles(const AssignParams& p, const S* const* sc, const GtRow& r, const RowCells& rc,
+                           TileLists& T, int64_t first, int64_t step, int lane) {
+  tile_reset(T, lane);
+  __syncwarp();
+  for (int64_t t = first; t * kTile < rc.total; t += step) {
+    tile_stage(p, sc, r, rc, T, t, lane);
+    __syncwarp();
+    warp_merge_staged(p, r, T, lane);
+  }
+}
+
+// A warp per row (grid-stride over rows); rows of more than kBigRowCells cells are queued for
+// gt_big_kernel instead.
+template <typename S>
+__global__ void __launch_bounds__(kTileWarps * kTile) gt_tiles_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1,
                                                                       AssignScratch s) {
   __shared__ TileLists lists[kTileWarps];
-  const AssignParams p = with_grid_checked(p_in, s);
-  const S* sc[2] = {s0, s1};
+    const S* sc[2] = {s0, s1};
   const int lane = threadIdx.x % kTile, warp = threadIdx.x / kTile;
   TileLists& T = lists[warp];
   const int64_t warps = int64_t(gridDim.x) * kTileWarps;
@@ -93,32 +117,47 @@ __global__ void __launch_bounds__(kTileWarps * kTile) gt_tiles_kernel(AssignPara
     if (!p.mask[row]) continue;
     const GtRow r = gt_row_begin(p, row);
     const RowCells rc = row_cells(p, r.region);
-    tile_reset(T, lane);
-    __syncwarp();
-    for (int64_t t = 0; t * kTile < rc.total; ++t) {
-      tile_stage(p, sc, r, rc, T, t, lane);
-      __syncwarp();
-      for (int x = 0; x < kLists; ++x) {
-        const int cap = list_cap(p, r, x);
-        if (!tile_wants(T, x, cap)) continue;  // the same answer in every lane
-        tile_merge(T, x, cap, lane);
-        const int n = tile_merged_len(T, x, cap);
-        __syncwarp();
-        tile_commit(T, x, n, lane);
-        if (lane == 0) T.len[x] = n;
-        __syncwarp();
-      }
+    if (rc.total > kBigRowCells) {
+      if (lane == 0) s.big_rows[atomicAdd(s.n_big, 1)] = row;
+      continue;
     }
+    warp_tiles(p, sc, r, rc, T, 0, 1, lane);
     tile_finish(p, sc, r, T, lane);
     __syncwarp();  // every lane is done with T before the next row resets it
   }
 }
 
+// A block of kBigWarps warps per queued row: tiles dealt round-robin to the warps, their lists
+// merged pairwise (lists_stage + the merge phases), warp 0 finishes the row.
+template <typename S>
+__global__ void __launch_bounds__(kBigWarps * kTile) gt_big_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1,
+                                                                   AssignScratch s) {
+  __shared__ TileLists lists[kBigWarps];
+    const S* sc[2] = {s0, s1};
+  const int lane = threadIdx.x % kTile, warp = threadIdx.x / kTile;
+  const int queued = *s.n_big;
+  for (int q = blockIdx.x; q < queued; q += gridDim.x) {
+    const GtRow r = gt_row_begin(p, s.big_rows[q]);
+    const RowCells rc = row_cells(p, r.region);
+    warp_tiles(p, sc, r, rc, lists[warp], warp, kBigWarps, lane);
+    __syncthreads();
+    for (int d = 1; d < kBigWarps; d *= 2) {
+      if (warp % (2 * d) == 0 && warp + d < kBigWarps) {
+        lists_stage(lists[warp], lists[warp + d], lane);
+        __syncwarp();
+        warp_merge_staged(p, r, lists[warp], lane);
+      }
+      __syncthreads();
+    }
+    if (warp == 0) tile_finish(p, sc, r, lists[0], lane);
+    __syncthreads();  // the lists are reused by the next queued row
+  }
+}
+
 // Fallback: a thread per row, the sequential pass of assign_core.h (the CPU's default path).
 template <typename S>
-__global__ void gt_rows_kernel(AssignParams p_in, const S* s0, const S* s1, AssignScratch s) {
-  const AssignParams p = with_grid_checked(p_in, s);
-  const S* sc[2] = {s0, s1};
+__global__ void gt_rows_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1, AssignScratch s) {
+    const S* sc[2] = {s0, s1};
   for (int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; row < p.B * p.M;
        row += int64_t(gridDim.x) * blockDim.x) {
     if (!p.mask[row]) continue;
@@ -141,7 +180,7 @@ __device__ ImageScratch image_scratch(const AssignParams& p, const AssignScratch
 // A thread per (head, image, anchor): what the CPU's pass_anchors does before its loops (bulk
 // background fill, the list of claimed anchors), then resolve_anchor for the claimed ones.
 template <typename S>
-__global__ void anchors_kernel(AssignParams p, const S* s0, const S* s1, AssignScratch s) {
+__global__ void anchors_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1, AssignScratch s) {
   const S* sc[2] = {s0, s1};
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.H * p.B * p.N;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -180,7 +219,7 @@ __device__ void block_member_offsets(const AssignParams& p, const ImageScratch& 
 
 // A block per (head, image): phases 2-5 of assign_core.h over the image's claimed anchors (a
 // few per ground truth) and its ground truths, a barrier between phases.
-__global__ void __launch_bounds__(kImageThreads) image_kernel(AssignParams p, AssignScratch s) {
+__global__ void __launch_bounds__(kImageThreads) image_kernel(const __grid_constant__ AssignParams p, AssignScratch s) {
   const int t = threadIdx.x, T = blockDim.x;
   for (int64_t hb = blockIdx.x; hb < p.H * p.B; hb += gridDim.x) {
     const int h = static_cast<int>(hb / p.B);
@@ -199,7 +238,7 @@ __global__ void __launch_bounds__(kImageThreads) image_kernel(AssignParams p, As
   }
 }
 
-__global__ void stats_kernel(AssignParams p, AssignScratch s) {
+__global__ void stats_kernel(const __grid_constant__ AssignParams p, AssignScratch s) {
   for (int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; row < p.B * p.M;
        row += int64_t(gridDim.x) * blockDim.x)
     stats_gt(p, row / p.M, row % p.M, s.pick, s.rank, s.gap);
@@ -209,9 +248,12 @@ template <typename S>
 void launch_typed(const AssignParams& p, const void* v0, const void* v1, const AssignScratch& s, cudaStream_t st) {
   const S* s0 = static_cast<const S*>(v0);
   const S* s1 = static_cast<const S*>(v1);
-  if (tile_path(p))
+  if (tile_path(p)) {
     gt_tiles_kernel<S><<<blocks_for(p.B * p.M, kTileWarps), kTileWarps * kTile, 0, st>>>(p, s0, s1, s);
-  else
+    // The queue length is known on the device only: enough blocks for every row, most exit at once.
+    gt_big_kernel<S><<<static_cast<unsigned>(p.B * p.M < kMaxBigBlocks ? p.B * p.M : kMaxBigBlocks), kBigWarps * kTile,
+                       0, st>>>(p, s0, s1, s);
+  } else
     gt_rows_kernel<S><<<blocks_for(p.B * p.M), kThreads, 0, st>>>(p, s0, s1, s);
   anchors_kernel<S><<<blocks_for(p.H * p.B * p.N), kThreads, 0, st>>>(p, s0, s1, s);
   image_kernel<<<static_cast<unsigned>(p.H * p.B < 65535 ? p.H * p.B : 65535), kImageThreads, 0, st>>>(p, s);

@@ -43,6 +43,8 @@ struct AssignScratch {
   float* vals;         // (B*M, 2*kmax) top-k lists of the thread-per-row fallback (topk > kTileK)
   int64_t* idxs;       // (B*M, 2*kmax)
   int64_t kmax;
+  int64_t* big_rows;   // (B*M) rows of more than kBigRowCells cells, queued for gt_big_kernel
+  int* n_big;          // their number, zeroed by the host
   float* mf;           // (H*B, N) final metric per anchor
   float* of;           // (H*B, N) final overlap
   int64_t* ga;         // (H*B, N) final ground truth (-1: background)
@@ -55,7 +57,6 @@ struct AssignScratch {
   float* lv;           // (H*B, M*k2) topk2 lists
   int64_t* li;         // (H*B, M*k2)
   int64_t k2;
-  const int* grid_bad; // set by check_kernel when the anchors are not on the cached grid
   bool* mask_ok;       // (B*M) mask_gt without the rows check_kernel rejected (what the kernels read)
   DeviceErrors* errors;
   int64_t* pick;       // (B, M) outputs of the statistics (null: none)
