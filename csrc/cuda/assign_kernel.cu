@@ -100,6 +100,7 @@ __device__ void warp_tiles(const AssignParams& p, const S* const* sc, const GtRo
     tile_stage(p, sc, r, rc, T, t, lane);
     __syncwarp();
     warp_merge_staged(p, r, T, lane);
+    __syncwarp();  // a list whose merge was skipped read the staged tile: done before the next stage
   }
 }
 
