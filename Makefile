@@ -8,12 +8,12 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: install train test bench ablate info clean
+.PHONY: install train test bench ablate info compat clean
 install: $(VENV)/.installed
 $(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH_PIN) setuptools wheel ninja pybind11 numpy
+	$(BIN)/pip install -q $(TORCH_PIN) setuptools wheel ninja numpy
 	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
 	$(BIN)/dualhead info
 	touch $@
@@ -34,5 +34,9 @@ bench: install
 info: install
 	$(BIN)/dualhead info
 
+# One wheel (stable ABI + abi3) tested under other torch releases in fresh venvs (RESULTS.md).
+compat: install
+	bash benchmarks/compat.sh
+
 clean:
-	rm -rf build $(VENV) dualhead/_C*.so *.egg-info
+	rm -rf build $(VENV) dualhead/_C*.so *.egg-info dist

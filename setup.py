@@ -15,8 +15,11 @@ The linked extension must load libstdc++ dynamically (the one torch uses): a com
 -static-libstdc++ makes every formatted error message lose its numbers or segfault, so the
 build checks the NEEDED entries of what it linked and stops with an explanation instead.
 
-Build against the torch you run with: `pip install --no-build-isolation -e .` (torch is
-deliberately not a build requirement, so pip cannot build against a second, different torch).
+The extension uses only the LibTorch stable ABI (TORCH_TARGET_VERSION = 2.10) and Python's
+limited API (abi3, CPython >= 3.10): one binary runs under every torch >= 2.10 and every
+CPython >= 3.10, whatever torch it was compiled against. So a plain `pip install .` (pip builds
+in an isolated environment with its own torch, from pyproject.toml) and `pip install
+--no-build-isolation .` (the torch already installed) give binaries that load alike.
 """
 
 import glob
@@ -29,6 +32,9 @@ from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0"
+# The oldest torch the binary supports: the stable ABI's version encoding (major << 56 | minor << 48).
+TARGET_TORCH = (2, 10)
+TORCH_TARGET_VERSION = hex((TARGET_TORCH[0] << 56) | (TARGET_TORCH[1] << 48))
 
 
 def _is_toolkit(root):
@@ -76,9 +82,8 @@ try:
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 except ImportError:  # pragma: no cover - message for users building in an isolated env
     sys.exit(
-        "dualhead: torch must be installed before building, and the build must see it:\n"
-        "  pip install torch && pip install --no-build-isolation .\n"
-        "(an isolated build would compile against a different torch than the one you run)"
+        "dualhead: the build needs torch >= 2.10 (for its headers): `pip install .` installs it in the\n"
+        "isolated build environment; with --no-build-isolation, install torch first"
     )
 
 
@@ -124,19 +129,20 @@ def extensions():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     # -ffp-contract=off: no fused multiply-adds, so the C++ float math rounds exactly like
     # torch's separate tensor ops (the parity tests compare with ultralytics to 1e-5).
-    # -fopenmp: at::parallel_for is an inline template that parallelises with `#pragma omp` in
-    # the extension's own object code; without the flag it silently runs on one thread.
-    cxx = ["-O3", "-ffp-contract=off", "-fopenmp"]  # the C++ standard is torch's choice (C++20 for 2.14)
-    define_macros = []
+    # Threads come from torch::stable::parallel_for (libtorch's pool): no OpenMP here.
+    cxx = ["-O3", "-ffp-contract=off"]  # the C++ standard is torch's choice (C++20 for 2.14)
+    define_macros = [("TORCH_TARGET_VERSION", TORCH_TARGET_VERSION)]
     archs = ""
     if with_cuda:
         archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
         sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
         define_macros.append(("DUALHEAD_CUDA_ARCHS", f'"{archs}"'))
+        define_macros.append(("USE_CUDA", None))  # the CUDA part of the AOTI C shim (current stream)
     print(
         f"dualhead build: torch {torch.__version__} (cuda {torch.version.cuda}), CUDA "
         f"{'on' if with_cuda else 'off'} ({why}), CUDA_HOME={cuda_home}, "
-        f"TORCH_CUDA_ARCH_LIST={archs or '-'}, MAX_JOBS={os.environ.get('MAX_JOBS', '-')}",
+        f"TORCH_CUDA_ARCH_LIST={archs or '-'}, MAX_JOBS={os.environ.get('MAX_JOBS', '-')}, stable ABI target torch "
+        f"{TARGET_TORCH[0]}.{TARGET_TORCH[1]}, abi3",
         flush=True,
     )
     kwargs = dict(
@@ -144,11 +150,11 @@ def extensions():
         sources=sources,
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=define_macros,
-        extra_link_args=["-fopenmp"],
+        py_limited_api=True,  # no libtorch_python, Python's limited API: an abi3 binary
     )
     if with_cuda:
         # --fmad=false: same no-FMA rounding as the CPU build, so CPU and GPU agree closely.
-        nvcc = ["-O3", "--fmad=false", "--expt-relaxed-constexpr"]
+        nvcc = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", f"-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}"]
         return [CUDAExtension(extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs)]
     return [CppExtension(extra_compile_args={"cxx": cxx}, **kwargs)]
 
@@ -156,4 +162,5 @@ def extensions():
 setup(
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
 )

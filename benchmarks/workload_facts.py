@@ -4,7 +4,10 @@ rows over kBigRowCells = 256 cells (gt_big_kernel) and the largest row.
 
     python benchmarks/workload_facts.py
 """
-import math, torch, dualhead
+import math
+
+import torch
+
 from dualhead.bench import workload_batch
 from dualhead.reference.assign import candidate_pairs
 for wid, B in (("W1",None),("W2",None),("W4",None),("W3",128)):

@@ -1,7 +1,7 @@
-// assign / to_dense — the fused task-aligned assignment of one or two heads (SPEC §1).
-#include <torch/library.h>
+// assign — the fused task-aligned assignment of one or two heads (SPEC §1).
+#include <torch/csrc/stable/library.h>
 
-TORCH_LIBRARY_FRAGMENT(dualhead, m) {
+STABLE_TORCH_LIBRARY_FRAGMENT(dualhead, m) {
   // One pass over each ground truth's candidate anchors for every head (H = 1, or 2 when
   // scores2/bboxes2 are given: the dual o2m + o2o call sharing the candidate search).
   //   scores (B, N, C) fp32/fp16/bf16 probabilities; bboxes (B, N, 4) xyxy px; anc_points (N, 2)
@@ -18,12 +18,4 @@ TORCH_LIBRARY_FRAGMENT(dualhead, m) {
       "Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt, int[] topk, float[] exps, float min_side, "
       "int conflict, int kind, float eps, bool with_stats) -> "
       "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-  // The standard multi-level grid recognised in anc_points (N, 2): one row (start, w, h, stride)
-  // per level, or (0, 4) when the anchors take the general path. For inspection and tests.
-  m.def("anchor_grid(Tensor anc_points) -> Tensor");
-  // Dense (..., C) fp32 target scores: score on class `labels`, 0 elsewhere (ultralytics layout).
-  m.def("to_dense(Tensor labels, Tensor scores, int num_classes) -> Tensor");
-  // The same into a caller-owned buffer (reused across steps: first touch of fresh pages is
-  // what a dense write costs on small machines).
-  m.def("to_dense_out(Tensor labels, Tensor scores, Tensor(a!) out) -> ()");
 }

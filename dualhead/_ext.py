@@ -6,6 +6,7 @@ warn once. `dualhead info` prints what was built.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -95,6 +96,23 @@ def libstdcxx() -> str:
     """How the built extension links libstdc++ ('dynamic (libstdc++.so.6)' or 'static'), or ''."""
     path = _C.__file__ if _C is not None else _find_so()
     return _elf.libstdcxx(path) if path and path.endswith(".so") else ""
+
+
+VALUE_ERROR_TAG = "ValueError: "  # csrc/host.h kValueErrorTag
+
+
+@contextlib.contextmanager
+def value_errors():
+    """Re-raises the kernels' input-value errors as ValueError (SPEC §4). The stable ABI's checks
+    throw std::runtime_error, which torch turns into RuntimeError; the kernels tag value errors
+    (csrc/host.h DH_CHECK_VALUE), and the tag is dropped here."""
+    try:
+        yield
+    except RuntimeError as e:
+        msg = str(e)
+        if not msg.startswith(VALUE_ERROR_TAG):
+            raise
+        raise ValueError(msg[len(VALUE_ERROR_TAG):].split("\nException raised from")[0]) from None
 
 
 def warn_fallback() -> None:

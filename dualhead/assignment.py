@@ -9,6 +9,16 @@ import torch
 RANK_DEPTH = 10  # the o2m ordering is tracked this deep per ground truth (csrc kRankDepth)
 
 
+def dense_torch(a: "Assignment", num_classes: int, out: torch.Tensor | None = None):
+    """Compact -> ultralytics' (labels, bboxes, scores (B, N, C), fg_mask, gt_idx) in pure torch
+    (the reference's; dualhead.ops.to_dense runs the kernel). out: a (B, N, C) fp32 buffer."""
+    B, N = a.fg_mask.shape
+    scores = torch.zeros(B, N, num_classes, dtype=torch.float32, device=a.scores.device) if out is None else out.zero_()
+    lab = a.labels.clamp(0, num_classes - 1).unsqueeze(-1)
+    scores.scatter_(2, lab, (a.scores * a.fg_mask).unsqueeze(-1))
+    return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
+
+
 class Assignment:
     """One head's targets in compact form (B images, N anchors).
 
@@ -23,14 +33,18 @@ class Assignment:
     an assignment's cost on small CPUs and a loss often needs only the positives' boxes.
     """
 
-    __slots__ = ("fg_mask", "gt_idx", "scores", "_labels", "_bboxes", "_gt_labels", "_gt_bboxes")
+    __slots__ = ("fg_mask", "gt_idx", "scores", "_labels", "_bboxes", "_gt_labels", "_gt_bboxes", "_dense")
 
-    def __init__(self, fg_mask, gt_idx, labels=None, bboxes=None, scores=None, *, gt_labels=None, gt_bboxes=None):
+    def __init__(self, fg_mask, gt_idx, labels=None, bboxes=None, scores=None, *, gt_labels=None, gt_bboxes=None,
+                 dense=None):
+        """dense(assignment, num_classes, out) -> the 5-tuple of to_dense: dualhead.ops passes its
+        kernel; by default (dualhead.reference: a leaf oracle that never runs the kernels) pure torch."""
         if scores is None or (labels is None and gt_labels is None) or (bboxes is None and gt_bboxes is None):
             raise ValueError("Assignment needs scores, and labels/bboxes or the gt_labels/gt_bboxes to gather them from")
         self.fg_mask, self.gt_idx, self.scores = fg_mask, gt_idx, scores
         self._labels, self._bboxes = labels, bboxes
         self._gt_labels, self._gt_bboxes = gt_labels, gt_bboxes
+        self._dense = dense or dense_torch
 
     @property
     def labels(self) -> torch.Tensor:
@@ -49,9 +63,9 @@ class Assignment:
         """The ultralytics 5-tuple: (target_labels, target_bboxes, target_scores (B,N,C),
         fg_mask, target_gt_idx). The (B, N, C) scores are the largest thing an assigner writes;
         prefer the compact form where the consumer allows it (BCE needs no dense target)."""
-        from dualhead import ops
-
-        return ops.to_dense(self, num_classes, out)
+        if out is not None and out.shape != (*self.fg_mask.shape, num_classes):
+            raise ValueError(f"out must be {(*self.fg_mask.shape, num_classes)}, got {tuple(out.shape)}")
+        return self._dense(self, num_classes, out)
 
     def __repr__(self):
         B, N = self.fg_mask.shape

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dualhead.assignment import Assignment
-from dualhead.reference.iou import iou_aligned
+from dualhead.iou import iou_aligned
 
 
 @dataclass(frozen=True)

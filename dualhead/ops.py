@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from dualhead import _ext, reference
-from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment
+from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, dense_torch
 from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_dual_inputs, check_inputs, check_params, o2o_exponents
 from dualhead.reference.assign import empty_assignment
 
@@ -45,10 +45,15 @@ def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, confl
     anchors) are the kernel's: it copies those small inputs to the host once anyway (one sync on
     CUDA) and raises the same ValueErrors as the Python checks of the reference path."""
     (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
-    fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(
-        s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
-        CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_stats)
-    out = [Assignment(fg[h], gt[h], scores=t[h], gt_labels=labels, gt_bboxes=gt_bboxes) for h in range(len(heads))]
+    args = (s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
+            CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_stats)
+    if torch.compiler.is_compiling():  # traced: errors stay the kernel's RuntimeError
+        fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(*args)
+    else:
+        with _ext.value_errors():
+            fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(*args)
+    out = [Assignment(fg[h], gt[h], scores=t[h], gt_labels=labels, gt_bboxes=gt_bboxes, dense=to_dense)
+           for h in range(len(heads))]
     return out, (ConsistencyStats(pick, rank, gap, mask) if with_stats else None)
 
 
@@ -106,11 +111,7 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
     if out is not None and out.shape != (*a.labels.shape, num_classes):
         raise ValueError(f"out must be {(*a.labels.shape, num_classes)}, got {tuple(out.shape)}")
     if not _use_kernel("to_dense", a.scores):
-        dense = reference.to_dense(a, num_classes)
-        if out is not None:
-            out.copy_(dense[2])
-            dense = dense[:2] + (out,) + dense[3:]
-        return dense
+        return dense_torch(a, num_classes, out)
     if out is None:
         scores = torch.ops.dualhead.to_dense(a.labels, a.scores, num_classes)
     else:

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -12,3 +14,25 @@ def pytest_collection_modifyitems(config, items):
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def fresh_seed():
+    """A new seed every run (random inputs with fresh seeds); tests name it in their failures.
+    Drawn inside tests, never at collection, so pytest-xdist workers collect the same items."""
+    return int(torch.randint(0, 2**31 - 1, ()).item()) ^ os.getpid()
+
+
+CONFIGS = [
+    ("o2m", dict(topk=10, min_side=16.0)),
+    ("o2o", dict(topk=7, topk2=1, min_side=16.0)),
+    ("yolov10-original", dict(topk=1, min_side=0.0)),
+    ("class-defaults", dict(topk=13, alpha=1.0, beta=6.0, min_side=16.0)),
+    ("claimants-diou", dict(topk=10, conflict="claimants", iou_type="diou", min_side=8.0)),
+    ("giou-topk2-3", dict(topk=9, topk2=3, iou_type="giou", alpha=1.0, beta=2.0)),
+]
+DISTS = [
+    ("coco", dict(imgsz=640, n_gt=(1, 40), kind="coco")),
+    ("tiny", dict(imgsz=640, n_gt=(1, 40), kind="tiny")),
+    ("crowded", dict(imgsz=640, n_gt=(150, 300), kind="crowded")),
+    ("hires", dict(imgsz=1280, n_gt=(5, 60), kind="coco")),
+]

@@ -1,6 +1,7 @@
 """What was built: CPU kernels always; CUDA kernels (with sm_90 code) when CI expects them."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,28 @@ def test_static_libstdcxx_build_is_refused(tmp_path):
     assert msg and "CXX=g++ -static-libstdc++" in msg and "CXX=/usr/bin/g++" in msg
     with pytest.raises(ImportError, match="its own copy of libstdc"):
         _ext._check_linkage(so)
+
+
+def test_sources_use_only_the_stable_abi():
+    """The host layer is written on the LibTorch stable ABI (torch/csrc/stable, torch/headeronly)
+    so one binary loads under every torch >= 2.10: no ATen / c10 header or type in csrc/."""
+    root = os.path.join(os.path.dirname(__file__), "..", "csrc")
+    banned = re.compile(r"#include <(ATen|c10)/|#include <torch/(library|extension)\.h>|\b(at|c10)::|"
+                        r"\bTORCH_CHECK\(|(?<!STABLE_)TORCH_LIBRARY(_IMPL|_FRAGMENT)?\(")
+    found = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            if f.endswith((".h", ".cpp", ".cu")):
+                found += [f"{f}: {m.group(0)}" for m in banned.finditer(open(os.path.join(d, f)).read())]
+    assert not found, found
+
+
+def test_built_for_the_stable_abi_and_abi3():
+    if not _ext.available():
+        pytest.skip(f"extension not built: {_ext.load_error()!r}")
+    from dualhead import _C
+
+    assert _C.__file__.endswith(".abi3.so"), _C.__file__  # Python's limited API: any CPython >= 3.10
+    info = dict(kv.split("=", 1) for kv in torch.ops.dualhead.build_info().split(","))
+    assert info["target_torch"] == "2.10"
+    assert not any(n.startswith("libtorch_python") for n in _elf.needed(_C.__file__))

@@ -4,7 +4,7 @@ the image kernel's block scan over several tiles, side streams), determinism acr
 training run. The tests that hold for every device (reference parity, property tests, fp16/bf16,
 empty and bad inputs, strided inputs, opcheck, torch.compile, fuzzing) are parametrised over
 devices in their own files; the CPU runs this file's logic through the CPU twins
-(test_kernels.py: *_cpu_twin)."""
+(test_assign.py: *_cpu_twin)."""
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ import dualhead
 from dualhead import _ext
 from dualhead.compare import assert_same_targets
 from dualhead.synthetic import make_batch
-from test_kernels import DISTS, fresh_seed
+from conftest import DISTS, fresh_seed
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")]

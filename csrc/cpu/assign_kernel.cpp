@@ -1,23 +1,22 @@
 // CPU backend of dualhead::assign and dualhead::to_dense.
 //
 // The stages live in csrc/assign_core.h (shared with CUDA); this file decides who runs them:
-// pass 1, at::parallel_for over (image, ground truth) rows: candidates, IoU + prior + metric for
+// pass 1, parallel_for over (image, ground truth) rows: candidates, IoU + prior + metric for
 // every head, top-k lists, conflict keys and claims (atomics on packed keys commute, so results
 // are bitwise identical for any thread count); pass 2, parallel over (head, image): the resolve
 // phases (conflicts, member lists, topk2, maxima, compact targets); pass 3 (dual calls),
 // parallel over ground truths: statistics.
 // No (B, M, N) buffer anywhere: workspace is O(B*N + B*M*k).
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <vector>
 
-#include "../assign_checks.h"
+#include "../assign_args.h"
 #include "../assign_core.h"
+#include "../host.h"
 
 namespace dualhead {
 namespace {
@@ -28,9 +27,9 @@ constexpr int64_t kPrefetch = 16;  // candidates ahead whose loads are issued ea
 // reuse is invisible). On small machines first-touching fresh pages costs ~1.3 ms/MB while
 // re-zeroing mapped ones costs ~50x less; the workspace is a few MB per call.
 int64_t* workspace(int64_t n) {
-  thread_local at::Tensor ws;
-  if (!ws.defined() || ws.numel() < n) ws = at::empty({std::max<int64_t>(n, 1)}, at::TensorOptions().dtype(at::kLong));
-  return ws.data_ptr<int64_t>();
+  thread_local std::vector<int64_t> ws;
+  if (static_cast<int64_t>(ws.size()) < n) ws.resize(n);
+  return ws.data();
 }
 
 // The pred_atan cache (assign_core.h), reused across calls on the calling thread like the
@@ -97,7 +96,7 @@ template <typename S>
 void pass_candidates(const AssignParams& p, const S* const* scores) {
   const int64_t kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
   const bool tiles = cpu_tiles() && tile_path(p);
-  at::parallel_for(0, p.B * p.M, 1, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, p.B * p.M, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> vals(2 * kmax);
     std::vector<int64_t> idxs(2 * kmax), cand;
     std::vector<TileLists> T(tiles ? kBigWarps : 0);
@@ -157,7 +156,7 @@ template <typename S>
 void pass_anchors(const AssignParams& p, const S* const* scores) {
   const int64_t k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
   const VisitOrder at_{cpu_scramble()};
-  at::parallel_for(0, p.B * p.H, 1, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, p.B * p.H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> mf(p.N), of(p.N), mg(p.M), og(p.M), lv(p.M * k2);
     std::vector<int64_t> ga(p.N), li(p.M * k2), claimed;
     std::vector<int> count(p.M), cursor(p.M);
@@ -191,7 +190,7 @@ void pass_anchors(const AssignParams& p, const S* const* scores) {
 void pass_stats(const AssignParams& p, int64_t* pick, int64_t* rank, float* gap) {
   const VisitOrder at_{cpu_scramble()};
   const int64_t rows = p.B * p.M;
-  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+  torch::stable::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t row = at_(i, rows);
       stats_gt(p, row / p.M, row % p.M, pick, rank, gap);
@@ -199,76 +198,47 @@ void pass_stats(const AssignParams& p, int64_t* pick, int64_t* rank, float* gap)
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> assign_cpu(
-    const at::Tensor& scores, const at::Tensor& bboxes, const c10::optional<at::Tensor>& scores2,
-    const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc_points, const at::Tensor& gt_labels,
-    const at::Tensor& gt_bboxes, const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
-    double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
+template <typename S>
+void run_passes(const AssignParams& p, const AssignCall& call) {
+  const S* sp[2] = {ptr<S>(call.s0), ptr<S>(call.s1)};
+  pass_candidates<S>(p, sp);
+  pass_anchors<S>(p, sp);
+}
+
+AssignResult assign_cpu(Tensor scores, Tensor bboxes, std::optional<Tensor> scores2, std::optional<Tensor> bboxes2,
+                        Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt, std::vector<int64_t> topk,
+                        std::vector<double> exps, double min_side, int64_t conflict, int64_t kind, double eps,
+                        bool with_stats) {
   AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk,
                                    exps, min_side, conflict, kind, eps, with_stats);
   host_checks_and_grid(call);
   const AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {
     fill_empty(call);
-  } else {
-    int64_t* ws = workspace(call.workspace_size());
-    at::parallel_for(0, 3 * call.hbn(), 1 << 16, [&](int64_t b, int64_t e) { std::fill(ws + b, ws + e, int64_t(0)); });
-    call.set_workspace(ws);
-    if (p.kind == kCIoU) {
-      const AtanCache c = atan_cache(call.hbn());
-      call.p.atan_cache = c.data;
-      call.p.atan_gen = c.gen;
-    }
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, call.s0.scalar_type(), "dualhead_assign_cpu", [&] {
-      const scalar_t* sp[2] = {call.s0.data_ptr<scalar_t>(), call.s1.data_ptr<scalar_t>()};
-      pass_candidates<scalar_t>(p, sp);
-      pass_anchors<scalar_t>(p, sp);
-    });
-    if (call.stats) pass_stats(p, call.pick.data_ptr<int64_t>(), call.rank.data_ptr<int64_t>(), call.gap.data_ptr<float>());
+    return call.result();
   }
-  return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
-}
-
-void to_dense_out_cpu(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
-  check_to_dense_args(labels, scores, out);
-  const int64_t C = out.size(-1), n = labels.numel();
-  const at::Tensor l = labels.contiguous(), s = scores.contiguous();
-  const int64_t* lp = l.data_ptr<int64_t>();
-  const float* sp = s.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  // One pass: zero the row and write the one score (a label out of range writes nothing).
-  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float* row = op + i * C;
-      std::fill(row, row + C, 0.f);
-      if (lp[i] >= 0 && lp[i] < C) row[lp[i]] = sp[i];
-    }
-  });
-}
-
-at::Tensor to_dense_cpu(const at::Tensor& labels, const at::Tensor& scores, int64_t num_classes) {
-  return to_dense_new(labels, scores, num_classes, to_dense_out_cpu);
-}
-
-at::Tensor anchor_grid_cpu(const at::Tensor& anc_points) {
-  TORCH_CHECK(anc_points.dim() == 2 && anc_points.size(1) == 2, "anc_points must be (N, 2), got ", anc_points.sizes());
-  const at::Tensor anc = anc_points.to(at::kFloat).contiguous();
-  const std::vector<GridLevel> grid = detect_grid(anc.data_ptr<float>(), anc.size(0));
-  at::Tensor out = at::empty({static_cast<int64_t>(grid.size()), 4}, anc.options().dtype(at::kDouble));
-  for (size_t i = 0; i < grid.size(); ++i) {
-    double* r = out.data_ptr<double>() + 4 * i;
-    r[0] = grid[i].start, r[1] = grid[i].w, r[2] = grid[i].h, r[3] = grid[i].stride;
+  int64_t* ws = workspace(call.workspace_size());
+  torch::stable::parallel_for(0, 3 * call.hbn(), 1 << 16,
+                              [&](int64_t b, int64_t e) { std::fill(ws + b, ws + e, int64_t(0)); });
+  call.set_workspace(ws);
+  if (p.kind == kCIoU) {
+    const AtanCache c = atan_cache(call.hbn());
+    call.p.atan_cache = c.data;
+    call.p.atan_gen = c.gen;
   }
-  return out;
+  switch (call.s0.scalar_type()) {  // scores are read in their dtype, widened per element
+    case ScalarType::Float: run_passes<float>(p, call); break;
+    case ScalarType::Double: run_passes<double>(p, call); break;
+    case ScalarType::Half: run_passes<torch::headeronly::Half>(p, call); break;
+    case ScalarType::BFloat16: run_passes<torch::headeronly::BFloat16>(p, call); break;
+    default: DH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", dtype(call.s0));
+  }
+  if (call.stats) pass_stats(p, ptr<int64_t>(call.pick), ptr<int64_t>(call.rank), ptr<float>(call.gap));
+  return call.result();
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dualhead, CPU, m) {
-  m.impl("anchor_grid", &anchor_grid_cpu);
-  m.impl("assign", &assign_cpu);
-  m.impl("to_dense", &to_dense_cpu);
-  m.impl("to_dense_out", &to_dense_out_cpu);
-}
+STABLE_TORCH_LIBRARY_IMPL(dualhead, CPU, m) { m.impl("assign", TORCH_BOX(&assign_cpu)); }
 
 }  // namespace dualhead

@@ -1,19 +1,12 @@
-// CUDA backend of dualhead::assign and dualhead::to_dense: checks, workspace, launches.
-#include <ATen/ATen.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
-
-#include <cuda_runtime_api.h>
-
+// CUDA backend of dualhead::assign: checks, workspace, launches, and the device-check errors.
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <utility>
 
-#include "../assign_checks.h"
+#include "../assign_args.h"
+#include "cuda_host.h"
 #include "launchers.h"
 
 namespace dualhead {
@@ -25,7 +18,8 @@ DeviceErrors* device_errors(int device) {
   DeviceErrors*& r = records[device];
   if (r == nullptr) {  // the first call on the device (warm-up, before any graph capture)
     void* h = nullptr;
-    C10_CUDA_CHECK(cudaHostAlloc(&h, sizeof(DeviceErrors), cudaHostAllocMapped | cudaHostAllocPortable));
+    cuda_check(cudaHostAlloc(&h, sizeof(DeviceErrors), cudaHostAllocMapped | cudaHostAllocPortable),
+               "allocating the device-check error record");
     std::memset(h, 0, sizeof(DeviceErrors));
     r = static_cast<DeviceErrors*>(h);
   }
@@ -52,9 +46,9 @@ bool sync_checks() {
 
 void raise_pending(DeviceErrors* e, int device, bool this_call) {
   const std::string msg = take_error(e);
-  TORCH_CHECK_VALUE(msg.empty(), msg,
-                    this_call ? ""
-                              : c10::str(" (found on cuda:", device, " by the device-side check of an earlier dualhead "
+  DH_CHECK_VALUE(msg.empty(), msg,
+                 this_call ? ""
+                           : str(" (found on cuda:", device, " by the device-side check of an earlier dualhead "
                                          "assign call: such errors are raised by the next call on the device, or by "
                                          "dualhead.ops.check_errors(); DUALHEAD_SYNC_CHECKS=1 raises them within the "
                                          "call, at the cost of a sync)"));
@@ -76,28 +70,28 @@ std::vector<GridLevel> cached_grid(const AssignCall& call, int device, DeviceErr
   }
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  const at::Tensor anc = call.anc.cpu();
-  check_anchor_values(anc.data_ptr<float>(), call.p.N);
-  return cache[key] = detect_grid(anc.data_ptr<float>(), call.p.N);
+  const Tensor anc = to_cpu(call.anc);
+  check_anchor_values(ptr<float>(anc), call.p.N);
+  return cache[key] = detect_grid(ptr<float>(anc), call.p.N);
 }
 
-int score_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return 0;
-    case at::kHalf: return 1;
-    case at::kBFloat16: return 2;
-    case at::kDouble: return 3;
-    default: TORCH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", t);
+int score_dtype(const Tensor& t) {
+  switch (t.scalar_type()) {
+    case ScalarType::Float: return 0;
+    case ScalarType::Half: return 1;
+    case ScalarType::BFloat16: return 2;
+    case ScalarType::Double: return 3;
+    default: DH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", dtype(t));
   }
+  return 0;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> assign_cuda(
-    const at::Tensor& scores, const at::Tensor& bboxes, const c10::optional<at::Tensor>& scores2,
-    const c10::optional<at::Tensor>& bboxes2, const at::Tensor& anc_points, const at::Tensor& gt_labels,
-    const at::Tensor& gt_bboxes, const at::Tensor& mask_gt, at::IntArrayRef topk, at::ArrayRef<double> exps,
-    double min_side, int64_t conflict, int64_t kind, double eps, bool with_stats) {
-  const c10::cuda::CUDAGuard guard(scores.device());
-  const int device = scores.get_device();
+AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> scores2, std::optional<Tensor> bboxes2,
+                         Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt,
+                         std::vector<int64_t> topk, std::vector<double> exps, double min_side, int64_t conflict,
+                         int64_t kind, double eps, bool with_stats) {
+  const int device = scores.get_device_index();
+  const CudaGuard guard(device);
   DeviceErrors* errors = device_errors(device);
   raise_pending(errors, device, false);
   AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk,
@@ -105,10 +99,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {
     fill_empty(call);
-    return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
+    return call.result();
   }
   set_grid(p, cached_grid(call, device, errors));
-  // All scratch in one allocation (each at::empty costs a few microseconds of host time, and
+  // All scratch in one allocation (each allocation costs a few microseconds of host time, and
   // the whole call aims at ~100 us), carved into 8-byte-aligned pieces. The first pieces start at
   // zero (one memset): the per-(head, image) claimed counts and per-ground-truth member counts,
   // then the AssignCall workspace, whose first 3*H*B*N slots (claims and keys) start at zero;
@@ -131,9 +125,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const int64_t o_mg = piece(HB * p.M, 4), o_og = piece(HB * p.M, 4);
   const int64_t o_lv = piece(HB * p.M * s.k2, 4), o_li = piece(HB * p.M * s.k2, 8);
   const int64_t o_mask = piece(p.B * p.M, 1), o_big = piece(p.B * p.M, 8);
-  at::Tensor scratch = at::empty({slots}, call.b0.options().dtype(at::kLong));
-  scratch.narrow(0, 0, o_ws + 3 * call.hbn()).zero_();
-  int64_t* base = scratch.data_ptr<int64_t>();
+  const Tensor scratch = empty({slots}, ScalarType::Long, call.b0);
+  int64_t* base = ptr<int64_t>(scratch);
   const auto f32 = [base](int64_t o) { return reinterpret_cast<float*>(base + o); };
   const auto i32 = [base](int64_t o) { return reinterpret_cast<int*>(base + o); };
   call.set_workspace(base + o_ws);
@@ -146,32 +139,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   s.big_rows = base + o_big, s.n_big = i32(o_nbig);
   p.grid_bad = i32(o_bad), s.mask_ok = reinterpret_cast<bool*>(base + o_mask), s.errors = errors;
   if (call.stats) {
-    s.pick = call.pick.data_ptr<int64_t>(), s.rank = call.rank.data_ptr<int64_t>(), s.gap = call.gap.data_ptr<float>();
+    s.pick = ptr<int64_t>(call.pick), s.rank = ptr<int64_t>(call.rank), s.gap = ptr<float>(call.gap);
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  launch_check(p, s, stream);  // reads mask_gt, writes mask_ok: what every later kernel reads
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const cudaStream_t stream = current_stream(device);
+  cuda_check(cudaMemsetAsync(base, 0, (o_ws + 3 * call.hbn()) * sizeof(int64_t), stream), "zeroing the workspace");
+  launch_value_check(p, s, stream);  // reads mask_gt, writes mask_ok: what every later kernel reads
+  launch_check("check_kernel");
   p.mask = s.mask_ok;
-  launch_assign(p, call.s0.data_ptr(), call.s1.data_ptr(), score_dtype(call.s0.scalar_type()), s, stream);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_assign(p, call.s0.data_ptr(), call.s1.data_ptr(), score_dtype(call.s0), s, stream);
+  launch_check("assign kernels");
   if (sync_checks()) {
-    C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+    cuda_check(cudaStreamSynchronize(stream), "DUALHEAD_SYNC_CHECKS");
     raise_pending(errors, device, true);
   }
-  return {call.fg, call.gidx, call.tscore, call.pick, call.rank, call.gap};
-}
-
-// to_dense on CUDA needs no custom kernel: zero + scatter of the in-range labels.
-void to_dense_out_cuda(const at::Tensor& labels, const at::Tensor& scores, at::Tensor out) {
-  check_to_dense_args(labels, scores, out);
-  const int64_t C = out.size(-1);
-  const at::Tensor ok = labels.ge(0).logical_and(labels.lt(C));
-  out.zero_();
-  out.scatter_(-1, labels.clamp(0, C - 1).unsqueeze(-1), scores.mul(ok).unsqueeze(-1));
-}
-
-at::Tensor to_dense_cuda(const at::Tensor& labels, const at::Tensor& scores, int64_t num_classes) {
-  return to_dense_new(labels, scores, num_classes, to_dense_out_cuda);
+  return call.result();
 }
 
 // dualhead::take_cuda_error: the pending device-check error of a device ("" when none), cleared.
@@ -179,14 +160,14 @@ std::string take_cuda_error(int64_t device) { return take_error(device_errors(st
 
 }  // namespace
 
-// CUDA-only, so declared here rather than in csrc/assign.cpp (no tensor argument: a catch-all
-// kernel); dualhead.ops.check_errors() calls it.
-TORCH_LIBRARY_FRAGMENT(dualhead, m) { m.def("take_cuda_error(int device) -> str", &take_cuda_error); }
+// CUDA-only, so declared here rather than in csrc/assign.cpp (no tensor argument: registered
+// for CompositeExplicitAutograd, which serves every backend); dualhead.ops.check_errors() calls it.
+STABLE_TORCH_LIBRARY_FRAGMENT(dualhead, m) { m.def("take_cuda_error(int device) -> str"); }
 
-TORCH_LIBRARY_IMPL(dualhead, CUDA, m) {
-  m.impl("assign", &assign_cuda);
-  m.impl("to_dense", &to_dense_cuda);
-  m.impl("to_dense_out", &to_dense_out_cuda);
+STABLE_TORCH_LIBRARY_IMPL(dualhead, CompositeExplicitAutograd, m) {
+  m.impl("take_cuda_error", TORCH_BOX(&take_cuda_error));
 }
+
+STABLE_TORCH_LIBRARY_IMPL(dualhead, CUDA, m) { m.impl("assign", TORCH_BOX(&assign_cuda)); }
 
 }  // namespace dualhead

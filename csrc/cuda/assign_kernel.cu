@@ -263,7 +263,7 @@ void launch_typed(const AssignParams& p, const void* v0, const void* v1, const A
 
 }  // namespace
 
-void launch_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream) {
+void launch_value_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream) {
   const bool* mask_in = p.mask;
   check_kernel<<<blocks_for(p.B * p.M > p.N ? p.B * p.M : p.N), kThreads, 0, stream>>>(p, mask_in, s);
 }

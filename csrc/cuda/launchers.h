@@ -2,7 +2,7 @@
 // translation units (.cu, without torch headers: they compile fast and never break on torch's
 // host-only headers; STYLE.md "CUDA files stay light"). Host code checks tensors and fills
 // these structs; the .cu files launch on them (empty-input early return, bounded grid, current
-// stream) and the host code checks the launch (C10_CUDA_KERNEL_LAUNCH_CHECK) right after.
+// stream) and the host code checks the launch (cuda_host.h: launch_check) right after.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -18,6 +18,14 @@ struct BoxIouParams {
   int kind;
 };
 void launch_box_iou(const BoxIouParams& p, cudaStream_t stream);
+
+struct ToDenseParams {
+  const int64_t* labels;  // (n)
+  const float* scores;    // (n)
+  float* out;             // (n, C)
+  int64_t n, C;
+};
+void launch_to_dense(const ToDenseParams& p, cudaStream_t stream);
 
 }  // namespace dualhead
 
@@ -65,7 +73,7 @@ struct AssignScratch {
 };
 
 // Value checks and grid verification on the device (before launch_assign, same stream).
-void launch_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream);
+void launch_value_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream);
 
 // dtype: 0 fp32, 1 fp16, 2 bf16, 3 fp64 (the scores' element type).
 void launch_assign(const AssignParams& p, const void* scores0, const void* scores1, int dtype, const AssignScratch& s,

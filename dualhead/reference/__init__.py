@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from dualhead.assignment import Assignment, DualAssignment
+from dualhead.assignment import Assignment, DualAssignment, dense_torch
 from dualhead.checks import check_dual_inputs, check_inputs, check_params, o2o_exponents
 from dualhead.reference.assign import candidate_pairs, head_assign
 from dualhead.reference.dual import consistency_stats
@@ -53,9 +53,5 @@ def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_l
 
 
 def to_dense(a: Assignment, num_classes: int):
-    """Compact -> ultralytics' (labels, bboxes, scores (B, N, C), fg_mask, gt_idx)."""
-    B, N = a.fg_mask.shape
-    scores = torch.zeros(B, N, num_classes, dtype=torch.float32, device=a.scores.device)
-    lab = a.labels.clamp(0, num_classes - 1).unsqueeze(-1)
-    scores.scatter_(2, lab, (a.scores * a.fg_mask).unsqueeze(-1))
-    return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
+    """Compact -> ultralytics' (labels, bboxes, scores (B, N, C), fg_mask, gt_idx), pure torch."""
+    return dense_torch(a, num_classes)
