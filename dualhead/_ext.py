@@ -20,8 +20,13 @@ _error: BaseException | None = None
 
 
 def _find_so() -> str | None:
+    """The built extension beside this package, or None (only there: a stale editable-install
+    mapping elsewhere must not stand in for a missing build)."""
     spec = importlib.util.find_spec("dualhead._C")
-    return spec.origin if spec is not None else None
+    here = os.path.dirname(os.path.abspath(__file__))
+    if spec is None or spec.origin is None or os.path.dirname(os.path.abspath(spec.origin)) != here:
+        return None
+    return spec.origin
 
 
 def _check_linkage(path: str | None) -> None:
@@ -34,6 +39,9 @@ def _check_linkage(path: str | None) -> None:
 
 
 try:  # importing the module runs the C++ static registrations of torch.ops.dualhead.*
+    if _find_so() is None:  # say so, rather than Python's "partially initialized module" import error
+        raise ImportError("the compiled extension dualhead._C is not built (a source checkout): build it with "
+                          "`pip install -e .` or `make install`")
     _check_linkage(_find_so())
     from dualhead import _C  # noqa: F401
 except (ImportError, OSError) as e:  # not built, built against another torch (ABI), or refused

@@ -15,6 +15,14 @@ def _min_side(stride) -> float:
     return float(stride[1] if len(stride) > 1 else stride[0])
 
 
+def _check_classes(scores, num_classes, name="pd_scores"):
+    """The scores' class dimension must be the assigner's num_classes (SPEC §4: a shape error is
+    an error; a mismatch would give positives with all-zero dense targets)."""
+    if isinstance(scores, torch.Tensor) and scores.dim() == 3 and scores.shape[-1] != num_classes:
+        raise ValueError(f"{name} has {scores.shape[-1]} classes (shape {tuple(scores.shape)}) but the assigner was "
+                         f"built with num_classes={num_classes}")
+
+
 class TaskAlignedAssigner(nn.Module):
     """Drop-in for ultralytics.utils.tal.TaskAlignedAssigner (same constructor, forward and
     return tuple), computed by dualhead's kernels.
@@ -38,6 +46,7 @@ class TaskAlignedAssigner(nn.Module):
 
     def assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
         """Compact form (dualhead.Assignment): no (B, N, C) tensor."""
+        _check_classes(pd_scores, self.num_classes)
         return ops.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=self.topk,
                           topk2=self.topk2, alpha=self.alpha, beta=self.beta, min_side=self.stride_val,
                           conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
@@ -73,6 +82,7 @@ class DualAssigner(nn.Module):
     @torch.no_grad()
     def forward(self, o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
                 mask_gt) -> DualAssignment:
+        _check_classes(o2m_scores, self.num_classes, "o2m_scores")
         return ops.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
                                mask_gt, o2m_topk=self.o2m_topk, o2o_topk=self.o2o_topk, o2o_topk2=self.o2o_topk2,
                                alpha=self.alpha, beta=self.beta, r=self.r, min_side=self.min_side,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def cmd_info(args) -> int:
@@ -44,7 +45,7 @@ def cmd_info(args) -> int:
 
 
 def _add_train_options(p):
-    """One --option per TrainConfig field (defaults and types from the dataclass)."""
+    """One --option per TrainConfig field: type, default, allowed values and help from the dataclass."""
     import dataclasses
     import typing
 
@@ -55,10 +56,13 @@ def _add_train_options(p):
         t = hints[f.name]
         base = next((a for a in typing.get_args(t) if a is not type(None)), t)
         opt = "--" + f.name.replace("_", "-")
+        choices = f.metadata.get("choices")
+        help_ = f"{f.metadata.get('help', '')} (default: %(default)s)"
         if base is bool:
-            p.add_argument(opt, action=argparse.BooleanOptionalAction, default=f.default)
+            p.add_argument(opt, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
         else:
-            p.add_argument(opt, type=base, default=f.default, metavar=base.__name__.upper())
+            p.add_argument(opt, type=base, default=f.default, choices=choices, help=help_,
+                           metavar="{" + ",".join(choices) + "}" if choices else base.__name__.upper())
 
 
 def _config(args):
@@ -70,7 +74,7 @@ def _config(args):
 def cmd_train(args) -> int:
     from dualhead.train import train
 
-    m = train(_config(args))
+    m = train(_config(args).validate())
     if "map" in m:  # rank 0 (the one that evaluates)
         print(f"final: mAP@.5:.95 {m['map']:.4f}  mAP@.5 {m['map50']:.4f}  (run folder {args.out})")
     return 0
@@ -79,7 +83,7 @@ def cmd_train(args) -> int:
 def cmd_ablate(args) -> int:
     from dualhead.ablate import ablate
 
-    ablate(_config(args), args.ablate_out)
+    ablate(_config(args).validate(), args.ablate_out)
     return 0
 
 
@@ -91,24 +95,48 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _one_line(e: BaseException) -> str:
+    """The user-facing line of an error: a DataLoader worker's wrapper ("Caught ValueError in
+    DataLoader worker process 0. Original Traceback ...") reduced to the original message."""
+    msg = str(e)
+    if "Original Traceback" in msg:
+        last = [ln for ln in msg.splitlines() if ln.strip()][-1]
+        msg = last.split(": ", 1)[1] if ": " in last else last
+    return msg.splitlines()[0] if msg else type(e).__name__
+
+
+def _interrupted(args) -> str:
+    if args.cmd == "train":
+        last = Path(args.out) / "last.pt"
+        if last.is_file():
+            return (f"interrupted; {last} holds the last finished epoch. Continue with: dualhead train --resume "
+                    f"--out {args.out} (and the same options)")
+        return "interrupted before the first epoch finished: nothing was saved"
+    return "interrupted"
+
+
 def main(argv=None) -> int:
+    from dualhead import __version__
+
     p = argparse.ArgumentParser(prog="dualhead", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p.add_argument("--version", action="version", version=f"dualhead {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,ablate,bench,info}")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     t = sub.add_parser("train", help="train the dual-head detector (default: embedded data, ~12 min on 2 CPU cores)")
     _add_train_options(t)
     a = sub.add_parser("ablate", help="o2m-only / o2o-only / dual / dual-inconsistent on the same schedule")
     _add_train_options(a)
-    a.add_argument("--ablate-out", default="runs/ablate")
-    pr = sub.add_parser("predict", help="NMS-free inference (o2o head); draws boxes onto PNGs")
-    pr.add_argument("--weights", default="runs/train/best.pt")
-    pr.add_argument("--source", default="shapes", help="image, folder, or 'shapes' (embedded validation images)")
-    pr.add_argument("--out", default="runs/predict")
-    pr.add_argument("--conf", type=float, default=0.25)
-    pr.add_argument("--max-det", type=int, default=100)
-    pr.add_argument("--limit", type=int, default=16)
-    pr.add_argument("--device", default="cpu")
+    a.add_argument("--ablate-out", default="runs/ablate", help="folder of the runs and ablation.md/json (default: %(default)s)")
+    pr = sub.add_parser("predict", help="NMS-free inference (o2o head); draws boxes onto the images", formatter_class=fmt)
+    pr.add_argument("--weights", default="runs/train/best.pt", help="a dualhead checkpoint (best.pt / last.pt)")
+    pr.add_argument("--source", default="shapes", help="an image, a folder of images, or 'shapes' (embedded validation images)")
+    pr.add_argument("--out", default="runs/predict", help="folder for <name>_pred.png and contact_sheet.png")
+    pr.add_argument("--conf", type=float, default=0.25, help="score threshold in [0, 1]")
+    pr.add_argument("--max-det", type=int, default=100, help="detections per image (>= 1)")
+    pr.add_argument("--limit", type=int, default=16, help="images at most (>= 1)")
+    pr.add_argument("--device", default="cpu", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     sub.add_parser("info", help="what was built: CPU/CUDA kernels, CUDA archs, torch version, GPU")
-    b = sub.add_parser("bench", help="assignment benchmarks (SPEC §5 workloads) against the baselines")
+    b = sub.add_parser("bench", help="assignment benchmarks (SPEC §5 workloads) against the baselines", formatter_class=fmt)
     from dualhead import bench
 
     bench.add_arguments(b)
@@ -116,8 +144,11 @@ def main(argv=None) -> int:
     try:
         return {"info": cmd_info, "train": cmd_train, "ablate": cmd_ablate, "predict": cmd_predict,
                 "bench": bench.run}[args.cmd](args)
-    except ValueError as e:  # bad input: a clear message, not a traceback
-        print(f"dualhead {args.cmd}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: a clean stop, and how to go on
+        print(f"\ndualhead {args.cmd}: {_interrupted(args)}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:  # bad input or an unusable file/folder: a clear message, not a traceback
+        print(f"dualhead {args.cmd}: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

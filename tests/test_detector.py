@@ -135,16 +135,15 @@ def test_yolo_directory_round_trip(tmp_path):
 def test_yolo_bad_label_line_names_file(tmp_path):
     _write_yolo(tmp_path, n=1)
     (tmp_path / "labels" / "im0.txt").write_text("0 0.5 0.5 0.2\n")
-    ds = YoloDataset(tmp_path, imgsz=96)
-    with pytest.raises(ValueError, match=r"im0.txt:1"):
-        ds[0]
+    with pytest.raises(ValueError, match=r"im0.txt:1"):  # found when the dataset is built, before training
+        YoloDataset(tmp_path, imgsz=96)
     with pytest.raises(ValueError, match="YOLO-format"):
         YoloDataset(tmp_path / "nope")
 
 
 def test_failed_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    save_atomic({"model_config": {}, "epoch": 1}, path)
+    save_atomic({"model_config": {}, "model": {}, "epoch": 1}, path)
 
     def broken_save(obj, f, *a, **k):
         f.write(b"partial")
@@ -152,7 +151,7 @@ def test_failed_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_atomic({"model_config": {}, "epoch": 2}, path)
+        save_atomic({"model_config": {}, "model": {}, "epoch": 2}, path)
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind

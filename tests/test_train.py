@@ -46,8 +46,8 @@ def test_predict_writes_pictures(trained, tmp_path):
 
     out, _ = trained
     paths = predict(out / "best.pt", "shapes", tmp_path, limit=3)
-    assert sorted(p.name for p in paths) == ["grid.png", "shapes_val_000.png", "shapes_val_001.png",
-                                             "shapes_val_002.png"]
+    assert sorted(p.name for p in paths) == ["contact_sheet.png", "shapes_val_000_pred.png",
+                                             "shapes_val_001_pred.png", "shapes_val_002_pred.png"]
     model, names = load_model(out / "best.pt")
     assert names == ("circle", "rectangle")
     dets = detect(model, torch.rand(2, 3, 128, 128), conf=0.0, max_det=7)
@@ -83,7 +83,7 @@ def test_inconsistent_metric_is_used(tmp_path):
 
 
 @pytest.mark.parametrize("kw,match", [(dict(mode="both"), "mode"), (dict(imgsz=100), "imgsz"),
-                                      (dict(epochs=0), "epochs"), (dict(o2o_alpha=0.5), "o2o_alpha"),
+                                      (dict(epochs=0), "epochs"), (dict(o2o_alpha=0.5), "o2o-alpha"),
                                       (dict(data="/nonexistent/dir"), "YOLO-format")])
 def test_bad_config(kw, match, tmp_path):
     with pytest.raises(ValueError, match=match):
@@ -93,7 +93,8 @@ def test_bad_config(kw, match, tmp_path):
 def test_cli_bad_input_is_a_message_not_a_traceback():
     r = subprocess.run([sys.executable, "-m", "dualhead.cli", "train", "--imgsz", "100"], capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode == 2 and "imgsz has a bad value: 100" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "--imgsz must be a multiple of 32, at least 32" in r.stderr and "100" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_ddp_two_gloo_processes(tmp_path):

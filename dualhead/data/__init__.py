@@ -9,15 +9,15 @@ from dualhead.data.shapes import CLASSES, ShapesDataset
 from dualhead.data.transforms import Augment, letterbox
 from dualhead.data.yolo import YoloDataset
 
-__all__ = ["CLASSES", "ShapesDataset", "YoloDataset", "Augment", "letterbox", "DetectionSet", "collate",
-           "build_dataset"]
+__all__ = ["CLASSES", "ShapesDataset", "YoloDataset", "Augment", "letterbox", "DetectionSet", "EpochIndices",
+           "collate", "build_dataset"]
 
 
 class DetectionSet(torch.utils.data.Dataset):
     """Wraps a dataset of (image uint8 HWC, boxes xyxy px, labels) with optional augmentation;
     yields (image float (3, H, W) in [0, 1], boxes (n, 4) fp32, labels (n,) int64, index).
     Augmentation randomness is drawn from (seed, epoch, index): reproducible, and different per
-    epoch once set_epoch is called."""
+    epoch (the epoch comes with the index from EpochIndices, or from set_epoch)."""
 
     def __init__(self, base, augment: Augment | None = None, seed: int = 0):
         self.base, self.augment, self.seed, self.epoch = base, augment, seed, 0
@@ -29,13 +29,36 @@ class DetectionSet(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.base)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)  # (epoch, index) from EpochIndices
         img, boxes, labels = self.base[i]
         if self.augment is not None:
-            img, boxes, labels = self.augment(img, boxes, labels, np.random.default_rng((self.seed, self.epoch, i)))
+            img, boxes, labels = self.augment(img, boxes, labels, np.random.default_rng((self.seed, epoch, i)))
         keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
         t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
         return t, torch.from_numpy(boxes[keep]), torch.from_numpy(labels[keep]), i
+
+
+class EpochIndices(torch.utils.data.Sampler):
+    """Wraps a sampler to yield (epoch, index): the epoch travels with every index to the data
+    workers, whose copy of the dataset (made once, with persistent workers) never sees
+    DetectionSet.set_epoch -- so augmentation changes every epoch and a resumed run draws what an
+    uninterrupted one does."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        epoch = self.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
 
 
 def collate(samples):
@@ -58,4 +81,7 @@ def build_dataset(data: str, split: str, imgsz: int, length: int | None = None):
         if data == "shapes":
             return ShapesDataset(split, n, imgsz)
         return ShapesDataset.easy(split, n, imgsz)
+    if length is not None:
+        raise ValueError(f"--{split}-len applies to the embedded data (shapes, shapes-easy) only; a directory dataset "
+                         f"uses all its images ({data!r})")
     return YoloDataset(data, split, imgsz)

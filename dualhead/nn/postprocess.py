@@ -6,7 +6,6 @@ Both return one (K, 6) tensor per image: x1, y1, x2, y2 (pixels), score, class.
 from __future__ import annotations
 
 import torch
-import torchvision
 
 
 def topk_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, conf: float = 0.0):
@@ -31,6 +30,7 @@ def nms_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300
                    iou: float = 0.7, max_nms: int = 30000):
     """The o2m head's decoding: every (anchor, class) above conf (multi-label, as ultralytics'
     validator), per-class NMS (torchvision batched_nms), the max_det best kept."""
+    from torchvision.ops import batched_nms  # only the o2m head needs it: the kernels and o2o path do not
     if max_det < 1:
         raise ValueError(f"max_det must be >= 1, got {max_det!r}")
     out = []
@@ -40,7 +40,7 @@ def nms_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300
         if sc.numel() > max_nms:
             sc, keep = sc.topk(max_nms)
             a, c = a[keep], c[keep]
-        keep = torchvision.ops.batched_nms(b[a].float(), sc.float(), c, iou)[:max_det]
+        keep = batched_nms(b[a].float(), sc.float(), c, iou)[:max_det]
         out.append(torch.cat((b[a[keep]].float(), sc[keep, None].float(), c[keep, None].float()), 1))
     return out
 

@@ -1,68 +1,109 @@
-"""Training configuration: one dataclass, also the CLI's `dualhead train` options."""
+"""Training configuration: one dataclass, also the CLI's `dualhead train` options (each field's
+metadata holds its --help text and allowed values; validate() says what is allowed)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
 
 MODE_BRANCHES = {"dual": ("o2m", "o2o"), "o2m": ("o2m",), "o2o": ("o2o",)}  # mode -> the model's head branches
 MODES = tuple(MODE_BRANCHES)
 
 
+def opt(default, help: str, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass
 class TrainConfig:
     # data
-    data: str = "shapes"          # 'shapes' (embedded), 'shapes-easy', or a YOLO-format directory
-    imgsz: int = 256
-    train_len: int | None = None  # images per epoch for the embedded data (default 2000)
-    val_len: int | None = None    # validation images for the embedded data (default 200)
-    augment: bool = True
+    data: str = opt("shapes", "'shapes' (embedded, procedural), 'shapes-easy', or a YOLO-format directory "
+                              "(images/, labels/*.txt, optional classes.txt; or images/train, images/val splits)")
+    imgsz: int = opt(256, "network input size in pixels, a multiple of 32, at least 32")
+    train_len: int | None = opt(None, "training images per epoch of the embedded data (unset: 2000); "
+                                      "not for a directory dataset")
+    val_len: int | None = opt(None, "validation images of the embedded data (unset: 200); not for a directory dataset")
+    augment: bool = opt(True, "flip / colour / zoom augmentation")
     # model and assignment
-    mode: str = "dual"            # dual heads, or a single o2m / o2o head (ablation baselines)
-    width: float = 0.125
-    o2m_topk: int = 10
-    o2o_topk: int = 7             # ultralytics E2ELoss: top-k 7 then topk2 1; the paper: 1
-    o2o_topk2: int | None = 1
-    alpha: float = 0.5
-    beta: float = 6.0
-    r: float = 1.0
-    o2o_alpha: float | None = None  # set both to use an inconsistent o2o metric
-    o2o_beta: float | None = None
-    weighting: str = "equal"      # 'equal' (YOLOv10 1:1) or 'schedule' (ultralytics 0.8 -> 0.1)
+    mode: str = opt("dual", "dual heads, or a single o2m / o2o head (ablation baselines)", MODES)
+    width: float = opt(0.125, "channel width multiplier of the detector (> 0)")
+    o2m_topk: int = opt(10, "one-to-many head: positives per ground truth (>= 1)")
+    o2o_topk: int = opt(7, "one-to-one head: top-k candidates (ultralytics E2ELoss 7 then topk2 1; the paper 1)")
+    o2o_topk2: int | None = opt(1, "one-to-one head: positives kept per ground truth after conflicts (<= o2o_topk)")
+    alpha: float = opt(0.5, "metric exponent of the class score (>= 0)")
+    beta: float = opt(6.0, "metric exponent of the IoU (>= 0)")
+    r: float = opt(1.0, "o2o exponents = r * (alpha, beta): r = 1 is the paper's consistent metric (> 0)")
+    o2o_alpha: float | None = opt(None, "o2o alpha set directly (an inconsistent metric; give o2o_beta too)")
+    o2o_beta: float | None = opt(None, "o2o beta set directly (give o2o_alpha too)")
+    weighting: str = opt("equal", "head weights: 'equal' (YOLOv10 1:1) or 'schedule' (ultralytics 0.8 -> 0.1)",
+                         ("equal", "schedule"))
     # optimisation
-    epochs: int = 6
-    batch: int = 16               # total over processes
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_iters: int = 100
-    min_lr: float = 0.05          # final lr as a fraction of lr (cosine)
-    ema: bool = True
-    ema_tau: float = 300.0
-    amp: str = "auto"             # 'auto' (on for CUDA), 'on', 'off'
-    grad_clip: float = 10.0
+    epochs: int = opt(6, "training epochs (>= 1)")
+    batch: int = opt(16, "images per step, over all processes (>= 1)")
+    lr: float = opt(2e-3, "peak learning rate of AdamW (> 0)")
+    weight_decay: float = opt(0.05, "AdamW weight decay on conv weights (>= 0)")
+    warmup_iters: int = opt(100, "linear warm-up steps (>= 0)")
+    min_lr: float = opt(0.05, "final learning rate as a fraction of lr, cosine schedule (0..1)")
+    ema: bool = opt(True, "keep an exponential moving average of the weights (evaluated and saved)")
+    ema_tau: float = opt(300.0, "EMA ramp in steps (> 0)")
+    amp: str = opt("auto", "mixed precision: 'auto' (on for CUDA), 'on', 'off'", ("auto", "on", "off"))
+    grad_clip: float = opt(10.0, "gradient norm clip (> 0)")
     # run
-    device: str = "auto"
-    workers: int = 1
-    seed: int = 0
-    out: str = "runs/train"
-    resume: bool = False          # continue from out/last.pt
-    eval_max_det: int = 100
-    time_limit: float = 0.0       # minutes; stop after the epoch that crosses it (0: none)
+    device: str = opt("auto", "'auto' (a GPU if visible), 'cpu', 'cuda' or 'cuda:N'")
+    workers: int = opt(1, "data loader worker processes (>= 0)")
+    seed: int = opt(0, "random seed: a run is reproducible for a fixed seed and device")
+    out: str = opt("runs/train", "run folder: results.csv, results.png, last.pt, best.pt")
+    resume: bool = opt(False, "continue the run in --out from its last.pt")
+    eval_max_det: int = opt(100, "detections per image at evaluation (>= 1)")
+    time_limit: float = opt(0.0, "minutes; stop after the epoch that crosses it (0: no limit)")
 
     def validate(self) -> "TrainConfig":
-        def need(cond, name):
-            if not cond:
-                raise ValueError(f"{name} has a bad value: {getattr(self, name)!r}")
+        """Every option checked before any work: ValueError saying what is allowed."""
 
-        need(self.mode in MODES, "mode")
-        need(isinstance(self.imgsz, int) and self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz")
-        need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs")
-        need(isinstance(self.batch, int) and self.batch >= 1, "batch")
-        need(self.lr > 0, "lr")
-        need(self.width > 0, "width")
-        need(self.weighting in ("equal", "schedule"), "weighting")
-        need(self.amp in ("auto", "on", "off"), "amp")
-        need(isinstance(self.workers, int) and self.workers >= 0, "workers")
-        need((self.o2o_alpha is None) == (self.o2o_beta is None), "o2o_alpha")
+        def need(cond, name, allowed):
+            if not cond:
+                raise ValueError(f"--{name.replace('_', '-')} must be {allowed}, got {getattr(self, name)!r}")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices:
+                need(getattr(self, f.name) in choices, f.name, "one of " + ", ".join(choices))
+        need(is_int(self.imgsz) and self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz",
+             "a multiple of 32, at least 32 (e.g. 256, 640)")
+        for name in ("train_len", "val_len"):
+            need(getattr(self, name) is None or (is_int(getattr(self, name)) and getattr(self, name) >= 1), name,
+                 "an int >= 1")
+        need(is_num(self.width) and self.width > 0, "width", "a number > 0")
+        need(is_int(self.o2m_topk) and self.o2m_topk >= 1, "o2m_topk", "an int >= 1")
+        need(is_int(self.o2o_topk) and self.o2o_topk >= 1, "o2o_topk", "an int >= 1")
+        need(self.o2o_topk2 is None or (is_int(self.o2o_topk2) and 1 <= self.o2o_topk2 <= self.o2o_topk), "o2o_topk2",
+             f"an int in [1, o2o_topk={self.o2o_topk}]")
+        for name in ("alpha", "beta"):
+            need(is_num(getattr(self, name)) and getattr(self, name) >= 0, name, "a number >= 0")
+        need(is_num(self.r) and self.r > 0, "r", "a number > 0")
+        need((self.o2o_alpha is None) == (self.o2o_beta is None), "o2o_alpha", "given together with --o2o-beta")
+        for name in ("o2o_alpha", "o2o_beta"):
+            need(getattr(self, name) is None or (is_num(getattr(self, name)) and getattr(self, name) >= 0), name,
+                 "a number >= 0")
+        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1")
+        need(is_int(self.batch) and self.batch >= 1, "batch", "an int >= 1")
+        need(is_num(self.lr) and self.lr > 0, "lr", "a number > 0")
+        need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(is_int(self.warmup_iters) and self.warmup_iters >= 0, "warmup_iters", "an int >= 0")
+        need(is_num(self.min_lr) and 0 <= self.min_lr <= 1, "min_lr", "a number in [0, 1]")
+        need(is_num(self.ema_tau) and self.ema_tau > 0, "ema_tau", "a number > 0")
+        need(is_num(self.grad_clip) and self.grad_clip > 0, "grad_clip", "a number > 0")
+        need(is_int(self.workers) and self.workers >= 0, "workers", "an int >= 0")
+        need(is_int(self.seed), "seed", "an int")
+        need(is_int(self.eval_max_det) and self.eval_max_det >= 1, "eval_max_det", "an int >= 1")
+        need(is_num(self.time_limit) and self.time_limit >= 0, "time_limit", "a number of minutes >= 0")
+        need(isinstance(self.out, str) and self.out.strip() != "", "out", "a folder path")
         return self
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import random
 import time
 from dataclasses import asdict
@@ -14,23 +15,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dualhead.data import Augment, DetectionSet, build_dataset, collate
+from dualhead.data import Augment, DetectionSet, EpochIndices, build_dataset, collate
+from dualhead.device import resolve_device
 from dualhead.evaluate import coco_ground_truth, evaluate
 from dualhead.loss import DetectionLoss
+from dualhead.ops import check_errors
 from dualhead.nn import Detector
 from dualhead.train import dist
-from dualhead.train.checkpoint import load_checkpoint, save_atomic
+from dualhead.train.checkpoint import (config_mismatch, ensure_writable, load_checkpoint, remove_stale_temps,
+                                       save_atomic)
 from dualhead.train.config import MODE_BRANCHES, TrainConfig
 from dualhead.train.ema import ModelEMA
 from dualhead.train.plots import plot_results
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but no GPU is visible")
+    dev = resolve_device(name)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", dist.world()[1])
     return dev
@@ -111,8 +111,13 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     main = dist.is_main()
     seed_all(cfg.seed + rank)
     out_dir = Path(cfg.out)
+    last, best_path, csv_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "results.csv"
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_writable(out_dir, "--out")
+        for p in (last, best_path):
+            remove_stale_temps(p)
+    if cfg.resume and not last.is_file():
+        raise ValueError(f"--resume: no checkpoint {last} to continue (run without --resume to start one)")
     amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
 
@@ -122,11 +127,15 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     val_set = DetectionSet(val_base)
     if cfg.batch % world:
         raise ValueError(f"batch must be divisible by the number of processes ({world}), got {cfg.batch}")
-    sampler = torch.utils.data.DistributedSampler(train_set, seed=cfg.seed) if world > 1 else None
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(train_set, cfg.batch // world, shuffle=sampler is None, sampler=sampler,
-                                         generator=gen, collate_fn=collate, num_workers=cfg.workers, drop_last=True,
-                                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    # The shuffle of epoch e depends on (seed, e) alone, never on how many epochs this process
+    # has run: a resumed run, with or without workers, sees the same order as an uninterrupted one.
+    order_gen = torch.Generator()
+    sampler = EpochIndices(torch.utils.data.DistributedSampler(train_set, seed=cfg.seed) if world > 1
+                           else torch.utils.data.RandomSampler(train_set, generator=order_gen))
+    loader = torch.utils.data.DataLoader(train_set, cfg.batch // world, sampler=sampler,
+                                         generator=torch.Generator().manual_seed(cfg.seed), collate_fn=collate,
+                                         num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0,
+                                         pin_memory=device.type == "cuda")
     if len(loader) == 0:
         raise ValueError(f"batch {cfg.batch} is larger than the training set ({len(train_set)} images)")
     val_loader = torch.utils.data.DataLoader(val_set, 32, collate_fn=collate, num_workers=0)
@@ -143,9 +152,17 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     ema = ModelEMA(model, tau=cfg.ema_tau) if cfg.ema else None
     start_epoch, best = 0, -1.0
-    last, best_path, csv_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "results.csv"
     if cfg.resume:
-        ckpt = load_checkpoint(last, map_location=device)
+        ckpt = load_checkpoint(last, map_location=device, option="--resume")
+        diff = config_mismatch(ckpt["model_config"], model.config)
+        if diff:
+            raise ValueError(f"--resume: {last} holds a different model ({'; '.join(diff)}): resume with the options "
+                             "it was trained with, or train into a new --out")
+        if ckpt["epoch"] + 1 >= cfg.epochs:
+            if main:
+                print(f"{last} has finished all {ckpt['epoch'] + 1} epochs (mAP@.5:.95 "
+                      f"{ckpt['metrics'].get('map', float('nan')):.4f}): nothing to resume; raise --epochs to train on")
+            return ckpt["metrics"]
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -154,9 +171,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
             ema.load_state_dict(ckpt["ema"])
         start_epoch, best = ckpt["epoch"] + 1, ckpt["best_map"]
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        gen.set_state(ckpt["rng"]["loader"].cpu())
         if main:
-            print(f"resuming from {last} at epoch {start_epoch}")
+            reconcile_csv(csv_path, ckpt["metrics"])
+            print(f"resuming from {last} at epoch {start_epoch + 1}")
     ddp = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -167,9 +184,8 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {device}, "
               f"{world} process(es), amp {'on' if amp else 'off'} -> {out_dir}")
     for epoch in range(start_epoch, cfg.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        order_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
         criterion.set_epoch(epoch)
         ddp.train()
         meter = EpochMeter()
@@ -195,6 +211,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
             meter.add(items, stats)
             if main:
                 bar.set_postfix(loss=f"{float(loss.detach()) / imgs.shape[0]:.3f}", refresh=False)
+        check_errors()  # CUDA reports bad targets at the next assign call; the epoch's last batch too
         metrics = {"epoch": epoch + 1, "time_s": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"]}
         metrics.update(meter.result())
         if main:
@@ -204,17 +221,13 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
             metrics.update(map=ev[inf]["map"], map50=ev[inf]["map50"])
             if "o2m" in ev and inf != "o2m":
                 metrics.update(map_o2m_nms=ev["o2m"]["map"], map50_o2m_nms=ev["o2m"]["map50"])
-            _write_csv(csv_path, metrics, append=epoch > 0)
-            plot_results(csv_path)
             ckpt = {"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                     "model_config": model.config, "train_config": asdict(cfg), "names": base.names,
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                     "epoch": epoch, "best_map": max(best, metrics["map"]), "metrics": metrics,
-                    "rng": {"torch": torch.get_rng_state(), "loader": gen.get_state()}}
-            save_atomic(ckpt, last)
-            if metrics["map"] > best:
-                best = metrics["map"]
-                save_atomic(ckpt, best_path)
+                    "rng": {"torch": torch.get_rng_state()}}
+            end_epoch(ckpt, metrics, metrics["map"] > best, out_dir)
+            best = max(best, metrics["map"])
             print(_summary(metrics))
         dist.barrier()
         if cfg.time_limit and time.time() - t0 > 60 * cfg.time_limit:
@@ -222,6 +235,43 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
                 print(f"time limit {cfg.time_limit} min reached after epoch {epoch + 1}")
             break
     return metrics
+
+
+def end_epoch(ckpt: dict, metrics: dict, is_best: bool, out_dir: Path) -> None:
+    """The epoch's files, in an order that a kill at any point leaves consistent: the checkpoint
+    first (atomic), then best.pt, then the results row. A resume trusts last.pt and rewrites
+    results.csv to its epochs (reconcile_csv), so the two never disagree after a resume."""
+    save_atomic(ckpt, out_dir / "last.pt")
+    if is_best:
+        save_atomic(ckpt, out_dir / "best.pt")
+    _write_csv(out_dir / "results.csv", metrics, append=metrics["epoch"] > 1)
+    plot_results(out_dir / "results.csv")
+
+
+def reconcile_csv(path: Path, last_metrics: dict) -> None:
+    """results.csv made to hold exactly the epochs of the checkpoint being resumed: rows of later
+    epochs (written after a checkpoint that a kill then did not follow) dropped, duplicates
+    dropped, the checkpoint's own row added if the kill came before it was written."""
+    upto = int(last_metrics["epoch"])
+    rows, fields = [], list(last_metrics)
+    if path.exists():
+        with open(path, newline="") as f:
+            r = csv.DictReader(f)
+            fields = r.fieldnames or fields
+            seen = set()
+            for row in r:
+                e = int(float(row["epoch"]))
+                if e <= upto and e not in seen:
+                    seen.add(e)
+                    rows.append(row)
+    if not any(int(float(r["epoch"])) == upto for r in rows):
+        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in last_metrics.items()})
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _write_csv(path: Path, row: dict, append: bool):
