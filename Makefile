@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: install train test bench ablate info compat clean
+.PHONY: install train test bench ablate info compat compat-ultralytics clean
 install: $(VENV)/.installed
 $(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ info: install
 # One wheel (stable ABI + abi3) tested under other torch releases in fresh venvs (RESULTS.md).
 compat: install
 	bash benchmarks/compat.sh
+
+# The ultralytics release matrix: loss with and without the patch, release by release (RESULTS.md).
+compat-ultralytics: install
+	$(BIN)/python benchmarks/compat_ultralytics.py
 
 clean:
 	rm -rf build $(VENV) dualhead/_C*.so *.egg-info dist

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--version", action="version", version=f"dualhead {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,ablate,bench,info}")
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    t = sub.add_parser("train", help="train the dual-head detector (default: embedded data, ~12 min on 2 CPU cores)")
+    t = sub.add_parser("train", help="train the dual-head detector (default: embedded data, ~10 min on 2 CPU cores)")
     _add_train_options(t)
     a = sub.add_parser("ablate", help="o2m-only / o2o-only / dual / dual-inconsistent on the same schedule")
     _add_train_options(a)

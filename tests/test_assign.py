@@ -219,6 +219,20 @@ def test_fuzz_never_crashes(run, device):
     assert r.returncode == 0 and "ok" in r.stdout, f"seed {seed}: rc={r.returncode}\n{r.stderr[-3000:]}"
 
 
+def _twin_bitwise_equal(monkeypatch, env, args, kw):
+    """The dual assignment with the CPU twin switch `env` off and on: every output bitwise equal.
+    Returns the twin's result."""
+    monkeypatch.delenv(env, raising=False)
+    plain = dualhead.ops.dual_assign(*args, **kw)
+    monkeypatch.setenv(env, "1")
+    twin = dualhead.ops.dual_assign(*args, **kw)
+    for a, b in ((plain.o2m, twin.o2m), (plain.o2o, twin.o2o)):
+        assert torch.equal(a.fg_mask, b.fg_mask) and torch.equal(a.gt_idx, b.gt_idx) and torch.equal(a.scores, b.scores)
+    for f in ("pick", "rank", "gap"):
+        assert torch.equal(getattr(plain.stats, f), getattr(twin.stats, f))
+    return twin
+
+
 @pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=5, o2o_topk=3),
                                  dict(o2m_topk=32, o2o_topk=1), dict(o2m_topk=13, conflict="claimants")])
 @pytest.mark.parametrize("grid", [True, False], ids=["grid", "general"])
@@ -234,14 +248,7 @@ def test_tiles_cpu_twin(monkeypatch, o2o, grid):
     s1, b1 = (bt.pd_scores, bt.pd_bboxes) if grid else (bt.pd_scores.flip(1), bt.pd_bboxes.flip(1))
     s2, b2 = bt.second_head(seed=fresh_seed()) if grid else (s1.clone(), b1.clone())
     args = (s1, b1, s2, b2, anc, bt.gt_labels, bt.gt_bboxes, bt.mask_gt)
-    monkeypatch.delenv("DUALHEAD_CPU_TILES", raising=False)
-    seq = dualhead.ops.dual_assign(*args, **o2o)
-    monkeypatch.setenv("DUALHEAD_CPU_TILES", "1")
-    tiles = dualhead.ops.dual_assign(*args, **o2o)
-    for a, b in ((seq.o2m, tiles.o2m), (seq.o2o, tiles.o2o)):
-        assert torch.equal(a.fg_mask, b.fg_mask) and torch.equal(a.gt_idx, b.gt_idx) and torch.equal(a.scores, b.scores)
-    for f in ("pick", "rank", "gap"):
-        assert torch.equal(getattr(seq.stats, f), getattr(tiles.stats, f))
+    tiles = _twin_bitwise_equal(monkeypatch, "DUALHEAD_CPU_TILES", args, o2o)
     ref = dualhead.reference.dual_assign(*args, **o2o)
     assert_same_targets(ref.o2m.to_dense(7), tiles.o2m.to_dense(7))
     assert_same_targets(ref.o2o.to_dense(7), tiles.o2o.to_dense(7))
@@ -259,14 +266,7 @@ def test_resolve_order_cpu_twin(monkeypatch, o2o, dist_name, dist):
     bt = make_batch(B=3, C=11, seed=fresh_seed(), **dist)
     s2, b2 = bt.second_head(seed=fresh_seed())
     args = (bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt)
-    monkeypatch.delenv("DUALHEAD_CPU_SCRAMBLE", raising=False)
-    plain = dualhead.ops.dual_assign(*args, **o2o)
-    monkeypatch.setenv("DUALHEAD_CPU_SCRAMBLE", "1")
-    scrambled = dualhead.ops.dual_assign(*args, **o2o)
-    for a, b in ((plain.o2m, scrambled.o2m), (plain.o2o, scrambled.o2o)):
-        assert torch.equal(a.fg_mask, b.fg_mask) and torch.equal(a.gt_idx, b.gt_idx) and torch.equal(a.scores, b.scores)
-    for f in ("pick", "rank", "gap"):
-        assert torch.equal(getattr(plain.stats, f), getattr(scrambled.stats, f))
+    scrambled = _twin_bitwise_equal(monkeypatch, "DUALHEAD_CPU_SCRAMBLE", args, o2o)
     ref = dualhead.reference.dual_assign(*args, **o2o)
     assert_same_targets(ref.o2o.to_dense(11), scrambled.o2o.to_dense(11))
     assert torch.equal(scrambled.stats.pick, ref.stats.pick)

@@ -1,5 +1,7 @@
 """dualhead.integrations.ultralytics: YOLOv10n's loss with the patch equals ultralytics' own."""
 
+import re
+
 import pytest
 import torch
 
@@ -58,3 +60,37 @@ def test_yolov10n_loss_equals_ultralytics(yolov10n):
         gu = torch.autograd.grad(lu.sum(), yolov10n.model[-1].cv3[0][-1].weight, retain_graph=True)[0]
         gd = torch.autograd.grad(ld.sum(), yolov10n.model[-1].cv3[0][-1].weight)[0]
         assert torch.allclose(gd, gu, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("version,difference", [
+    ("8.2.103", "no small-box floor and no topk2"),
+    ("8.3.253", "no small-box floor and no topk2"),
+    ("8.4.0", "shorter than stride[0] to stride[1]"),
+    ("8.4.127", "shorter than stride[0] to stride[1]"),
+])
+def test_releases_that_assign_differently_are_refused(version, difference):
+    """Behaviour changed without a visible constructor parameter (the floor rule at 8.4.128; the
+    floor and topk2 at 8.4.0): the patch names the release and the nearest supported one."""
+    with pytest.raises(dhu.UnsupportedRelease, match=rf"installed ultralytics {version} differs: .*"
+                       rf"{re.escape(difference)}.*Nearest supported release: 8\.4\.128"):
+        dhu.check_release(version)
+
+
+def test_supported_and_newer_releases():
+    for v in ("8.4.128", "8.4.150", "8.4.190"):
+        dhu.check_release(v)
+    with pytest.warns(RuntimeWarning, match="newer than the newest release checked"):
+        dhu.check_release("8.5.0")
+
+
+def test_patch_refuses_an_old_release_and_changes_nothing(monkeypatch):
+    import ultralytics
+
+    monkeypatch.setattr(ultralytics, "__version__", "8.3.253")
+    orig = uloss.TaskAlignedAssigner
+    with pytest.raises(dhu.UnsupportedRelease, match="8.3.253"):
+        dhu.patch()
+    assert uloss.TaskAlignedAssigner is orig and not dhu.is_patched()
+    dhu.patch(force=True)  # for measuring the difference (benchmarks/compat_ultralytics.py)
+    assert uloss.TaskAlignedAssigner is dhu.UltralyticsTaskAlignedAssigner
+    dhu.unpatch()
