@@ -47,6 +47,9 @@ def add_arguments(p):
     p.add_argument("--sweep-m", default="", help="comma list of M for a W1-like sweep over ground truths per image")
     p.add_argument("--train-step", action="store_true",
                    help="instead: a whole ultralytics YOLOv10n training step with and without dualhead's assigner")
+    p.add_argument("--train-loop", action="store_true",
+                   help="instead: images/s of `dualhead train`'s data pipeline alone, its step alone and the whole loop")
+    p.add_argument("--workers", type=int, default=1, help="data workers for --train-loop (dualhead train's default)")
     p.add_argument("--json", default="bench_results.json")
     p.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
 
@@ -238,6 +241,10 @@ def run(args) -> int:
         from dualhead import bench_train_step
 
         return bench_train_step.run(args)
+    if args.train_loop:
+        from dualhead import bench_train
+
+        return bench_train.run(args)
     impls = [i for i in args.impls.split(",") if i]
     if "ultralytics" in impls and not have_ultralytics():
         print("ultralytics not installed: baseline 'ultralytics' skipped (pip install ultralytics==8.4.190)")

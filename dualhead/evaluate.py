@@ -8,6 +8,7 @@ import io
 import numpy as np
 import torch
 
+from dualhead.data import as_float
 from dualhead.nn.postprocess import branch_detections
 
 
@@ -63,7 +64,7 @@ def evaluate(model, loader, gt: dict, device, branches=None, max_det: int = 300,
     branches = tuple(branches or model.head.branches)
     dets = {b: {} for b in branches}
     for batch in loader:
-        out = model(batch["images"].to(device, non_blocking=True), branches=branches)
+        out = model(as_float(batch["images"], device), branches=branches)
         for b in branches:
             for i, d in zip(batch["index"].tolist(), branch_detections(b, *out[b], max_det, conf, iou)):
                 dets[b][i] = d.cpu()

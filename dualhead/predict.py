@@ -121,7 +121,7 @@ def predict(weights, source="shapes", out="runs/predict", conf: float = 0.25, ma
     written, drawn = [], []
     for k in range(0, len(items), 16):
         chunk = items[k:k + 16]
-        x = torch.stack([torch.from_numpy(b).permute(2, 0, 1).float() / 255 for _, _, _, b, _ in chunk]).to(device)
+        x = torch.stack([torch.from_numpy(b.copy()).permute(2, 0, 1).float() / 255 for _, _, _, b, _ in chunk]).to(device)
         for (name, src, img, _, frame), fname, d in zip(chunk, output_names(chunk, out), detect(model, x, conf, max_det)):
             pic = draw(img, unletterbox(d.cpu(), frame, img.shape[1], img.shape[0]), names)
             pic.save(out / fname)

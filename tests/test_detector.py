@@ -1,10 +1,12 @@
 """The network, postprocessing, data and checkpoint pieces of the detector."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from dualhead.data import DetectionSet, ShapesDataset, YoloDataset, collate
+from dualhead.data import DetectionSet, ShapesDataset, YoloDataset, as_float, collate
 from dualhead.nn import Detector, decode_dist, nms_detections, topk_detections
 from dualhead.train.checkpoint import load_checkpoint, save_atomic
 
@@ -105,6 +107,35 @@ def test_collate_pads_and_masks():
     counts = [len(ds[i][1]) for i in range(4)]
     assert batch["gt_bboxes"].shape == (4, max(counts), 4)
     assert batch["mask_gt"].sum(1).tolist() == counts
+    assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (4, 3, 64, 64)  # a quarter of the bytes
+    x = as_float(batch["images"])
+    assert x.dtype == torch.float32 and torch.equal(x * 255, batch["images"].float())
+
+
+def test_rendered_images_are_cached_read_only():
+    ds = ShapesDataset("train", 3, 64)
+    a, b = ds[1], ds[1]
+    assert a[0] is b[0] and not a[0].flags.writeable  # drawn once; nobody may draw on the shared copy
+    fresh = ShapesDataset("train", 3, 64, cache_mb=0)[1]
+    assert all(np.array_equal(x, y) for x, y in zip(a, fresh))
+
+
+def test_ema_update_equals_the_per_tensor_formula():
+    from dualhead.nn import Detector
+    from dualhead.train.ema import ModelEMA
+
+    torch.manual_seed(0)
+    model = Detector(3, 0.0625, ("o2m", "o2o"), 64)
+    ema = ModelEMA(model, tau=10)
+    want = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    ema.update(model)
+    d = ema.decay * (1 - math.exp(-1 / 10))
+    for k, v in model.state_dict().items():
+        ref = want[k].mul_(d).add_(v, alpha=1 - d) if v.dtype.is_floating_point else v
+        assert torch.equal(ema.module.state_dict()[k], ref), k
 
 
 def _write_yolo(root, n=6, imgsz=96, seed=0):

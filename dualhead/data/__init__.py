@@ -10,12 +10,14 @@ from dualhead.data.transforms import Augment, letterbox
 from dualhead.data.yolo import YoloDataset
 
 __all__ = ["CLASSES", "ShapesDataset", "YoloDataset", "Augment", "letterbox", "DetectionSet", "EpochIndices",
-           "collate", "build_dataset"]
+           "as_float", "collate", "build_dataset"]
 
 
 class DetectionSet(torch.utils.data.Dataset):
     """Wraps a dataset of (image uint8 HWC, boxes xyxy px, labels) with optional augmentation;
-    yields (image float (3, H, W) in [0, 1], boxes (n, 4) fp32, labels (n,) int64, index).
+    yields (image uint8 (3, H, W), boxes (n, 4) fp32, labels (n,) int64, index). Images stay uint8
+    through the loader (a quarter of the bytes to collate, pin and copy); as_float() turns a
+    batch into the network's [0, 1] floats on its device.
     Augmentation randomness is drawn from (seed, epoch, index): reproducible, and different per
     epoch (the epoch comes with the index from EpochIndices, or from set_epoch)."""
 
@@ -35,7 +37,9 @@ class DetectionSet(torch.utils.data.Dataset):
         if self.augment is not None:
             img, boxes, labels = self.augment(img, boxes, labels, np.random.default_rng((self.seed, epoch, i)))
         keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+        # CHW uint8, one copy (also of a read-only cached render: torch wants memory it may write)
+        t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)) if img.flags.writeable
+                             else img.transpose(2, 0, 1).copy())
         return t, torch.from_numpy(boxes[keep]), torch.from_numpy(labels[keep]), i
 
 
@@ -72,6 +76,11 @@ def collate(samples):
     for i, (b, l) in enumerate(zip(boxes, labels)):
         gb[i, :len(b)], gl[i, :len(l)], mask[i, :len(b)] = b, l, True
     return dict(images=torch.stack(imgs), gt_bboxes=gb, gt_labels=gl, mask_gt=mask, index=torch.tensor(idx))
+
+
+def as_float(images: torch.Tensor, device=None) -> torch.Tensor:
+    """A batch of uint8 (B, 3, H, W) images as float in [0, 1] on device (copied as uint8)."""
+    return images.to(device, non_blocking=True).float().div_(255)
 
 
 def build_dataset(data: str, split: str, imgsz: int, length: int | None = None):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dualhead.data import Augment, DetectionSet, EpochIndices, build_dataset, collate
+from dualhead.data import Augment, DetectionSet, EpochIndices, as_float, build_dataset, collate
 from dualhead.device import resolve_device
 from dualhead.evaluate import coco_ground_truth, evaluate
 from dualhead.loss import DetectionLoss
@@ -59,34 +59,66 @@ def param_groups(model, weight_decay):
 
 
 class EpochMeter:
-    """Sums of loss items and consistency counts over an epoch (reduced over processes)."""
+    """Sums of loss items and consistency counts over an epoch, kept on the training device (no
+    host sync per step: read once at the epoch's end, then reduced over processes)."""
 
     STATS = ("n_pick", "top1", "top5", "top10", "n_valid", "gap")
 
     def __init__(self):
-        self.items, self.n, self.st = {}, 0, torch.zeros(len(self.STATS), dtype=torch.float64)
+        self.items, self.n, self.st = {}, 0, None
 
     def add(self, items, stats):
         for k, v in items.items():
-            self.items[k] = self.items.get(k, 0.0) + v.float().cpu()
+            v = v.detach().double()
+            self.items[k] = self.items[k] + v if k in self.items else v
         self.n += 1
         if stats is not None:
-            has = (stats.valid & (stats.pick >= 0)).cpu()
-            r = stats.rank.cpu()[has]
-            self.st += torch.tensor([has.sum(), (r < 1).sum(), (r < 5).sum(), (r < 10).sum(), stats.valid.sum().cpu(),
-                                     stats.gap.cpu()[stats.valid.cpu()].sum()], dtype=torch.float64)
+            has = stats.valid & (stats.pick >= 0)
+            r = stats.rank
+            st = torch.stack([has.sum(), (has & (r < 1)).sum(), (has & (r < 5)).sum(), (has & (r < 10)).sum(),
+                              stats.valid.sum()]).double()
+            st = torch.cat([st, (stats.gap * stats.valid).sum().double().reshape(1)])
+            self.st = st if self.st is None else self.st + st
 
     def result(self) -> dict:
         keys = sorted(self.items)
-        vec = torch.tensor([float(self.items[k]) for k in keys] + [float(self.n)], dtype=torch.float64)
+        vec = torch.cat([torch.stack([self.items[k] for k in keys]).cpu() if keys else torch.zeros(0, dtype=torch.float64),
+                         torch.tensor([float(self.n)], dtype=torch.float64)])
         vec = dist.all_sum(vec)
-        st = dist.all_sum(self.st)
+        st = dist.all_sum(self.st.cpu() if self.st is not None else torch.zeros(len(self.STATS), dtype=torch.float64))
         out = {k: float(v / vec[-1]) for k, v in zip(keys, vec[:-1])}
         if st[0] > 0:
             out.update(top1=float(st[1] / st[0]), top5=float(st[2] / st[0]), top10=float(st[3] / st[0]))
         if st[4] > 0:
             out["gap"] = float(st[5] / st[4])
         return out
+
+
+class Throughput:
+    """Images per second of an epoch and the share of its time spent waiting for the data loader
+    (host time blocked in the loader's next(): the input pipeline is the limit when it is large)."""
+
+    def __init__(self, loader):
+        self.loader, self.wait, self.images, self.t0 = loader, 0.0, 0, time.perf_counter()
+
+    def __iter__(self):
+        it = iter(self.loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            self.wait += time.perf_counter() - t
+            self.images += len(batch["images"])
+            yield batch
+
+    def __len__(self):
+        return len(self.loader)
+
+    def result(self) -> dict:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        return {"img_s": self.images / dt, "data_wait": self.wait / dt}
 
 
 def seed_all(seed: int):
@@ -188,10 +220,10 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
         order_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
         criterion.set_epoch(epoch)
         ddp.train()
-        meter = EpochMeter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False, mininterval=2)
-        for batch in bar:
-            imgs = batch["images"].to(device, non_blocking=True)
+        meter, pace = EpochMeter(), Throughput(loader)
+        bar = tqdm(pace, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False, mininterval=2)
+        for step, batch in enumerate(bar):
+            imgs = as_float(batch["images"], device)
             gl, gb, gm = (batch[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 out, feats = ddp(imgs)
@@ -209,10 +241,13 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
             if ema is not None:
                 ema.update(model)
             meter.add(items, stats)
-            if main:
-                bar.set_postfix(loss=f"{float(loss.detach()) / imgs.shape[0]:.3f}", refresh=False)
+            if main and step % 25 == 0:  # reading the loss is a host sync on a GPU: not every step
+                p = pace.result()
+                bar.set_postfix(loss=f"{float(loss.detach()) / imgs.shape[0]:.3f}", img_s=f"{p['img_s']:.0f}",
+                                data_wait=f"{p['data_wait']:.0%}", refresh=False)
         check_errors()  # CUDA reports bad targets at the next assign call; the epoch's last batch too
         metrics = {"epoch": epoch + 1, "time_s": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"]}
+        metrics.update({k: round(v, 3) for k, v in pace.result().items()})
         metrics.update(meter.result())
         if main:
             eval_model = ema.module if ema is not None else model
@@ -288,7 +323,8 @@ def _write_csv(path: Path, row: dict, append: bool):
 
 
 def _summary(m: dict) -> str:
-    parts = [f"epoch {m['epoch']}", f"{m['time_s']:.0f}s"]
+    parts = [f"epoch {m['epoch']}", f"{m['time_s']:.0f}s", f"{m['img_s']:.0f} img/s",
+             f"data wait {m['data_wait']:.0%}"]
     parts += [f"{k} {m[k]:.3f}" for k in ("o2m_box", "o2m_cls", "o2o_box", "o2o_cls") if k in m]
     parts += [f"{k} {m[k]:.3f}" for k in ("top1", "top5", "gap") if k in m]
     parts += [f"mAP {m['map']:.3f}", f"mAP50 {m['map50']:.3f}"]

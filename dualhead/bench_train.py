@@ -1,0 +1,104 @@
+"""`dualhead bench --train-loop`: where `dualhead train`'s time goes, in one run -- images/s of the
+data pipeline alone (one process, then the run's workers; first pass renders, later passes hit
+the render cache), of the training step alone (a batch kept in memory: model, both heads'
+assignment and loss, backward, AdamW, EMA), and of the whole loop with its data-wait share.
+On the device given (`--device cuda` where there is a GPU)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+
+def _loader(train_set, batch, workers, seed=0):
+    from dualhead.data import EpochIndices, collate
+
+    sampler = EpochIndices(torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(seed)))
+    return sampler, torch.utils.data.DataLoader(train_set, batch, sampler=sampler, collate_fn=collate,
+                                                num_workers=workers, drop_last=True, persistent_workers=workers > 0)
+
+
+def _images_per_s(loader, sampler, epoch, limit):
+    sampler.set_epoch(epoch)
+    n, t = 0, time.perf_counter()
+    for k, b in enumerate(loader):
+        n += len(b["images"])
+        if k + 1 >= limit:
+            break
+    return n / (time.perf_counter() - t)
+
+
+def run(args) -> int:
+    from dualhead.data import Augment, DetectionSet, as_float, build_dataset
+    from dualhead.device import resolve_device
+    from dualhead.loss import DetectionLoss
+    from dualhead.nn import Detector
+    from dualhead.train.ema import ModelEMA
+
+    device = resolve_device(args.device)
+    imgsz, batch, workers, n_img = 256, 16, args.workers, 512
+    base = build_dataset("shapes", "train", imgsz, n_img)
+    train_set = DetectionSet(base, Augment(), seed=0)
+    rows = {}
+    # the data pipeline alone: one process (the per-worker rate), then the run's workers
+    for w in sorted({0, workers}):
+        sampler, loader = _loader(train_set, batch, w)
+        first = _images_per_s(loader, sampler, 0, n_img // batch)  # renders every image
+        later = _images_per_s(loader, sampler, 1, n_img // batch)  # render cache
+        rows[f"data, {w} worker(s)"] = dict(first_epoch=first, later_epochs=later)
+    # the step alone, a batch kept in memory
+    torch.manual_seed(0)
+    from dualhead.data import collate
+
+    b = collate([train_set[(0, i)] for i in range(batch)])
+    model = Detector(base.nc, 0.125, ("o2m", "o2o"), imgsz).to(device).train()
+    crit = DetectionLoss(base.nc, ("o2m", "o2o"), epochs=6)
+    opt = torch.optim.AdamW(model.parameters(), 2e-3)
+    ema = ModelEMA(model, tau=300)
+    gl, gb, gm = (b[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
+
+    def step(images):
+        out, feats = model(as_float(images, device))
+        anchors, strides = model.head.anchors(feats)
+        loss, _, _ = crit(out, anchors, strides, gl, gb, gm)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update(model)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(2):
+        step(b["images"])
+    sync()
+    n, t = 8, time.perf_counter()
+    for _ in range(n):
+        step(b["images"])
+    sync()
+    rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
+    # the whole loop: loader + step, and the time blocked waiting for data
+    sampler, loader = _loader(train_set, batch, workers)
+    sampler.set_epoch(0)
+    wait, t, n = 0.0, time.perf_counter(), 0
+    it = iter(loader)
+    for _ in range(min(12, n_img // batch)):
+        t1 = time.perf_counter()
+        bb = next(it)
+        wait += time.perf_counter() - t1
+        gl, gb, gm = (bb[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
+        step(bb["images"])
+        n += batch
+    sync()
+    dt = time.perf_counter() - t
+    rows["loop (loader + step)"] = dict(img_s=n / dt, data_wait=wait / dt)
+    print(f"dualhead train pipeline, {device}, imgsz {imgsz}, batch {batch}, workers {workers}, "
+          f"torch threads {torch.get_num_threads()}")
+    for k, v in rows.items():
+        print(f"  {k:<26}" + "  ".join(f"{n} {x:.3f}" if n == "data_wait" else f"{n} {x:.0f} img/s" for n, x in v.items()))
+    with open(args.json, "w") as f:
+        json.dump(dict(device=str(device), workers=workers, rows=rows), f, indent=1)
+    return 0
