@@ -3,7 +3,6 @@ reports an out-of-memory baseline (ultralytics on W3 at B = 128 on a GPU) instea
 
 import json
 
-import pytest
 import torch
 
 from dualhead import bench, cli

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import dualhead
-from dualhead.synthetic import make_anchors, make_batch
+from dualhead.synthetic import make_batch
 
 
 def separated_batch(B=2, C=7, seed=0):

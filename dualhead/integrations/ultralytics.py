@@ -116,54 +116,6 @@ def unpatch() -> None:
         _loss_module().TaskAlignedAssigner = _original
         _original = None
 
-FIRST_EXACT = (8, 4, 128)    # the small-box floor as dualhead computes it: sides < stride_val -> stride_val
-NEWEST_CHECKED = (8, 4, 190)  # the newest release benchmarks/compat_ultralytics.py has verified
-
-
-class UnsupportedRelease(RuntimeError):
-    """The installed ultralytics assigns differently from what dualhead computes."""
-
-
-def release(version: str | None = None) -> tuple[int, int, int]:
-    """(major, minor, patch) of the installed ultralytics (or of `version`)."""
-    if version is None:
-        import ultralytics
-
-        version = ultralytics.__version__
-    m = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
-    if not m:
-        raise UnsupportedRelease(f"cannot read the ultralytics version {version!r}")
-    return tuple(int(x) for x in m.groups())
-
-
-def release_difference(v: tuple[int, int, int]) -> str | None:
-    """How release v's TaskAlignedAssigner differs from dualhead's, or None when it does not."""
-    if v < (8, 4, 0):
-        return ("its TaskAlignedAssigner has no small-box floor and no topk2 (and its YOLOv10 loss assigns the "
-                "one-to-one head with top-1)")
-    if v < FIRST_EXACT:
-        return ("its TaskAlignedAssigner raises ground-truth sides shorter than stride[0] to stride[1]; from 8.4.128 "
-                "on (and in dualhead) sides shorter than stride_val are raised to stride_val")
-    return None
-
-
-def check_release(version: str | None = None) -> None:
-    """Refuses (UnsupportedRelease, naming the version and the nearest supported one) a release
-    whose assignment dualhead does not reproduce; warns for one newer than the newest checked."""
-    v = release(version)
-    name = ".".join(map(str, v))
-    diff = release_difference(v)
-    if diff:
-        first = ".".join(map(str, FIRST_EXACT))
-        raise UnsupportedRelease(
-            f"dualhead.integrations.ultralytics.patch() reproduces ultralytics' assignment from {first} on; the "
-            f"installed ultralytics {name} differs: {diff}. Nearest supported release: {first} "
-            f"(pip install 'ultralytics>={first}'), or train without the patch.")
-    if v > NEWEST_CHECKED:
-        warnings.warn(f"ultralytics {name} is newer than the newest release checked against dualhead "
-                      f"({'.'.join(map(str, NEWEST_CHECKED))}): run `make compat-ultralytics` to verify the patch "
-                      "leaves its loss unchanged", RuntimeWarning, stacklevel=3)
-
 
 def loss_heads(criterion) -> list:
     """The per-head detection losses of an ultralytics criterion: E2ELoss's one2many and
