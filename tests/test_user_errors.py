@@ -228,7 +228,11 @@ def test_kill_at_each_stage_of_the_epoch_end(tmp_path, monkeypatch, stage):
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     args = [sys.executable, "-m", "dualhead.cli", "train", *TINY[:-2], "--epochs", "50", "--out", str(tmp_path)]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A child inherits an ignored SIGINT (a shell's background job, some CI runners), and Python
+    # then installs no KeyboardInterrupt handler: give the child the default disposition, as a
+    # terminal's foreground process has.
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (tmp_path / "last.pt").exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.5)
