@@ -122,3 +122,17 @@ def test_amp_on_cpu_bf16(tmp_path):
     assert ck["epoch"] == 0 and "scaler" in ck  # 0-based index of the last finished epoch
     m2 = train(TrainConfig(**EASY, train_len=32, epochs=2, amp="on", out=str(tmp_path), resume=True))
     assert m2["epoch"] == 2
+
+
+def test_channels_last_option(tmp_path):
+    """--channels-last trains NHWC (the convolution weights in that layout) and saves a checkpoint
+    that loads into an ordinary Detector for predict."""
+    from dualhead.train.checkpoint import load_model
+
+    m = train(TrainConfig(**EASY, train_len=32, epochs=1, channels_last=True, out=str(tmp_path)))
+    assert m["epoch"] == 1 and m["img_s"] > 0 and 0 <= m["data_wait"] <= 1
+    w = load_checkpoint(tmp_path / "last.pt")["model"]
+    assert any(t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+               for t in w.values())
+    model, _ = load_model(tmp_path / "last.pt")
+    assert model(torch.rand(1, 3, 128, 128))["o2o"][0].shape[0] == 1

@@ -174,6 +174,8 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
 
     branches = MODE_BRANCHES[cfg.mode]
     model = Detector(base.nc, cfg.width, branches, cfg.imgsz).to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     criterion = DetectionLoss(base.nc, branches, o2m_topk=cfg.o2m_topk, o2o_topk=cfg.o2o_topk,
                               o2o_topk2=cfg.o2o_topk2, alpha=cfg.alpha, beta=cfg.beta, r=cfg.r,
                               o2o_alpha=cfg.o2o_alpha, o2o_beta=cfg.o2o_beta, weighting=cfg.weighting,
@@ -223,7 +225,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
         meter, pace = EpochMeter(), Throughput(loader)
         bar = tqdm(pace, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False, mininterval=2)
         for step, batch in enumerate(bar):
-            imgs = as_float(batch["images"], device)
+            imgs = as_float(batch["images"], device).contiguous(memory_format=fmt)
             gl, gb, gm = (batch[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 out, feats = ddp(imgs)
