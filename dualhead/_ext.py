@@ -39,10 +39,11 @@ def _check_linkage(path: str | None) -> None:
 
 
 try:  # importing the module runs the C++ static registrations of torch.ops.dualhead.*
-    if _find_so() is None:  # say so, rather than Python's "partially initialized module" import error
+    _so = _find_so()
+    if _so is None:  # say so, rather than Python's "partially initialized module" import error
         raise ImportError("the compiled extension dualhead._C is not built (a source checkout): build it with "
                           "`pip install -e .` or `make install`")
-    _check_linkage(_find_so())
+    _check_linkage(_so)
     from dualhead import _C  # noqa: F401
 except (ImportError, OSError) as e:  # not built, built against another torch (ABI), or refused
     _C = None

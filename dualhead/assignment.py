@@ -9,9 +9,16 @@ import torch
 RANK_DEPTH = 10  # the o2m ordering is tracked this deep per ground truth (csrc kRankDepth)
 
 
+def check_dense_out(a: "Assignment", num_classes: int, out: torch.Tensor | None) -> None:
+    """The caller's buffer for the dense scores must be (B, N, num_classes)."""
+    if out is not None and out.shape != (*a.fg_mask.shape, num_classes):
+        raise ValueError(f"out must be {(*a.fg_mask.shape, num_classes)}, got {tuple(out.shape)}")
+
+
 def dense_torch(a: "Assignment", num_classes: int, out: torch.Tensor | None = None):
     """Compact -> ultralytics' (labels, bboxes, scores (B, N, C), fg_mask, gt_idx) in pure torch
     (the reference's; dualhead.ops.to_dense runs the kernel). out: a (B, N, C) fp32 buffer."""
+    check_dense_out(a, num_classes, out)
     B, N = a.fg_mask.shape
     scores = torch.zeros(B, N, num_classes, dtype=torch.float32, device=a.scores.device) if out is None else out.zero_()
     lab = a.labels.clamp(0, num_classes - 1).unsqueeze(-1)
@@ -63,8 +70,6 @@ class Assignment:
         """The ultralytics 5-tuple: (target_labels, target_bboxes, target_scores (B,N,C),
         fg_mask, target_gt_idx). The (B, N, C) scores are the largest thing an assigner writes;
         prefer the compact form where the consumer allows it (BCE needs no dense target)."""
-        if out is not None and out.shape != (*self.fg_mask.shape, num_classes):
-            raise ValueError(f"out must be {(*self.fg_mask.shape, num_classes)}, got {tuple(out.shape)}")
         return self._dense(self, num_classes, out)
 
     def __repr__(self):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from dualhead import _ext, reference
-from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, dense_torch
+from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, check_dense_out, dense_torch
 from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_dual_inputs, check_inputs, check_params, o2o_exponents
 from dualhead.reference.assign import empty_assignment
 
@@ -42,8 +42,8 @@ def _use_kernel(op: str, t) -> bool:
 def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, conflict, iou_type, eps, with_stats):
     """torch.ops.dualhead.assign on inputs of checked shapes, dtypes and devices -> ([Assignment
     per head], stats or None). The value checks (labels in range, finite upright boxes, finite
-    anchors) are the kernel's: it copies those small inputs to the host once anyway (one sync on
-    CUDA) and raises the same ValueErrors as the Python checks of the reference path."""
+    anchors) are the kernel's: on CPU before any work, on CUDA on the device (see check_errors);
+    their errors come back tagged and are raised here as ValueError."""
     (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
     args = (s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
             CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_stats)
@@ -108,8 +108,7 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
 
     out: an fp32 (B, N, C) buffer to write the scores into (reused across steps it avoids the
     first-touch cost of fresh pages); it is returned as the scores element."""
-    if out is not None and out.shape != (*a.labels.shape, num_classes):
-        raise ValueError(f"out must be {(*a.labels.shape, num_classes)}, got {tuple(out.shape)}")
+    check_dense_out(a, num_classes, out)
     if not _use_kernel("to_dense", a.scores):
         return dense_torch(a, num_classes, out)
     if out is None:

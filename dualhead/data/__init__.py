@@ -19,20 +19,17 @@ class DetectionSet(torch.utils.data.Dataset):
     through the loader (a quarter of the bytes to collate, pin and copy); as_float() turns a
     batch into the network's [0, 1] floats on its device.
     Augmentation randomness is drawn from (seed, epoch, index): reproducible, and different per
-    epoch (the epoch comes with the index from EpochIndices, or from set_epoch)."""
+    epoch (the epoch comes with the index from EpochIndices; a plain index is epoch 0)."""
 
     def __init__(self, base, augment: Augment | None = None, seed: int = 0):
-        self.base, self.augment, self.seed, self.epoch = base, augment, seed, 0
+        self.base, self.augment, self.seed = base, augment, seed
         self.names, self.nc = base.names, base.nc
-
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
 
     def __len__(self):
         return len(self.base)
 
     def __getitem__(self, key):
-        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)  # (epoch, index) from EpochIndices
+        epoch, i = key if isinstance(key, tuple) else (0, key)  # (epoch, index) from EpochIndices
         img, boxes, labels = self.base[i]
         if self.augment is not None:
             img, boxes, labels = self.augment(img, boxes, labels, np.random.default_rng((self.seed, epoch, i)))
@@ -45,9 +42,9 @@ class DetectionSet(torch.utils.data.Dataset):
 
 class EpochIndices(torch.utils.data.Sampler):
     """Wraps a sampler to yield (epoch, index): the epoch travels with every index to the data
-    workers, whose copy of the dataset (made once, with persistent workers) never sees
-    DetectionSet.set_epoch -- so augmentation changes every epoch and a resumed run draws what an
-    uninterrupted one does."""
+    workers, whose copy of the dataset is made once with persistent workers (state set on it in
+    the main process never reaches them) -- so augmentation changes every epoch and a resumed run
+    draws what an uninterrupted one does."""
 
     def __init__(self, sampler):
         self.sampler, self.epoch = sampler, 0

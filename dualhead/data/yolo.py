@@ -54,13 +54,6 @@ def to_pixels(rows: np.ndarray, w: int, h: int):
     return boxes, rows[:, 0].astype(np.int64)
 
 
-def read_labels(path: Path, w: int, h: int):
-    """-> (boxes (n, 4) xyxy px, labels (n,)) from one YOLO label file (missing file: no objects)."""
-    if not path.exists():
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
-    return to_pixels(parse_labels(path), w, h)
-
-
 def read_image(path: Path) -> np.ndarray:
     """An image as uint8 RGB (H, W, 3); ValueError naming the file when it cannot be decoded."""
     try:

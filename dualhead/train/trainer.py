@@ -302,13 +302,17 @@ def reconcile_csv(path: Path, last_metrics: dict) -> None:
                     seen.add(e)
                     rows.append(row)
     if not any(int(float(r["epoch"])) == upto for r in rows):
-        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in last_metrics.items()})
+        rows.append(_csv_row(last_metrics))
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
+
+
+def _csv_row(row: dict) -> dict:
+    return {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
 
 
 def _write_csv(path: Path, row: dict, append: bool):
@@ -321,7 +325,7 @@ def _write_csv(path: Path, row: dict, append: bool):
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if not exists:
             w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        w.writerow(_csv_row(row))
 
 
 def _summary(m: dict) -> str:
