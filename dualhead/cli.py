@@ -1,4 +1,4 @@
-"""The `dualhead` command: train, predict, ablate, bench (assignment benchmarks), info (what was built)."""
+"""The `dualhead` command: train, predict, ablate, export-data, bench (assignment benchmarks), info (what was built)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,21 @@ def cmd_train(args) -> int:
 def cmd_ablate(args) -> int:
     from dualhead.ablate import ablate
 
-    ablate(_config(args).validate(), args.ablate_out)
+    from dualhead.ablate import ANCHORS, CONFIGS, parse_list
+
+    configs = parse_list(args.configs, CONFIGS, "--configs")
+    anchors = parse_list(args.anchors, ANCHORS, "--anchors")
+    if not configs and not anchors:
+        raise ValueError("--configs and --anchors are both empty: nothing to run")
+    ablate(_config(args).validate(), args.ablate_out, configs, args.seeds, args.jobs, anchors, not args.report)
+    return 0
+
+
+def cmd_export_data(args) -> int:
+    from dualhead.data.export import export_yolo
+
+    out = export_yolo(args.data, args.out, args.imgsz, args.train_len, args.val_len, args.overwrite)
+    print(f"wrote {out} (images/, labels/, classes.txt, data.yaml)")
     return 0
 
 
@@ -120,13 +134,29 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="dualhead", description=__doc__)
     p.add_argument("--version", action="version", version=f"dualhead {__version__}")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,ablate,bench,info}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,ablate,export-data,bench,info}")
     fmt = argparse.ArgumentDefaultsHelpFormatter
     t = sub.add_parser("train", help="train the dual-head detector (default: embedded data, ~10 min on 2 CPU cores)")
     _add_train_options(t)
     a = sub.add_parser("ablate", help="o2m-only / o2o-only / dual / dual-inconsistent on the same schedule")
     _add_train_options(a)
     a.add_argument("--ablate-out", default="runs/ablate", help="folder of the runs and ablation.md/json (default: %(default)s)")
+    a.add_argument("--configs", default="o2m,o2o,dual,inconsistent",
+                   help="comma-separated: o2m, o2o, dual, inconsistent (default: %(default)s)")
+    a.add_argument("--anchors", default="", help="comma-separated ultralytics models trained on the same data with "
+                   "their own recipe: yolov10n, yolov8n (default: none)")
+    a.add_argument("--seeds", type=int, default=1, help="seeds per configuration: --seed, --seed + 1, ... "
+                   "(default: %(default)s)")
+    a.add_argument("--jobs", type=int, default=0, help="runs at a time (0: 4 on a GPU, cores / 2 on CPU)")
+    a.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished so far")
+    e = sub.add_parser("export-data", help="the embedded data as a YOLO-format folder (for other detectors)",
+                       formatter_class=fmt)
+    e.add_argument("--data", default="shapes", choices=("shapes", "shapes-easy"))
+    e.add_argument("--out", default="data/shapes_yolo", help="folder to write")
+    e.add_argument("--imgsz", type=int, default=256)
+    e.add_argument("--train-len", type=int, default=None, help="training images (unset: 2000)")
+    e.add_argument("--val-len", type=int, default=None, help="validation images (unset: 200)")
+    e.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     pr = sub.add_parser("predict", help="NMS-free inference (o2o head); draws boxes onto the images", formatter_class=fmt)
     pr.add_argument("--weights", default="runs/train/best.pt", help="a dualhead checkpoint (best.pt / last.pt)")
     pr.add_argument("--source", default="shapes", help="an image, a folder of images, or 'shapes' (embedded validation images)")
@@ -143,6 +173,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return {"info": cmd_info, "train": cmd_train, "ablate": cmd_ablate, "predict": cmd_predict,
+                "export-data": cmd_export_data,
                 "bench": bench.run}[args.cmd](args)
     except KeyboardInterrupt:  # Ctrl-C: a clean stop, and how to go on
         print(f"\ndualhead {args.cmd}: {_interrupted(args)}", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""COCO mAP (pycocotools) of a detector on a dataset: the o2o head without NMS, the o2m head with NMS."""
+"""COCO mAP (pycocotools) of a detector on a dataset: the o2o head without NMS, the o2m head with NMS;
+plus each head's false-positive breakdown (dualhead.diagnose) and the o2o head's mAP with NMS added
+(how much NMS would still buy it: zero when the one-to-one head emits no duplicates)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import torch
 
 from dualhead.data import as_float
+from dualhead.diagnose import breakdown_metrics, error_counts
 from dualhead.nn.postprocess import branch_detections
 
 
@@ -54,11 +57,19 @@ def coco_map(gt: dict, detections: dict) -> dict:
     return {"map": float(max(ev.stats[0], 0.0)), "map50": float(max(ev.stats[1], 0.0))}
 
 
+def with_nms(dets: dict, iou: float = 0.7) -> dict:
+    """Per-class NMS (torchvision) applied to already-decoded detections {id: (K, 6)}."""
+    from torchvision.ops import batched_nms
+
+    return {i: d[batched_nms(d[:, :4], d[:, 4], d[:, 5].long(), iou)] for i, d in dets.items()}
+
+
 @torch.no_grad()
 def evaluate(model, loader, gt: dict, device, branches=None, max_det: int = 300, conf: float = 0.001,
-             iou: float = 0.7) -> dict:
+             iou: float = 0.7, diag_conf: float = 0.25) -> dict:
     """mAP of each requested branch: 'o2o' decoded NMS-free (top-k), 'o2m' with NMS.
-    Returns {branch: {'map': ..., 'map50': ...}}."""
+    Returns {branch: {'map', 'map50', 'fp_dup', 'fp_cls', 'fp_loc', 'fp_bkg', 'prec', 'rec'}} (the
+    breakdown at score >= diag_conf), and for 'o2o' also 'map_nms': its detections with NMS added."""
     was_training = model.training
     model.eval()
     branches = tuple(branches or model.head.branches)
@@ -69,4 +80,9 @@ def evaluate(model, loader, gt: dict, device, branches=None, max_det: int = 300,
             for i, d in zip(batch["index"].tolist(), branch_detections(b, *out[b], max_det, conf, iou)):
                 dets[b][i] = d.cpu()
     model.train(was_training)
-    return {b: coco_map(gt, dets[b]) for b in branches}
+    res = {}
+    for b in branches:
+        res[b] = {**coco_map(gt, dets[b]), **breakdown_metrics(error_counts(gt, dets[b], diag_conf))}
+        if b == "o2o":
+            res[b]["map_nms"] = coco_map(gt, with_nms(dets[b], iou))["map"]
+    return res

@@ -25,11 +25,11 @@ def plot_results(csv_path, out_path=None) -> Path:
     cols = read_csv(csv_path)
     out_path = Path(out_path or Path(csv_path).with_name("results.png"))
     ep = cols.get("epoch", [])
-    fig, ax = plt.subplots(1, 4, figsize=(18, 4))
+    fig, ax = plt.subplots(1, 5, figsize=(22, 4))
     for k in [k for k in cols if k.endswith(("_box", "_cls", "_dfl"))]:
         ax[0].plot(ep, cols[k], label=k)
     ax[0].set_title("training losses (gain-weighted)")
-    for k in ("map", "map50", "map_o2m_nms", "map50_o2m_nms"):
+    for k in ("map", "map50", "map_o2m_nms", "map50_o2m_nms", "map_o2o_nms"):
         if k in cols and any(v == v for v in cols[k]):
             ax[1].plot(ep, cols[k], marker="o", label=k)
     ax[1].set_title("val mAP (o2o: no NMS; o2m: NMS)")
@@ -40,6 +40,15 @@ def plot_results(csv_path, out_path=None) -> Path:
     if "gap" in cols:
         ax[3].plot(ep, cols["gap"], marker="o", label="gap")
     ax[3].set_title("supervision gap (1-Wasserstein)")
+    # the inference head's false positives at score 0.25 by kind (dualhead.diagnose)
+    for k, name in (("fp_dup", "duplicate"), ("fp_cls", "wrong class"), ("fp_loc", "localisation"),
+                    ("fp_bkg", "background")):
+        if k in cols:
+            ax[4].plot(ep, cols[k], marker="o", label=name)
+    for k in ("prec", "rec"):
+        if k in cols:
+            ax[4].plot(ep, cols[k], ls="--", label={"prec": "precision", "rec": "recall"}[k])
+    ax[4].set_title("inference head @ score 0.25: FP shares")
     for a in ax:
         a.set_xlabel("epoch")
         if a.get_legend_handles_labels()[0]:

@@ -256,6 +256,10 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
             ev = evaluate(eval_model, val_loader, gt, device, max_det=cfg.eval_max_det)
             inf = eval_model.head.infer_branch
             metrics.update(map=ev[inf]["map"], map50=ev[inf]["map50"])
+            # the inference head's false positives at score 0.25 by kind (dualhead.diagnose)
+            metrics.update({k: v for k, v in ev[inf].items() if k.startswith("fp_") or k in ("prec", "rec")})
+            if "map_nms" in ev[inf]:
+                metrics["map_o2o_nms"] = ev[inf]["map_nms"]
             if "o2m" in ev and inf != "o2m":
                 metrics.update(map_o2m_nms=ev["o2m"]["map"], map50_o2m_nms=ev["o2m"]["map50"])
             ckpt = {"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
@@ -336,4 +340,6 @@ def _summary(m: dict) -> str:
     parts += [f"mAP {m['map']:.3f}", f"mAP50 {m['map50']:.3f}"]
     if "map_o2m_nms" in m:
         parts.append(f"o2m+NMS mAP {m['map_o2m_nms']:.3f}")
+    if "fp_dup" in m:
+        parts.append(f"FP dup/cls/loc/bkg {m['fp_dup']:.0%}/{m['fp_cls']:.0%}/{m['fp_loc']:.0%}/{m['fp_bkg']:.0%}")
     return "  ".join(parts)
