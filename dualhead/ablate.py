@@ -110,7 +110,7 @@ def run_all(runs: list[dict], jobs: int, log=print) -> list[dict]:
         if r not in todo:
             log(f"  done already: {r['key']} seed {r['seed']} ({r['dir']})")
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     active, failed = [], []
     try:
         while todo or active:

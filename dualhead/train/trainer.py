@@ -223,7 +223,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
         criterion.set_epoch(epoch)
         ddp.train()
         meter, pace = EpochMeter(), Throughput(loader)
-        bar = tqdm(pace, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not main, leave=False, mininterval=2)
+        # no bar unless a terminal shows it (disable=None): logs of ablation runs get the epoch lines only
+        bar = tqdm(pace, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if main else True, leave=False,
+                   mininterval=2)
         for step, batch in enumerate(bar):
             imgs = as_float(batch["images"], device).contiguous(memory_format=fmt)
             gl, gb, gm = (batch[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
