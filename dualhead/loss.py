@@ -83,13 +83,15 @@ class DetectionLoss:
     def __init__(self, nc: int, branches=("o2m", "o2o"), strides=(8, 16, 32), reg_max: int = 16,
                  o2m_topk: int = 10, o2o_topk: int = 7, o2o_topk2: int | None = 1, alpha: float = 0.5,
                  beta: float = 6.0, r: float = 1.0, o2o_alpha: float | None = None, o2o_beta: float | None = None,
-                 weighting: str = "equal", epochs: int = 1, gains: LossGains = LossGains()):
+                 weighting: str = "equal", epochs: int = 1, gains: LossGains = LossGains(), o2o_gain: float = 1.0):
         from dualhead.assigners import DualAssigner
 
         if weighting not in ("equal", "schedule"):
             raise ValueError(f"weighting must be 'equal' or 'schedule', got {weighting!r}")
         self.nc, self.branches, self.reg_max, self.gains = nc, tuple(branches), reg_max, gains
-        self.weighting, self.epochs = weighting, epochs
+        if not (isinstance(o2o_gain, (int, float)) and o2o_gain > 0):
+            raise ValueError(f"o2o_gain must be a number > 0, got {o2o_gain!r}")
+        self.weighting, self.epochs, self.o2o_gain = weighting, epochs, float(o2o_gain)
         self.dual = DualAssigner(nc, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, strides, o2o_alpha=o2o_alpha,
                                  o2o_beta=o2o_beta)
         self.weights = {"o2m": 1.0, "o2o": 1.0}
@@ -137,7 +139,8 @@ class DetectionLoss:
         total, items = 0.0, {}
         for b, (dist, logits) in out.items():
             vec = head_loss(dist, logits, pred[b], anchors, strides, assigned[b], self.reg_max, self.gains)
-            total = total + self.weights[b] * vec.sum()
+            w = self.weights[b] * (self.o2o_gain if b == "o2o" and len(out) == 2 else 1.0)
+            total = total + w * vec.sum()
             for name, v in zip(("box", "cls", "dfl"), vec.detach()):
                 items[f"{b}_{name}"] = v
         return total * B, items, stats

@@ -21,6 +21,14 @@ def test_o2o_branch_sees_detached_features():
     assert all(p.grad is None for p in m.head.heads["o2m"].parameters())
 
 
+def test_o2o_detach_off_lets_the_o2o_loss_train_the_backbone():
+    m = Detector(3, 0.125, imgsz=64).train()
+    m.head.detach_o2o = False
+    out, _ = m(torch.rand(2, 3, 64, 64))
+    out["o2o"][1].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.backbone.parameters())
+
+
 def test_lone_o2o_branch_trains_the_backbone():
     m = Detector(3, 0.125, branches=("o2o",), imgsz=64).train()
     out, _ = m(torch.rand(2, 3, 64, 64))

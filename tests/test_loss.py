@@ -113,3 +113,17 @@ def test_dfl_target_split():
 def test_bad_weighting():
     with pytest.raises(ValueError, match="weighting"):
         DetectionLoss(4, weighting="sometimes")
+    with pytest.raises(ValueError, match="o2o_gain must be a number > 0, got 0"):
+        DetectionLoss(4, o2o_gain=0)
+
+
+def test_o2o_gain_scales_the_o2o_term_only():
+    model, leaf, feats, gt, _ = _case(5)
+    anchors, strides = model.head.anchors(feats)
+    nc = model.config["nc"]
+    base, items, _ = DetectionLoss(nc)(leaf, anchors, strides, *gt)
+    gained, items2, _ = DetectionLoss(nc, o2o_gain=3.0)(leaf, anchors, strides, *gt)
+    B = gt[1].shape[0]
+    o2o = sum(items[f"o2o_{k}"] for k in ("box", "cls", "dfl")) * B
+    torch.testing.assert_close(gained.detach(), base.detach() + 2.0 * o2o, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(items[k], items2[k]) for k in items)  # logged items stay unweighted

@@ -71,7 +71,8 @@ class DualHead(nn.Module):
 
     branches: ("o2m", "o2o") for dual training; ("o2m",) or ("o2o",) for single-head baselines.
     In dual training the o2o branch sees detached features, so the backbone is trained by the
-    o2m loss alone (ultralytics v10Detect); a lone o2o branch is not detached.
+    o2m loss alone (ultralytics v10Detect; `detach_o2o = False` lets the o2o loss train it too); a
+    lone o2o branch is not detached.
     Inference uses the o2o branch when there is one (NMS-free), else o2m (needs NMS).
     """
 
@@ -88,6 +89,7 @@ class DualHead(nn.Module):
         # the second branch is a deep copy: same architecture and initial weights, separate parameters
         self.heads = nn.ModuleDict({b: (first if i == 0 else copy.deepcopy(first)) for i, b in enumerate(self.branches)})
         self._anchors = {}
+        self.detach_o2o = True  # a training choice, not architecture (TrainConfig.o2o_detach)
 
     @property
     def end2end(self) -> bool:
@@ -107,7 +109,7 @@ class DualHead(nn.Module):
             branches = self.branches if self.training else (self.infer_branch,)
         out = {}
         for b in branches:
-            detach = b == "o2o" and "o2m" in self.branches and self.training
+            detach = b == "o2o" and "o2m" in self.branches and self.training and self.detach_o2o
             out[b] = self.heads[b]([x.detach() for x in feats] if detach else feats)
         return out
 

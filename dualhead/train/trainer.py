@@ -174,12 +174,13 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
 
     branches = MODE_BRANCHES[cfg.mode]
     model = Detector(base.nc, cfg.width, branches, cfg.imgsz).to(device)
+    model.head.detach_o2o = cfg.o2o_detach
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     criterion = DetectionLoss(base.nc, branches, o2m_topk=cfg.o2m_topk, o2o_topk=cfg.o2o_topk,
                               o2o_topk2=cfg.o2o_topk2, alpha=cfg.alpha, beta=cfg.beta, r=cfg.r,
                               o2o_alpha=cfg.o2o_alpha, o2o_beta=cfg.o2o_beta, weighting=cfg.weighting,
-                              epochs=cfg.epochs)
+                              epochs=cfg.epochs, o2o_gain=cfg.o2o_gain)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     total_iters = cfg.epochs * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_iters))
