@@ -11,7 +11,11 @@
 #   bench      W1, W2, W4 (dualhead, ultralytics), then W3 at B = 128; per-kernel GPU times of W1;
 #              ultralytics is the baseline when importable (.whl/ holds its wheel and pycocotools'
 #              where the machine has no network: bash benchmarks/gpu_wheels.sh fetches them)
-#   train      the default `dualhead train` on the GPU (data wait and images/s in its log)
+#   train      the default `dualhead train` on the GPU (data wait and images/s in its log), and
+#              `dualhead bench --train-loop` (data pipeline alone, step alone, whole loop; issue #15)
+#   ablate     `dualhead ablate --seeds 3` with the ultralytics anchors, 4 runs at a time on the GPU
+#              (issue #16); run folders under $RUNS (default /tmp/dualhead_gpu_runs, not $OUT: only
+#              8 files come back), their logs and results.csv packed into $OUT/ablate_runs.tar.gz
 # Each step writes $OUT/<step>.log as it goes and appends its exit code to $OUT/summary.md at
 # once, so a crash or a kill of a later step (or of the whole call) loses nothing before it.
 # The benchmark prints every row as it completes. At the end, summary.md holds the step table,
@@ -21,6 +25,7 @@ set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-benchmarks/gpu_results}
+RUNS=${RUNS:-/tmp/dualhead_gpu_runs}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} DUALHEAD_FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-16}
@@ -79,8 +84,18 @@ for s in "${steps[@]}"; do
         --json "$OUT/bench_cuda_w3_b128.json" ;;
     train)
       ensure_built
-      step train timeout 560 $PY -m dualhead.cli train --device cuda --workers 8 --out "$OUT/train" ;;
-    *) echo "unknown step $s (build tests sanitize bench train)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
+      step train timeout 560 $PY -m dualhead.cli train --device cuda --workers 8 --out "$RUNS/train"
+      cp "$RUNS/train/results.csv" "$OUT/train_results.csv" 2>/dev/null
+      step train_loop timeout 300 $PY -m dualhead.cli bench --train-loop --device cuda --workers 8 \
+        --json "$OUT/train_loop_cuda.json" ;;
+    ablate)
+      ensure_built
+      step ablate timeout ${ABLATE_TIMEOUT:-560} $PY -m dualhead.cli ablate --device cuda --workers 4 --seeds 3 \
+        --jobs 4 --anchors ${ABLATE_ANCHORS:-yolov10n,yolov8n} --ablate-out "$RUNS/ablate"
+      cp "$RUNS/ablate/ablation.md" "$RUNS/ablate/ablation.json" "$OUT/" 2>/dev/null
+      tar -czf "$OUT/ablate_runs.tar.gz" -C "$RUNS/ablate" --exclude='*.pt' --exclude=data_yolo \
+        --exclude=weights . 2>/dev/null ;;
+    *) echo "unknown step $s (build tests sanitize bench train ablate)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
   esac
 done
 $PY benchmarks/gpu_summary.py "$OUT" >> "$SUMMARY" 2>&1
