@@ -36,6 +36,11 @@ def test_training_learns(trained):
     # the easy subset: few large objects; NMS-free o2o head well above chance after ~190 steps
     assert m["map50"] > 0.25, m
     assert 0 <= m["top1"] <= m["top5"] <= m["top10"] <= 1 and m["gap"] >= 0
+    # the inference head's false-positive breakdown (shares summing to 1 when there are any)
+    fp = [float(rows[-1][f"fp_{k}"]) for k in ("dup", "cls", "loc", "bkg")]
+    assert all(0 <= v <= 1 for v in fp) and sum(fp) == pytest.approx(1, abs=1e-4)
+    assert 0 < float(rows[-1]["prec"]) <= 1 and 0 < float(rows[-1]["rec"]) <= 1
+    assert float(rows[-1]["map_o2o_nms"]) >= 0
     for f in ("last.pt", "best.pt", "results.csv", "results.png"):
         assert (out / f).is_file()
 
