@@ -202,3 +202,18 @@ def test_load_checkpoint_bad_input(tmp_path):
     torch.save({"foo": 1}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="not a dualhead checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+def test_o2o_lr_puts_the_o2o_branch_in_groups_of_its_own():
+    from dualhead.train.trainer import param_groups
+
+    m = Detector(3, 0.125, imgsz=64)
+    plain = param_groups(m, 0.05, 1e-3)
+    assert len(plain) == 2 and all(g["lr"] == 1e-3 for g in plain)  # o2o_lr 1: the groups as always
+    groups = param_groups(m, 0.05, 1e-3, o2o_lr=3.0)
+    o2o = {id(p) for p in m.head.heads["o2o"].parameters()}
+    assert [g["lr"] for g in groups] == [1e-3, 1e-3, pytest.approx(3e-3), pytest.approx(3e-3)]
+    assert all(id(p) in o2o for g in groups[2:] for p in g["params"])
+    assert not any(id(p) in o2o for g in groups[:2] for p in g["params"])
+    assert sum(len(g["params"]) for g in groups) == len(list(m.parameters()))
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0, 0.05, 0.0]

@@ -87,9 +87,17 @@ def test_inconsistent_metric_is_used(tmp_path):
     assert "top1" in m
 
 
+def test_o2o_knobs_train(tmp_path):
+    m = train(TrainConfig(**EASY, train_len=32, epochs=1, out=str(tmp_path), o2o_lr=3.0, o2o_gain=2.0,
+                          o2o_detach=False))
+    assert m["epoch"] == 1 and "map" in m
+
+
 @pytest.mark.parametrize("kw,match", [(dict(mode="both"), "mode"), (dict(imgsz=100), "imgsz"),
                                       (dict(epochs=0), "epochs"), (dict(o2o_alpha=0.5), "o2o-alpha"),
-                                      (dict(data="/nonexistent/dir"), "YOLO-format")])
+                                      (dict(data="/nonexistent/dir"), "YOLO-format"),
+                                      (dict(o2o_lr=0.0), "--o2o-lr must be a number > 0"),
+                                      (dict(o2o_gain=-1.0), "--o2o-gain must be a number > 0")])
 def test_bad_config(kw, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         train(TrainConfig(**{**EASY, "out": str(tmp_path), **kw}))

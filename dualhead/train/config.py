@@ -35,7 +35,9 @@ class TrainConfig:
     r: float = opt(1.0, "o2o exponents = r * (alpha, beta): r = 1 is the paper's consistent metric (> 0)")
     o2o_alpha: float | None = opt(None, "o2o alpha set directly (an inconsistent metric; give o2o_beta too)")
     o2o_beta: float | None = opt(None, "o2o beta set directly (give o2o_alpha too)")
-    o2o_gain: float = opt(1.0, "dual mode: the o2o head's loss weight relative to the o2m head's (> 0)")
+    o2o_gain: float = opt(1.0, "dual mode: the o2o head's loss weight relative to the o2m head's (> 0; with "
+                               "detached o2o features AdamW makes it nearly moot: see --o2o-lr)")
+    o2o_lr: float = opt(1.0, "the o2o head's learning rate as a multiple of --lr (> 0)")
     o2o_detach: bool = opt(True, "dual mode: the o2o head sees detached features, so only the o2m loss trains the "
                                  "backbone (YOLOv10); --no-o2o-detach lets both train it")
     weighting: str = opt("equal", "head weights: 'equal' (YOLOv10 1:1) or 'schedule' (ultralytics 0.8 -> 0.1)",
@@ -98,6 +100,7 @@ class TrainConfig:
                  "a number >= 0")
         need(is_num(self.o2o_gain) and self.o2o_gain > 0, "o2o_gain", "a number > 0")
         need(isinstance(self.o2o_detach, bool), "o2o_detach", "True or False")
+        need(is_num(self.o2o_lr) and self.o2o_lr > 0, "o2o_lr", "a number > 0")
         need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1")
         need(is_int(self.batch) and self.batch >= 1, "batch", "an int >= 1")
         need(is_num(self.lr) and self.lr > 0, "lr", "a number > 0")

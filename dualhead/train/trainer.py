@@ -49,13 +49,23 @@ def lr_lambda(cfg: TrainConfig, total_iters: int):
     return f
 
 
-def param_groups(model, weight_decay):
-    """Weight decay on conv/linear weights only, not on BN parameters or biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def param_groups(model, weight_decay, lr: float, o2o_lr: float = 1.0):
+    """Weight decay on conv/linear weights only, not on BN parameters or biases. o2o_lr != 1: the
+    o2o branch's parameters in groups of their own at lr * o2o_lr (AdamW's steps do not scale with
+    the loss, so with detached features the o2o head's loss weight barely matters: its learning
+    rate is the knob that speeds it up)."""
+    o2o = model.head.heads["o2o"] if o2o_lr != 1.0 and "o2o" in model.head.heads else None
+    own = {id(p) for p in o2o.parameters()} if o2o is not None else set()
+    groups = []
+    for part, scale in (("rest", 1.0), ("o2o", o2o_lr)):
+        decay, no_decay = [], []
+        for p in model.parameters():
+            if p.requires_grad and (id(p) in own) == (part == "o2o"):
+                (decay if p.ndim > 1 else no_decay).append(p)
+        if decay or no_decay:
+            groups += [{"params": decay, "weight_decay": weight_decay, "lr": lr * scale},
+                       {"params": no_decay, "weight_decay": 0.0, "lr": lr * scale}]
+    return groups
 
 
 class EpochMeter:
@@ -181,7 +191,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
                               o2o_topk2=cfg.o2o_topk2, alpha=cfg.alpha, beta=cfg.beta, r=cfg.r,
                               o2o_alpha=cfg.o2o_alpha, o2o_beta=cfg.o2o_beta, weighting=cfg.weighting,
                               epochs=cfg.epochs, o2o_gain=cfg.o2o_gain)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.o2o_lr), lr=cfg.lr, betas=(0.9, 0.999))
     total_iters = cfg.epochs * len(loader)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_iters))
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
