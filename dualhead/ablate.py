@@ -9,7 +9,8 @@ threads; on a GPU several share it), logging to <out>/<config>/seed<S>/train.log
 is not trained again: re-running the same command after an interruption resumes the unfinished
 runs (dualhead runs from their last.pt) and re-reads the finished ones. The table gives mean and
 sample standard deviation over the seeds of the last epoch's metrics; ablation.json holds every
-seed's row too.
+seed's row too; ablation.png the per-epoch curves (mean and range over seeds) of mAP and of the
+false-positive diagnosis.
 """
 
 from __future__ import annotations
@@ -154,11 +155,11 @@ def mean_std(values) -> tuple[float, float | None]:
 
 
 def summarise(runs: list[dict]) -> list[dict]:
-    """One row per configuration: {'key', 'name', 'n', metric: [mean, std]}."""
+    """One row per configuration: {'key', 'name', 'n', metric: [mean, std]} over its finished runs
+    (a run still training, or one that failed, is not averaged in)."""
     rows = []
     for key in dict.fromkeys(r["key"] for r in runs):
-        got = [last_row(r["dir"]) for r in runs if r["key"] == key]
-        got = [g for g in got if g is not None]
+        got = [last_row(r["dir"]) for r in runs if r["key"] == key and finished(r)]
         row = {"key": key, "name": next(r["name"] for r in runs if r["key"] == key), "n": len(got)}
         for m in METRICS:
             if any(m in g for g in got):
@@ -207,12 +208,20 @@ def ablate(base: TrainConfig, out="runs/ablate", configs=tuple(CONFIGS), seeds: 
           f"{jobs} at a time -> {out}")
     failed = run_all(runs, jobs) if train else []
     summary = summarise(runs)
-    per_seed = [dict(key=r["key"], name=r["name"], seed=r["seed"], dir=r["dir"], **(last_row(r["dir"]) or {}))
-                for r in runs]
+    per_seed = [dict(key=r["key"], name=r["name"], seed=r["seed"], dir=r["dir"], finished=finished(r),
+                     **(last_row(r["dir"]) or {})) for r in runs]
     table = format_table(summary)
     print(table)
     (out / "ablation.md").write_text(table + "\n")
     (out / "ablation.json").write_text(json.dumps({"summary": summary, "runs": per_seed}, indent=1))
+    from dualhead.train.plots import plot_ablation
+
+    curves = {}
+    for r in runs:
+        if r["kind"] == "dualhead":  # the anchors have no per-epoch curve
+            curves.setdefault(r["name"], []).append(Path(r["dir"]) / "results.csv")
+    if curves:
+        plot_ablation(curves, out / "ablation.png")
     if failed:
         raise ValueError(f"{len(failed)} run(s) failed: " + ", ".join(f"{r['dir']}/train.log" for r in failed))
     return summary

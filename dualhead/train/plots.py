@@ -58,3 +58,42 @@ def plot_results(csv_path, out_path=None) -> Path:
     fig.savefig(out_path, dpi=90)
     plt.close(fig)
     return out_path
+
+
+def plot_ablation(curves: dict, out_path) -> Path:
+    """curves: {run name: [results.csv path, ...] (one per seed)} -> one figure: mAP per epoch
+    (mean over seeds, band = min..max), and the inference head's duplicate share of false positives,
+    precision and recall at score 0.25."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    panels = (("map", "mAP@.5:.95 (inference head; dashed: o2o + NMS)"), ("fp_dup", "duplicate share of false positives @0.25"),
+              ("rec", "recall @0.25"), ("prec", "precision @0.25"))
+    fig, ax = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for name, paths in curves.items():
+        cols = [read_csv(p) for p in paths if Path(p).is_file()]
+        for a, (key, title) in zip(ax, panels):
+            runs = [c[key] for c in cols if key in c]
+            if not runs:
+                continue
+            n = min(len(r) for r in runs)
+            v = np.array([r[:n] for r in runs])
+            ep = np.arange(1, n + 1)
+            (line,) = a.plot(ep, v.mean(0), marker="o", label=f"{name} ({len(runs)})")
+            a.fill_between(ep, v.min(0), v.max(0), color=line.get_color(), alpha=0.15)
+            a.set_title(title, fontsize=9)
+            nms = [c["map_o2o_nms"][:n] for c in cols if key == "map" and "map_o2o_nms" in c]
+            if nms:  # dashed: the same o2o head with NMS added (the duplicates' cost)
+                a.plot(ep, np.mean(nms, 0), ls="--", color=line.get_color())
+    for a in ax:
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+    ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path
