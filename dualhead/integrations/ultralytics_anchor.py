@@ -79,14 +79,15 @@ def run(spec: dict) -> dict:
     from ultralytics import YOLO
 
     from dualhead.data import build_dataset
+    from dualhead.device import resolve_device
     from dualhead.diagnose import breakdown_metrics, error_counts
     from dualhead.evaluate import coco_ground_truth, coco_map
     from dualhead.train.trainer import _write_csv
 
     out = Path(spec["out"])
     data_dir = ensure_export(spec["data"], spec["export_dir"], spec["imgsz"], spec["train_len"], spec["val_len"])
-    device = "cpu" if spec["device"] in ("auto", "cpu") and not torch.cuda.is_available() else (
-        "0" if spec["device"] == "auto" else spec["device"].replace("cuda:", "").replace("cuda", "0"))
+    dev = resolve_device(spec["device"])
+    device = "cpu" if dev.type == "cpu" else str(dev.index or 0)  # ultralytics' spelling of the device
     t0 = time.time()
     YOLO(MODELS[spec["model"]]).train(
         data=str(data_dir / "data.yaml"), epochs=spec["epochs"], imgsz=spec["imgsz"], batch=spec["batch"],
