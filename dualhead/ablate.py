@@ -204,7 +204,8 @@ def ablate(base: TrainConfig, out="runs/ablate", configs=tuple(CONFIGS), seeds: 
     ensure_writable(out, "--ablate-out")
     runs = plan(base, out, configs, seeds, anchors)
     jobs = jobs or default_jobs(base.device)
-    print(f"ablation: {len(runs)} runs{'' if train else ' (report only: training none)'} ({', '.join(list(configs) + list(anchors))} x {seeds} seed(s)), "
+    what = ", ".join(list(configs) + list(anchors))
+    print(f"ablation: {len(runs)} runs{'' if train else ' (report only: training none)'} ({what} x {seeds} seed(s)), "
           f"{jobs} at a time -> {out}")
     failed = run_all(runs, jobs) if train else []
     summary = summarise(runs)

@@ -80,9 +80,14 @@ def evaluate(model, loader, gt: dict, device, branches=None, max_det: int = 300,
             for i, d in zip(batch["index"].tolist(), branch_detections(b, *out[b], max_det, conf, iou)):
                 dets[b][i] = d.cpu()
     model.train(was_training)
-    res = {}
-    for b in branches:
-        res[b] = {**coco_map(gt, dets[b]), **breakdown_metrics(error_counts(gt, dets[b], diag_conf))}
-        if b == "o2o":
-            res[b]["map_nms"] = coco_map(gt, with_nms(dets[b], iou))["map"]
+    return {b: detection_metrics(gt, dets[b], nms_free=b == "o2o", iou=iou, diag_conf=diag_conf) for b in branches}
+
+
+def detection_metrics(gt: dict, dets: dict, nms_free: bool, iou: float = 0.7, diag_conf: float = 0.25) -> dict:
+    """What the training log and the ablation report of any detector's detections {id: (K, 6)}:
+    'map', 'map50', the false-positive breakdown at score >= diag_conf, and for an NMS-free
+    detector 'map_nms' (its detections with NMS added: what NMS would still buy it)."""
+    res = {**coco_map(gt, dets), **breakdown_metrics(error_counts(gt, dets, diag_conf))}
+    if nms_free:
+        res["map_nms"] = coco_map(gt, with_nms(dets, iou))["map"]
     return res

@@ -80,8 +80,7 @@ def run(spec: dict) -> dict:
 
     from dualhead.data import build_dataset
     from dualhead.device import resolve_device
-    from dualhead.diagnose import breakdown_metrics, error_counts
-    from dualhead.evaluate import coco_ground_truth, coco_map
+    from dualhead.evaluate import coco_ground_truth, detection_metrics
     from dualhead.train.trainer import _write_csv
 
     out = Path(spec["out"])
@@ -99,12 +98,10 @@ def run(spec: dict) -> dict:
     gt = coco_ground_truth(val)
     images = sorted((data_dir / "images" / "val").glob("*.png"))
     dets = detections(out / "ultralytics" / "weights" / "last.pt", images, spec["imgsz"], spec["eval_max_det"], device)
-    row = {"epoch": spec["epochs"], "time_s": round(train_s, 1), **coco_map(gt, dets),
-           **breakdown_metrics(error_counts(gt, dets))}
-    if spec["model"] == "yolov10n":  # what NMS would still buy the NMS-free model
-        from dualhead.evaluate import with_nms
-
-        row["map_o2o_nms"] = coco_map(gt, with_nms(dets))["map"]
+    m = detection_metrics(gt, dets, nms_free=spec["model"] == "yolov10n")
+    if "map_nms" in m:  # the column name of dualhead's o2o head with NMS added
+        m["map_o2o_nms"] = m.pop("map_nms")
+    row = {"epoch": spec["epochs"], "time_s": round(train_s, 1), **m}
     _write_csv(out / "results.csv", row, append=False)
     print(json.dumps(row))
     return row
