@@ -31,11 +31,11 @@ def _images_per_s(loader, sampler, epoch, limit):
 
 
 def run(args) -> int:
-    from dualhead.data import Augment, DetectionSet, as_float, build_dataset
+    from dualhead.data import Augment, DetectionSet, build_dataset
     from dualhead.device import resolve_device
-    from dualhead.loss import DetectionLoss
-    from dualhead.nn import Detector
-    from dualhead.train.ema import ModelEMA
+    from dualhead.train.heap import retain_freed_memory
+
+    retain_freed_memory()  # as dualhead train
 
     device = resolve_device(args.device)
     imgsz, batch, workers, n_img = 256, 16, args.workers, 512
@@ -48,36 +48,26 @@ def run(args) -> int:
         first = _images_per_s(loader, sampler, 0, n_img // batch)  # renders every image
         later = _images_per_s(loader, sampler, 1, n_img // batch)  # render cache
         rows[f"data, {w} worker(s)"] = dict(first_epoch=first, later_epochs=later)
-    # the step alone, a batch kept in memory
-    torch.manual_seed(0)
+    # the step alone, a batch kept in memory: the trainer's own step (dualhead.train.step) on
+    # `dualhead train`'s defaults
     from dualhead.data import collate
+    from dualhead.train.config import TrainConfig
+    from dualhead.train.step import TrainStep
 
+    torch.manual_seed(0)
     b = collate([train_set[(0, i)] for i in range(batch)])
-    model = Detector(base.nc, 0.125, ("o2m", "o2o"), imgsz).to(device).train()
-    crit = DetectionLoss(base.nc, ("o2m", "o2o"), epochs=6)
-    opt = torch.optim.AdamW(model.parameters(), 2e-3)
-    ema = ModelEMA(model, tau=300)
-    gl, gb, gm = (b[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
-
-    def step(images):
-        out, feats = model(as_float(images, device))
-        anchors, strides = model.head.anchors(feats)
-        loss, _, _ = crit(out, anchors, strides, gl, gb, gm)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        ema.update(model)
+    step = TrainStep.build(TrainConfig(imgsz=imgsz, batch=batch, device=args.device), base.nc, device, 10_000)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     for _ in range(2):
-        step(b["images"])
+        step(b)
     sync()
     n, t = 8, time.perf_counter()
     for _ in range(n):
-        step(b["images"])
+        step(b)
     sync()
     rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
     # the whole loop: loader + step, and the time blocked waiting for data
@@ -89,8 +79,7 @@ def run(args) -> int:
         t1 = time.perf_counter()
         bb = next(it)
         wait += time.perf_counter() - t1
-        gl, gb, gm = (bb[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
-        step(bb["images"])
+        step(bb)
         n += batch
     sync()
     dt = time.perf_counter() - t

@@ -136,14 +136,15 @@ def test_ema_update_equals_the_per_tensor_formula():
     model = Detector(3, 0.0625, ("o2m", "o2o"), 64)
     ema = ModelEMA(model, tau=10)
     want = {k: v.clone() for k, v in ema.module.state_dict().items()}
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p))
-    ema.update(model)
-    d = ema.decay * (1 - math.exp(-1 / 10))
-    for k, v in model.state_dict().items():
-        ref = want[k].mul_(d).add_(v, alpha=1 - d) if v.dtype.is_floating_point else v
-        assert torch.equal(ema.module.state_dict()[k], ref), k
+    for n in (1, 2):  # the second update must see the model's in-place changes (cached tensor pairs)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update(model)
+        d = ema.decay * (1 - math.exp(-n / 10))
+        for k, v in model.state_dict().items():
+            ref = want[k].mul_(d).add_(v, alpha=1 - d) if v.dtype.is_floating_point else v
+            assert torch.equal(ema.module.state_dict()[k], ref), k
 
 
 def _write_yolo(root, n=6, imgsz=96, seed=0):
@@ -205,7 +206,7 @@ def test_load_checkpoint_bad_input(tmp_path):
 
 
 def test_o2o_lr_puts_the_o2o_branch_in_groups_of_its_own():
-    from dualhead.train.trainer import param_groups
+    from dualhead.train.step import param_groups
 
     m = Detector(3, 0.125, imgsz=64)
     plain = param_groups(m, 0.05, 1e-3)

@@ -20,21 +20,28 @@ class ModelEMA:
     def update(self, model: torch.nn.Module):
         """ema = d * ema + (1 - d) * model for every float entry (BN running stats included;
         counters are copied). One foreach multiply and add over all tensors: the per-tensor loop
-        was ~500 small ops a step."""
+        was ~500 small ops a step. The pairs of tensors are collected once per model (its
+        parameters and buffers are updated in place, so the same tensors serve every step)."""
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
-        msd = model.state_dict()
-        ema, cur, ints = [], [], []
-        for k, v in self.module.state_dict().items():
-            if v.dtype.is_floating_point:
-                ema.append(v)
-                cur.append(msd[k].detach())
-            else:
-                ints.append((v, msd[k]))
+        ema, cur, ints = self._pairs(model)
         torch._foreach_mul_(ema, d)
         torch._foreach_add_(ema, cur, alpha=1 - d)
         for v, m in ints:
             v.copy_(m)
+
+    def _pairs(self, model):
+        if getattr(self, "_paired", None) is not model:
+            msd = model.state_dict()
+            ema, cur, ints = [], [], []
+            for k, v in self.module.state_dict().items():
+                if v.dtype.is_floating_point:
+                    ema.append(v)
+                    cur.append(msd[k].detach())
+                else:
+                    ints.append((v, msd[k]))
+            self._paired, self._lists = model, (ema, cur, ints)
+        return self._lists
 
     def state_dict(self):
         return {"module": self.module.state_dict(), "updates": self.updates}

@@ -4,7 +4,6 @@ atomic checkpoints with resume, tqdm, CSV + plots, DDP under torchrun."""
 from __future__ import annotations
 
 import csv
-import math
 import os
 import random
 import time
@@ -15,18 +14,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dualhead.data import Augment, DetectionSet, EpochIndices, as_float, build_dataset, collate
+from dualhead.data import Augment, DetectionSet, EpochIndices, build_dataset, collate
 from dualhead.device import resolve_device
 from dualhead.evaluate import coco_ground_truth, evaluate
-from dualhead.loss import DetectionLoss
 from dualhead.ops import check_errors
-from dualhead.nn import Detector
 from dualhead.train import dist
 from dualhead.train.checkpoint import (config_mismatch, ensure_writable, load_checkpoint, remove_stale_temps,
                                        save_atomic)
 from dualhead.train.config import MODE_BRANCHES, TrainConfig
-from dualhead.train.ema import ModelEMA
+from dualhead.train.heap import retain_freed_memory
 from dualhead.train.plots import plot_results
+from dualhead.train.step import TrainStep
 
 
 def pick_device(name: str) -> torch.device:
@@ -34,38 +32,6 @@ def pick_device(name: str) -> torch.device:
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", dist.world()[1])
     return dev
-
-
-def lr_lambda(cfg: TrainConfig, total_iters: int):
-    """Linear warm-up from 1 % over warmup_iters, then cosine down to min_lr (fraction of lr)."""
-    warm = min(cfg.warmup_iters, max(total_iters // 5, 1))
-
-    def f(it):
-        if it < warm:
-            return 0.01 + 0.99 * it / warm
-        p = min((it - warm) / max(total_iters - warm, 1), 1.0)
-        return cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * p))
-
-    return f
-
-
-def param_groups(model, weight_decay, lr: float, o2o_lr: float = 1.0):
-    """Weight decay on conv/linear weights only, not on BN parameters or biases. o2o_lr != 1: the
-    o2o branch's parameters in groups of their own at lr * o2o_lr (AdamW's steps do not scale with
-    the loss, so with detached features the o2o head's loss weight barely matters: its learning
-    rate is the knob that speeds it up)."""
-    o2o = model.head.heads["o2o"] if o2o_lr != 1.0 and "o2o" in model.head.heads else None
-    own = {id(p) for p in o2o.parameters()} if o2o is not None else set()
-    groups = []
-    for part, scale in (("rest", 1.0), ("o2o", o2o_lr)):
-        decay, no_decay = [], []
-        for p in model.parameters():
-            if p.requires_grad and (id(p) in own) == (part == "o2o"):
-                (decay if p.ndim > 1 else no_decay).append(p)
-        if decay or no_decay:
-            groups += [{"params": decay, "weight_decay": weight_decay, "lr": lr * scale},
-                       {"params": no_decay, "weight_decay": 0.0, "lr": lr * scale}]
-    return groups
 
 
 class EpochMeter:
@@ -140,6 +106,7 @@ def seed_all(seed: int):
 def train(cfg: TrainConfig) -> dict:
     """Train; returns the last epoch's metrics (incl. 'map', 'map50' of the inference head)."""
     cfg.validate()
+    retain_freed_memory()  # no page faults on each step's temporaries (bitwise neutral: dualhead.train.heap)
     device = pick_device(cfg.device)
     dist.setup(device)
     try:
@@ -160,8 +127,6 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
             remove_stale_temps(p)
     if cfg.resume and not last.is_file():
         raise ValueError(f"--resume: no checkpoint {last} to continue (run without --resume to start one)")
-    amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
 
     base = build_dataset(cfg.data, "train", cfg.imgsz, cfg.train_len)
     train_set = DetectionSet(base, Augment() if cfg.augment else None, seed=cfg.seed)
@@ -183,19 +148,8 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     val_loader = torch.utils.data.DataLoader(val_set, 32, collate_fn=collate, num_workers=0)
 
     branches = MODE_BRANCHES[cfg.mode]
-    model = Detector(base.nc, cfg.width, branches, cfg.imgsz).to(device)
-    model.head.detach_o2o = cfg.o2o_detach
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    criterion = DetectionLoss(base.nc, branches, o2m_topk=cfg.o2m_topk, o2o_topk=cfg.o2o_topk,
-                              o2o_topk2=cfg.o2o_topk2, alpha=cfg.alpha, beta=cfg.beta, r=cfg.r,
-                              o2o_alpha=cfg.o2o_alpha, o2o_beta=cfg.o2o_beta, weighting=cfg.weighting,
-                              epochs=cfg.epochs, o2o_gain=cfg.o2o_gain)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.o2o_lr), lr=cfg.lr, betas=(0.9, 0.999))
-    total_iters = cfg.epochs * len(loader)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_iters))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
-    ema = ModelEMA(model, tau=cfg.ema_tau) if cfg.ema else None
+    run = TrainStep.build(cfg, base.nc, device, cfg.epochs * len(loader))
+    model, criterion, opt, sched, scaler, ema = run.model, run.criterion, run.opt, run.sched, run.scaler, run.ema
     start_epoch, best = 0, -1.0
     if cfg.resume:
         ckpt = load_checkpoint(last, map_location=device, option="--resume")
@@ -219,46 +173,33 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
         if main:
             reconcile_csv(csv_path, ckpt["metrics"])
             print(f"resuming from {last} at epoch {start_epoch + 1}")
-    ddp = model
     if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        run.ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                            else None)
+        # DDP averages gradients over processes; the loss is scaled back by the world size so the
+        # step matches one process seeing the whole batch (ultralytics does the same)
+        run.scale = world
     gt = coco_ground_truth(val_base) if main else None
     t0, metrics = time.time(), {}
     if main:
         print(f"training {cfg.mode} ({', '.join(branches)}) on {cfg.data}: {len(train_set)} images, "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {device}, "
-              f"{world} process(es), amp {'on' if amp else 'off'} -> {out_dir}")
+              f"{world} process(es), amp {'on' if run.amp else 'off'} -> {out_dir}")
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         order_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
         criterion.set_epoch(epoch)
-        ddp.train()
+        run.ddp.train()
         meter, pace = EpochMeter(), Throughput(loader)
         # no bar unless a terminal shows it (disable=None): logs of ablation runs get the epoch lines only
         bar = tqdm(pace, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if main else True, leave=False,
                    mininterval=2)
         for step, batch in enumerate(bar):
-            imgs = as_float(batch["images"], device).contiguous(memory_format=fmt)
-            gl, gb, gm = (batch[k].to(device) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                out, feats = ddp(imgs)
-                anchors, strides = model.head.anchors(feats)
-                loss, items, stats = criterion(out, anchors, strides, gl, gb, gm)
-            # DDP averages gradients over processes; scale back so the step matches one process
-            # seeing the whole batch (ultralytics does the same)
-            scaler.scale(loss * world).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
-            if ema is not None:
-                ema.update(model)
+            loss, items, stats = run(batch)
             meter.add(items, stats)
             if main and step % 25 == 0:  # reading the loss is a host sync on a GPU: not every step
                 p = pace.result()
-                bar.set_postfix(loss=f"{float(loss.detach()) / imgs.shape[0]:.3f}", img_s=f"{p['img_s']:.0f}",
+                bar.set_postfix(loss=f"{float(loss.detach()) / len(batch['images']):.3f}", img_s=f"{p['img_s']:.0f}",
                                 data_wait=f"{p['data_wait']:.0%}", refresh=False)
         check_errors()  # CUDA reports bad targets at the next assign call; the epoch's last batch too
         metrics = {"epoch": epoch + 1, "time_s": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"]}

@@ -1,0 +1,68 @@
+"""The trainer's step (dualhead.train.step): its speed-ups change no result on CPU."""
+
+import copy
+import resource
+import sys
+
+import pytest
+import torch
+
+from dualhead.data import Augment, DetectionSet, ShapesDataset, collate
+from dualhead.train import TrainConfig
+from dualhead.train.step import TrainStep, param_groups
+
+
+def _batches(n, imgsz=64, batch=4):
+    ds = DetectionSet(ShapesDataset("train", n * batch, imgsz, max_objects=4), Augment(), seed=0)
+    return [collate([ds[(0, k * batch + i)] for i in range(batch)]) for k in range(n)]
+
+
+def test_cpu_step_is_bitwise_the_per_tensor_defaults():
+    """make_optimizer's foreach AdamW and the foreach gradient clip against torch's defaults on CPU
+    (per-tensor loops), over steps with the clip active: every weight, EMA entry and moment
+    equal. If a torch release made them differ, `dualhead train` would silently change results."""
+    cfg = TrainConfig(imgsz=64, width=0.0625, grad_clip=0.5, ema_tau=3.0)
+    torch.manual_seed(0)
+    fast = TrainStep.build(cfg, 5, torch.device("cpu"), total_iters=10)
+    slow = copy.deepcopy(fast)
+    slow.opt = torch.optim.AdamW(param_groups(slow.model, cfg.weight_decay, cfg.lr), lr=cfg.lr, betas=(0.9, 0.999))
+    slow.sched = torch.optim.lr_scheduler.LambdaLR(slow.opt, fast.sched.lr_lambdas[0])
+    slow.ema.module = copy.deepcopy(fast.ema.module)
+    assert fast.opt.defaults["foreach"] and not slow.opt.defaults["foreach"]
+
+    def clip_per_tensor(params, max_norm, foreach=None):
+        return real_clip(params, max_norm, foreach=False)
+
+    real_clip = torch.nn.utils.clip_grad_norm_
+    for b in _batches(3):
+        fast(b)
+        torch.nn.utils.clip_grad_norm_ = clip_per_tensor
+        try:
+            slow(b)
+        finally:
+            torch.nn.utils.clip_grad_norm_ = real_clip
+    for (k, a), (_, b) in zip(fast.model.state_dict().items(), slow.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    for (k, a), (_, b) in zip(fast.ema.module.state_dict().items(), slow.ema.module.state_dict().items()):
+        assert torch.equal(a, b), k
+    for sa, sb in zip(fast.opt.state.values(), slow.opt.state.values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_memory_is_kept_mapped():
+    """After retain_freed_memory a freed multi-megabyte tensor's pages are reused: allocating and
+    filling it again costs (almost) no page faults; glibc's defaults fault every page again."""
+    from dualhead.train.heap import retain_freed_memory
+
+    if not retain_freed_memory():
+        pytest.skip("not glibc")
+
+    def faults_of_alloc():
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        x = torch.ones(4 << 20)  # 16 MB, written
+        del x
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+    faults_of_alloc()
+    assert faults_of_alloc() < 400  # 4096 pages of 4 KB if they were unmapped
