@@ -11,8 +11,10 @@
 #   bench      W1, W2, W4 (dualhead, ultralytics), then W3 at B = 128; per-kernel GPU times of W1;
 #              ultralytics is the baseline when importable (.whl/ holds its wheel and pycocotools'
 #              where the machine has no network: bash benchmarks/gpu_wheels.sh fetches them)
-#   train      the default `dualhead train` on the GPU (data wait and images/s in its log), and
-#              `dualhead bench --train-loop` (data pipeline alone, step alone, whole loop; issue #15)
+#   train      the default `dualhead train` on the GPU (its default data workers: up to 8; data wait
+#              and images/s per epoch in its log and results.csv), and `dualhead bench --train-loop`
+#              (data pipeline alone, step alone, whole loop; issue #15)
+#   train-compile  the same run with --compile (torch.compile of the model)
 #   ablate     `dualhead ablate --seeds 3` with the ultralytics anchors, 4 runs at a time on the GPU
 #              (issue #16); run folders under $RUNS (default /tmp/dualhead_gpu_runs, not $OUT: only
 #              8 files come back), their logs and results.csv packed into $OUT/ablate_runs.tar.gz
@@ -84,10 +86,14 @@ for s in "${steps[@]}"; do
         --json "$OUT/bench_cuda_w3_b128.json" ;;
     train)
       ensure_built
-      step train timeout 560 $PY -m dualhead.cli train --device cuda --workers 8 --out "$RUNS/train"
+      step train timeout 560 $PY -m dualhead.cli train --device cuda --out "$RUNS/train"
       cp "$RUNS/train/results.csv" "$OUT/train_results.csv" 2>/dev/null
       step train_loop timeout 300 $PY -m dualhead.cli bench --train-loop --device cuda --workers 8 \
         --json "$OUT/train_loop_cuda.json" ;;
+    train-compile)
+      ensure_built
+      step train_compile timeout 560 $PY -m dualhead.cli train --device cuda --compile --out "$RUNS/train_compile"
+      cp "$RUNS/train_compile/results.csv" "$OUT/train_compile_results.csv" 2>/dev/null ;;
     ablate)
       ensure_built
       step ablate timeout ${ABLATE_TIMEOUT:-560} $PY -m dualhead.cli ablate --device cuda --workers 4 --seeds 3 \
@@ -95,7 +101,7 @@ for s in "${steps[@]}"; do
       cp "$RUNS/ablate/ablation.md" "$RUNS/ablate/ablation.json" "$OUT/" 2>/dev/null
       tar -czf "$OUT/ablate_runs.tar.gz" -C "$RUNS/ablate" --exclude='*.pt' --exclude=data_yolo \
         --exclude=weights . 2>/dev/null ;;
-    *) echo "unknown step $s (build tests sanitize bench train ablate)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
+    *) echo "unknown step $s (build tests sanitize bench train train-compile ablate)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
   esac
 done
 $PY benchmarks/gpu_summary.py "$OUT" >> "$SUMMARY" 2>&1

@@ -75,9 +75,10 @@ def collate(samples):
     return dict(images=torch.stack(imgs), gt_bboxes=gb, gt_labels=gl, mask_gt=mask, index=torch.tensor(idx))
 
 
-def as_float(images: torch.Tensor, device=None) -> torch.Tensor:
-    """A batch of uint8 (B, 3, H, W) images as float in [0, 1] on device (copied as uint8)."""
-    return images.to(device, non_blocking=True).float().div_(255)
+def as_float(images: torch.Tensor, device=None, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """A batch of uint8 (B, 3, H, W) images as float in [0, 1] on device (copied as uint8), laid
+    out in memory_format (the permute done on the uint8 bytes, a quarter of the float ones)."""
+    return images.to(device, non_blocking=True).contiguous(memory_format=memory_format).float().div_(255)
 
 
 def build_dataset(data: str, split: str, imgsz: int, length: int | None = None):

@@ -4,6 +4,7 @@ metadata holds its --help text and allowed values; validate() says what is allow
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 
 MODE_BRANCHES = {"dual": ("o2m", "o2o"), "o2m": ("o2m",), "o2o": ("o2o",)}  # mode -> the model's head branches
@@ -52,12 +53,17 @@ class TrainConfig:
     ema: bool = opt(True, "keep an exponential moving average of the weights (evaluated and saved)")
     ema_tau: float = opt(300.0, "EMA ramp in steps (> 0)")
     amp: str = opt("auto", "mixed precision: 'auto' (on for CUDA), 'on', 'off'", ("auto", "on", "off"))
-    channels_last: bool = opt(False, "NHWC memory format for the convolutions (2 CPU cores: the default run 1.16x "
-                                     "faster; changes the float rounding, so not bitwise the default's results)")
+    channels_last: bool = opt(True, "NHWC memory format for the convolutions (oneDNN's native layout: the default run "
+                                    "1.2x faster on 2 CPU cores than NCHW; --no-channels-last rounds differently, same "
+                                    "mAP over seeds: benchmarks/RESULTS.md)")
+    compile: bool = opt(False, "torch.compile the model's training forward (and so its backward): fewer, fused "
+                               "kernels; the first steps compile (minutes on a small CPU), results not bitwise the "
+                               "eager ones")
     grad_clip: float = opt(10.0, "gradient norm clip (> 0)")
     # run
     device: str = opt("auto", "'auto' (a GPU if visible), 'cpu', 'cuda' or 'cuda:N'")
-    workers: int = opt(1, "data loader worker processes (>= 0)")
+    workers: int | None = opt(None, "data loader worker processes (>= 0; unset: 1 on CPU, where the model needs the "
+                                    "cores, up to 8 on a GPU, whose first epoch renders every image)")
     seed: int = opt(0, "random seed: a run is reproducible for a fixed seed and device")
     out: str = opt("runs/train", "run folder: results.csv, results.png, last.pt, best.pt")
     resume: bool = opt(False, "continue the run in --out from its last.pt")
@@ -100,6 +106,7 @@ class TrainConfig:
                  "a number >= 0")
         need(is_num(self.o2o_gain) and self.o2o_gain > 0, "o2o_gain", "a number > 0")
         need(isinstance(self.o2o_detach, bool), "o2o_detach", "True or False")
+        need(isinstance(self.compile, bool), "compile", "True or False")
         need(is_num(self.o2o_lr) and self.o2o_lr > 0, "o2o_lr", "a number > 0")
         need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1")
         need(is_int(self.batch) and self.batch >= 1, "batch", "an int >= 1")
@@ -109,12 +116,21 @@ class TrainConfig:
         need(is_num(self.min_lr) and 0 <= self.min_lr <= 1, "min_lr", "a number in [0, 1]")
         need(is_num(self.ema_tau) and self.ema_tau > 0, "ema_tau", "a number > 0")
         need(is_num(self.grad_clip) and self.grad_clip > 0, "grad_clip", "a number > 0")
-        need(is_int(self.workers) and self.workers >= 0, "workers", "an int >= 0")
+        need(self.workers is None or (is_int(self.workers) and self.workers >= 0), "workers", "an int >= 0")
         need(is_int(self.seed), "seed", "an int")
         need(is_int(self.eval_max_det) and self.eval_max_det >= 1, "eval_max_det", "an int >= 1")
         need(is_num(self.time_limit) and self.time_limit >= 0, "time_limit", "a number of minutes >= 0")
         need(isinstance(self.out, str) and self.out.strip() != "", "out", "a folder path")
         return self
+
+    def loader_workers(self, device, world: int = 1) -> int:
+        """--workers, or its default for the device: 1 on CPU; on a GPU the cores left to each of
+        the world's processes, at most 8 (a worker renders ~200 images/s in the first epoch)."""
+        if self.workers is not None:
+            return self.workers
+        if device.type != "cuda":
+            return 1
+        return max(1, min(8, (os.cpu_count() or 2) // world - 1))
 
     @classmethod
     def field_names(cls):

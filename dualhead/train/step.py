@@ -100,10 +100,18 @@ class TrainStep:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_iters))
         scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
         ema = ModelEMA(model, tau=cfg.ema_tau) if cfg.ema else None
-        return cls(model, criterion, opt, sched, scaler, ema, device, cfg.grad_clip, amp, amp_dtype, fmt)
+        step = cls(model, criterion, opt, sched, scaler, ema, device, cfg.grad_clip, amp, amp_dtype, fmt)
+        if cfg.compile:
+            step.compile()
+        return step
+
+    def compile(self):
+        """torch.compile the forward module (the DDP wrapper too, when there is one: compile after
+        wrapping). The model itself stays eager: evaluation, EMA and checkpoints use it."""
+        self.ddp = torch.compile(self.ddp)
 
     def __call__(self, batch):
-        imgs = as_float(batch["images"], self.device).contiguous(memory_format=self.memory_format)
+        imgs = as_float(batch["images"], self.device, self.memory_format)
         gl, gb, gm = (batch[k].to(self.device, non_blocking=True) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             out, feats = self.ddp(imgs)

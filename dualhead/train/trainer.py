@@ -139,9 +139,10 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     order_gen = torch.Generator()
     sampler = EpochIndices(torch.utils.data.DistributedSampler(train_set, seed=cfg.seed) if world > 1
                            else torch.utils.data.RandomSampler(train_set, generator=order_gen))
+    workers = cfg.loader_workers(device, world)
     loader = torch.utils.data.DataLoader(train_set, cfg.batch // world, sampler=sampler,
                                          generator=torch.Generator().manual_seed(cfg.seed), collate_fn=collate,
-                                         num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0,
+                                         num_workers=workers, drop_last=True, persistent_workers=workers > 0,
                                          pin_memory=device.type == "cuda")
     if len(loader) == 0:
         raise ValueError(f"batch {cfg.batch} is larger than the training set ({len(train_set)} images)")
@@ -179,12 +180,15 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
         # DDP averages gradients over processes; the loss is scaled back by the world size so the
         # step matches one process seeing the whole batch (ultralytics does the same)
         run.scale = world
+        if cfg.compile:
+            run.compile()
     gt = coco_ground_truth(val_base) if main else None
     t0, metrics = time.time(), {}
     if main:
         print(f"training {cfg.mode} ({', '.join(branches)}) on {cfg.data}: {len(train_set)} images, "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {device}, "
-              f"{world} process(es), amp {'on' if run.amp else 'off'} -> {out_dir}")
+              f"{world} process(es), {workers} data worker(s), amp {'on' if run.amp else 'off'}"
+              f"{', compiled' if cfg.compile else ''} -> {out_dir}")
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         order_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
