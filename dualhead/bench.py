@@ -49,7 +49,9 @@ def add_arguments(p):
                    help="instead: a whole ultralytics YOLOv10n training step with and without dualhead's assigner")
     p.add_argument("--train-loop", action="store_true",
                    help="instead: images/s of `dualhead train`'s data pipeline alone, its step alone and the whole loop")
-    p.add_argument("--workers", type=int, default=1, help="data workers for --train-loop (dualhead train's default)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="data workers for --train-loop (default: dualhead train's, 1 on CPU, up to 8 on a GPU)")
+    p.add_argument("--loop-images", type=int, default=512, help="training images --train-loop renders and loads")
     p.add_argument("--json", default="bench_results.json")
     p.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
 

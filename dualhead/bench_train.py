@@ -1,7 +1,8 @@
 """`dualhead bench --train-loop`: where `dualhead train`'s time goes, in one run -- images/s of the
 data pipeline alone (one process, then the run's workers; first pass renders, later passes hit
-the render cache), of the training step alone (a batch kept in memory: model, both heads'
-assignment and loss, backward, AdamW, EMA), and of the whole loop with its data-wait share.
+the render cache), of the training step alone (a batch kept in memory: the trainer's own
+TrainStep on `dualhead train`'s defaults), of the whole loop with its data-wait share, and the
+seconds of one epoch-end evaluation (200 validation images, both heads, three COCOevals).
 On the device given (`--device cuda` where there is a GPU)."""
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import time
 import torch
 
 
-def _loader(train_set, batch, workers, seed=0):
+def _loader(train_set, batch, workers, seed=0, pin=False):
     from dualhead.data import EpochIndices, collate
 
     sampler = EpochIndices(torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(seed)))
     return sampler, torch.utils.data.DataLoader(train_set, batch, sampler=sampler, collate_fn=collate,
-                                                num_workers=workers, drop_last=True, persistent_workers=workers > 0)
+                                                num_workers=workers, drop_last=True, persistent_workers=workers > 0,
+                                                pin_memory=pin)
 
 
 def _images_per_s(loader, sampler, epoch, limit):
@@ -31,15 +33,18 @@ def _images_per_s(loader, sampler, epoch, limit):
 
 
 def run(args) -> int:
-    from dualhead.data import Augment, DetectionSet, build_dataset
+    from dualhead.data import Augment, DetectionSet, build_dataset, collate
     from dualhead.device import resolve_device
+    from dualhead.evaluate import coco_ground_truth, evaluate
+    from dualhead.train.config import TrainConfig
     from dualhead.train.heap import retain_freed_memory
+    from dualhead.train.step import TrainStep
 
     retain_freed_memory()  # as dualhead train
-
     device = resolve_device(args.device)
-    imgsz, batch, workers, n_img = 256, 16, args.workers, 512
-    base = build_dataset("shapes", "train", imgsz, n_img)
+    cfg = TrainConfig(device=args.device, workers=args.workers)
+    imgsz, batch, n_img, workers = cfg.imgsz, cfg.batch, args.loop_images, cfg.loader_workers(device)
+    base = build_dataset(cfg.data, "train", imgsz, n_img)
     train_set = DetectionSet(base, Augment(), seed=0)
     rows = {}
     # the data pipeline alone: one process (the per-worker rate), then the run's workers
@@ -48,21 +53,16 @@ def run(args) -> int:
         first = _images_per_s(loader, sampler, 0, n_img // batch)  # renders every image
         later = _images_per_s(loader, sampler, 1, n_img // batch)  # render cache
         rows[f"data, {w} worker(s)"] = dict(first_epoch=first, later_epochs=later)
-    # the step alone, a batch kept in memory: the trainer's own step (dualhead.train.step) on
-    # `dualhead train`'s defaults
-    from dualhead.data import collate
-    from dualhead.train.config import TrainConfig
-    from dualhead.train.step import TrainStep
-
+    # the step alone, a batch kept in memory
     torch.manual_seed(0)
     b = collate([train_set[(0, i)] for i in range(batch)])
-    step = TrainStep.build(TrainConfig(imgsz=imgsz, batch=batch, device=args.device), base.nc, device, 10_000)
+    step = TrainStep.build(cfg, base.nc, device, 10_000)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(2):
+    for _ in range(3):
         step(b)
     sync()
     n, t = 8, time.perf_counter()
@@ -71,7 +71,7 @@ def run(args) -> int:
     sync()
     rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
     # the whole loop: loader + step, and the time blocked waiting for data
-    sampler, loader = _loader(train_set, batch, workers)
+    sampler, loader = _loader(train_set, batch, workers, pin=device.type == "cuda")
     sampler.set_epoch(0)
     wait, t, n = 0.0, time.perf_counter(), 0
     it = iter(loader)
@@ -84,10 +84,25 @@ def run(args) -> int:
     sync()
     dt = time.perf_counter() - t
     rows["loop (loader + step)"] = dict(img_s=n / dt, data_wait=wait / dt)
+    # the epoch's end: evaluation of the EMA model on the validation set (rendered beforehand)
+    val = build_dataset(cfg.data, "val", imgsz, cfg.val_len)
+    gt = coco_ground_truth(val)
+    val_loader = torch.utils.data.DataLoader(DetectionSet(val), 32, collate_fn=collate, num_workers=0)
+    t = time.perf_counter()
+    evaluate(step.ema.module, val_loader, gt, device, max_det=cfg.eval_max_det)
+    rows["evaluation (per epoch)"] = dict(seconds=time.perf_counter() - t, images=len(val))
     print(f"dualhead train pipeline, {device}, imgsz {imgsz}, batch {batch}, workers {workers}, "
           f"torch threads {torch.get_num_threads()}")
     for k, v in rows.items():
-        print(f"  {k:<26}" + "  ".join(f"{n} {x:.3f}" if n == "data_wait" else f"{n} {x:.0f} img/s" for n, x in v.items()))
+        print(f"  {k:<26}" + "  ".join(_fmt(name, x) for name, x in v.items()))
     with open(args.json, "w") as f:
         json.dump(dict(device=str(device), workers=workers, rows=rows), f, indent=1)
     return 0
+
+
+def _fmt(name, x) -> str:
+    if name == "data_wait":
+        return f"{name} {x:.3f}"
+    if name in ("seconds", "images"):
+        return f"{x:.2f} s" if name == "seconds" else f"({x} images)"
+    return f"{name} {x:.0f} img/s"

@@ -1,6 +1,7 @@
 """Training end to end: learning happens, resume continues, DDP on two gloo processes, predict."""
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -137,15 +138,39 @@ def test_amp_on_cpu_bf16(tmp_path):
     assert m2["epoch"] == 2
 
 
-def test_channels_last_option(tmp_path):
-    """--channels-last trains NHWC (the convolution weights in that layout) and saves a checkpoint
-    that loads into an ordinary Detector for predict."""
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_memory_format_option(tmp_path, channels_last):
+    """The default trains NHWC (the convolution weights in that layout), --no-channels-last NCHW;
+    either checkpoint loads into an ordinary Detector for predict."""
     from dualhead.train.checkpoint import load_model
 
-    m = train(TrainConfig(**EASY, train_len=32, epochs=1, channels_last=True, out=str(tmp_path)))
+    assert TrainConfig().channels_last  # the default
+    m = train(TrainConfig(**EASY, train_len=32, epochs=1, channels_last=channels_last, out=str(tmp_path)))
     assert m["epoch"] == 1 and m["img_s"] > 0 and 0 <= m["data_wait"] <= 1
     w = load_checkpoint(tmp_path / "last.pt")["model"]
-    assert any(t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-               for t in w.values())
+    nhwc = [t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+            for t in w.values() if t.dim() == 4 and t.shape[1] > 1]
+    assert (any(nhwc) if channels_last else not any(nhwc))
     model, _ = load_model(tmp_path / "last.pt")
     assert model(torch.rand(1, 3, 128, 128))["o2o"][0].shape[0] == 1
+
+
+def test_default_data_workers():
+    """--workers unset: 1 on CPU (the model needs the cores), several on a GPU machine (the first
+    epoch renders every image); a given value is kept."""
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert TrainConfig().loader_workers(cpu) == 1
+    assert TrainConfig(workers=0).loader_workers(gpu) == 0
+    n = TrainConfig().loader_workers(gpu)
+    assert 1 <= n <= 8 and n == max(1, min(8, (os.cpu_count() or 2) - 1))
+    assert TrainConfig().loader_workers(gpu, world=64) == 1
+
+
+def test_compile_option(tmp_path):
+    """--compile: the model's training forward through torch.compile (a tiny model: the compile
+    itself takes most of this test); it trains, the eager model is what is saved and evaluated."""
+    cfg = TrainConfig(data="shapes-easy", imgsz=64, width=0.0625, train_len=16, val_len=8, batch=8, workers=0,
+                      epochs=1, eval_max_det=20, compile=True, out=str(tmp_path))
+    m = train(cfg)
+    assert m["epoch"] == 1 and all(math.isfinite(m[k]) for k in m if k.startswith(("o2m_", "o2o_")))
+    assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "last.pt")["model"])
