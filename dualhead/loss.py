@@ -38,6 +38,12 @@ def dfl_loss(dist: torch.Tensor, target: torch.Tensor, reg_max: int) -> torch.Te
     return -(lo * wl + hi * (1 - wl)).mean(-1)
 
 
+def gather_positives(x: torch.Tensor) -> bool:
+    """Whether head_loss may gather the positives: on CPU in eager mode. On CUDA the positives'
+    count would be a host sync, and torch.compile(fullgraph=True) needs static shapes."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def head_loss(dist: torch.Tensor, logits: torch.Tensor, pred_boxes: torch.Tensor, anchors: torch.Tensor,
               strides: torch.Tensor, a: Assignment, reg_max: int = 16, gains: LossGains = LossGains()):
     """One head's loss vector (box, cls, dfl), gains applied, not multiplied by the batch size.
@@ -60,7 +66,16 @@ def head_loss(dist: torch.Tensor, logits: torch.Tensor, pred_boxes: torch.Tensor
     iou = iou_aligned(pred_boxes.float(), target, "ciou")
     box = torch.where(fg, (1.0 - iou) * t, 0.0).sum() / tss
     ltrb = torch.cat((anchors - target[..., :2], target[..., 2:] - anchors), -1)
-    dfl = torch.where(fg, dfl_loss(dist.view(B, N, 4, reg_max), ltrb, reg_max) * t, 0.0).sum() / tss
+    bins = dist.view(B, N, 4, reg_max)
+    if gather_positives(dist):
+        # Eager CPU: the DFL of the positives only (~5 % of the anchors), not a log-softmax
+        # over every anchor's bins and its backward (~5 % of a training step). Its terms are
+        # row-wise basic arithmetic, so each positive's value and every gradient are bitwise the
+        # masked form's (tests/test_loss.py); only the order of the forward sum differs.
+        pos = fg.nonzero(as_tuple=True)
+        dfl = (dfl_loss(bins[pos], ltrb[pos], reg_max) * t[pos]).sum() / tss
+    else:
+        dfl = torch.where(fg, dfl_loss(bins, ltrb, reg_max) * t, 0.0).sum() / tss
     return torch.stack((box * gains.box, cls * gains.cls, dfl * gains.dfl))
 
 

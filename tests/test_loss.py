@@ -127,3 +127,27 @@ def test_o2o_gain_scales_the_o2o_term_only():
     o2o = sum(items[f"o2o_{k}"] for k in ("box", "cls", "dfl")) * B
     torch.testing.assert_close(gained.detach(), base.detach() + 2.0 * o2o, rtol=1e-5, atol=1e-5)
     assert all(torch.equal(items[k], items2[k]) for k in items)  # logged items stay unweighted
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gathered_dfl_is_bitwise_the_masked_form(seed, monkeypatch):
+    """On CPU head_loss gathers the positives for the DFL term; the masked form (CUDA, compile)
+    must give bitwise the same gradients, and the same loss up to the order of its sum."""
+    import dualhead.loss as L
+
+    real = L.gather_positives
+    assert real(torch.zeros(1)) and not real(torch.zeros(1, device="meta"))
+    model, leaf, feats, gt, _ = _case(seed, B=4)
+    anchors, strides = model.head.anchors(feats)
+    crit = DetectionLoss(model.config["nc"])
+
+    def run(gather):
+        monkeypatch.setattr(L, "gather_positives", lambda x: gather)
+        out = {k: (d.detach().requires_grad_(), lg.detach().requires_grad_()) for k, (d, lg) in leaf.items()}
+        loss, items, _ = crit(out, anchors, strides, *gt)
+        loss.backward()
+        return loss.detach(), [t.grad for pair in out.values() for t in pair]
+
+    (l1, g1), (l0, g0) = run(True), run(False)
+    assert torch.allclose(l1, l0, rtol=1e-6, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g0))

@@ -140,11 +140,11 @@ def test_amp_on_cpu_bf16(tmp_path):
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_memory_format_option(tmp_path, channels_last):
-    """The default trains NHWC (the convolution weights in that layout), --no-channels-last NCHW;
+    """--channels-last trains NHWC (the convolution weights in that layout), the default NCHW;
     either checkpoint loads into an ordinary Detector for predict."""
     from dualhead.train.checkpoint import load_model
 
-    assert TrainConfig().channels_last  # the default
+    assert not TrainConfig().channels_last  # the default
     m = train(TrainConfig(**EASY, train_len=32, epochs=1, channels_last=channels_last, out=str(tmp_path)))
     assert m["epoch"] == 1 and m["img_s"] > 0 and 0 <= m["data_wait"] <= 1
     w = load_checkpoint(tmp_path / "last.pt")["model"]
