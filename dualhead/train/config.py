@@ -53,9 +53,9 @@ class TrainConfig:
     ema: bool = opt(True, "keep an exponential moving average of the weights (evaluated and saved)")
     ema_tau: float = opt(300.0, "EMA ramp in steps (> 0)")
     amp: str = opt("auto", "mixed precision: 'auto' (on for CUDA), 'on', 'off'", ("auto", "on", "off"))
-    channels_last: bool = opt(False, "NHWC memory format for the convolutions (2 CPU cores: the step ~1.15x faster, "
-                                     "but PyTorch's channels-last batch norm sums in float32, and over 5 seeds its mAP "
-                                     "came out 0.016 lower, not significant: benchmarks/RESULTS.md)")
+    channels_last: bool = opt(False, "NHWC memory format for the convolutions (2 CPU cores: ~1.2x faster, but PyTorch's "
+                                     "CPU channels-last batch norm sums in float32 and over 10 seeds the mAP came out "
+                                     "0.015 lower, the o2m head's 0.021: benchmarks/RESULTS.md)")
     compile: bool = opt(False, "torch.compile the model's training forward (and so its backward): fewer, fused "
                                "kernels; the first steps compile (minutes on a small CPU), results not bitwise the "
                                "eager ones")
