@@ -44,16 +44,22 @@ def run(args) -> int:
     device = resolve_device(args.device)
     cfg = TrainConfig(device=args.device, workers=args.workers)
     imgsz, batch, n_img, workers = cfg.imgsz, cfg.batch, args.loop_images, cfg.loader_workers(device)
-    base = build_dataset(cfg.data, "train", imgsz, n_img)
-    train_set = DetectionSet(base, Augment(), seed=0)
+
+    def fresh_set():
+        # an empty render cache: a forked worker inherits its parent's, so each data row starts
+        # from a dataset nothing has rendered yet, or its "first epoch" would not render
+        return DetectionSet(build_dataset(cfg.data, "train", imgsz, n_img), Augment(), seed=0)
+
     rows = {}
     # the data pipeline alone: one process (the per-worker rate), then the run's workers
     for w in sorted({0, workers}):
-        sampler, loader = _loader(train_set, batch, w)
+        sampler, loader = _loader(fresh_set(), batch, w)
         first = _images_per_s(loader, sampler, 0, n_img // batch)  # renders every image
         later = _images_per_s(loader, sampler, 1, n_img // batch)  # render cache
         rows[f"data, {w} worker(s)"] = dict(first_epoch=first, later_epochs=later)
     # the step alone, a batch kept in memory
+    train_set = fresh_set()
+    base = train_set.base
     torch.manual_seed(0)
     b = collate([train_set[(0, i)] for i in range(batch)])
     step = TrainStep.build(cfg, base.nc, device, 10_000)
@@ -70,7 +76,8 @@ def run(args) -> int:
         step(b)
     sync()
     rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
-    # the whole loop: loader + step, and the time blocked waiting for data
+    # the whole loop: loader + step, and the time blocked waiting for data (a first epoch: the
+    # worker renders, as in a run's first epoch)
     sampler, loader = _loader(train_set, batch, workers, pin=device.type == "cuda")
     sampler.set_epoch(0)
     wait, t, n = 0.0, time.perf_counter(), 0
