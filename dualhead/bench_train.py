@@ -59,10 +59,9 @@ def run(args) -> int:
         rows[f"data, {w} worker(s)"] = dict(first_epoch=first, later_epochs=later)
     # the step alone, a batch kept in memory
     train_set = fresh_set()
-    base = train_set.base
     torch.manual_seed(0)
     b = collate([train_set[(0, i)] for i in range(batch)])
-    step = TrainStep.build(cfg, base.nc, device, 10_000)
+    step = TrainStep.build(cfg, train_set.nc, device, 10_000)
 
     def sync():
         if device.type == "cuda":
@@ -76,8 +75,8 @@ def run(args) -> int:
         step(b)
     sync()
     rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
-    # the whole loop: loader + step, and the time blocked waiting for data (a first epoch: the
-    # worker renders, as in a run's first epoch)
+    # the whole loop: loader + step, and the time blocked waiting for data; a first epoch, as in a
+    # run's: the worker renders all but the step's one batch (rendered above, before the fork)
     sampler, loader = _loader(train_set, batch, workers, pin=device.type == "cuda")
     sampler.set_epoch(0)
     wait, t, n = 0.0, time.perf_counter(), 0
