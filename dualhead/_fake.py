@@ -48,6 +48,10 @@ def register() -> None:
     def _to_dense_out(labels, scores, out):
         return None
 
+    @torch.library.register_fake("dualhead::batch_norm_train")
+    def _batch_norm_train(input, weight, bias, running_mean, running_var, out, save_mean, save_invstd, momentum, eps):
+        return None
+
     @torch.library.register_fake("dualhead::anchor_grid")
     def _anchor_grid(anc_points):
         L = torch.library.get_ctx().new_dynamic_size()

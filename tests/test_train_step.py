@@ -49,6 +49,31 @@ def test_cpu_step_is_bitwise_the_per_tensor_defaults():
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
 
 
+def test_cpu_step_with_the_batch_norm_kernel_is_bitwise_aten(monkeypatch):
+    """The detector's batch norm layers on the kernel (dualhead.nn.batchnorm) against aten's
+    batch norm, over training steps: every weight, buffer, EMA entry and moment equal."""
+    from dualhead.nn import batchnorm
+
+    if not batchnorm.kernel_matches_aten():
+        pytest.skip("the kernel is not used on this CPU / torch")
+    cfg = TrainConfig(imgsz=64, width=0.0625, ema_tau=3.0)
+    torch.manual_seed(0)
+    fast = TrainStep.build(cfg, 5, torch.device("cpu"), total_iters=10)
+    slow = copy.deepcopy(fast)
+    batches = _batches(3)
+    for b in batches:
+        fast(b)
+    monkeypatch.setattr(batchnorm, "kernel_matches_aten", lambda: False)
+    for b in batches:
+        slow(b)
+    for (k, a), (_, b) in zip(fast.model.state_dict().items(), slow.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    for (k, a), (_, b) in zip(fast.ema.module.state_dict().items(), slow.ema.module.state_dict().items()):
+        assert torch.equal(a, b), k
+    for sa, sb in zip(fast.opt.state.values(), slow.opt.state.values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_kept_mapped():
     """After retain_freed_memory a freed multi-megabyte tensor's pages are reused: allocating and
@@ -64,5 +89,8 @@ def test_freed_memory_is_kept_mapped():
         del x
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
 
-    faults_of_alloc()
-    assert faults_of_alloc() < 400  # 4096 pages of 4 KB if they were unmapped
+    # the first few allocations may land on fresh pages (glibc settles where the freed block goes
+    # within a few rounds: seen 4096 faults up to the fourth); from then on none
+    for _ in range(8):
+        faults_of_alloc()
+    assert max(faults_of_alloc() for _ in range(4)) < 400  # 4096 pages of 4 KB if they were unmapped

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dualhead.nn.batchnorm import BatchNorm2d
+
 
 class Conv(nn.Module):
     """Conv2d (no bias) -> BatchNorm -> SiLU, 'same' padding for odd kernels."""
@@ -12,7 +14,7 @@ class Conv(nn.Module):
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, g: int = 1, act: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2, groups=g, bias=False)
-        self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)  # ultralytics' BN settings
+        self.bn = BatchNorm2d(c2, eps=1e-3, momentum=0.03)  # ultralytics' BN settings (dualhead.nn.batchnorm)
         self.act = nn.SiLU() if act else nn.Identity()
 
     def forward(self, x):
