@@ -53,9 +53,11 @@ class TrainConfig:
     ema: bool = opt(True, "keep an exponential moving average of the weights (evaluated and saved)")
     ema_tau: float = opt(300.0, "EMA ramp in steps (> 0)")
     amp: str = opt("auto", "mixed precision: 'auto' (on for CUDA), 'on', 'off'", ("auto", "on", "off"))
-    channels_last: bool = opt(False, "NHWC memory format for the convolutions (2 CPU cores: ~1.2x faster, but PyTorch's "
-                                     "CPU channels-last batch norm sums in float32 and over 10 seeds the mAP came out "
-                                     "0.015 lower, the o2m head's 0.021: benchmarks/RESULTS.md)")
+    channels_last: bool = opt(False, "NHWC memory format for the convolutions (2 CPU cores: ~1.2x faster; over 10 "
+                                     "seeds the mAP came out 0.015 lower, the o2m head's 0.021, when PyTorch's CPU "
+                                     "channels-last batch norm summed its statistics in float32. The forward's "
+                                     "statistics are now the NCHW ones (dualhead.nn.batchnorm), the backward's still "
+                                     "float32 sums; not re-measured over seeds: benchmarks/RESULTS.md)")
     compile: bool = opt(False, "torch.compile the model's training forward (and so its backward): fewer, fused "
                                "kernels; the first steps compile (minutes on a small CPU), results not bitwise the "
                                "eager ones")
