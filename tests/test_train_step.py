@@ -17,6 +17,16 @@ def _batches(n, imgsz=64, batch=4):
     return [collate([ds[(0, k * batch + i)] for i in range(batch)]) for k in range(n)]
 
 
+def _assert_same_state(fast, slow):
+    """Every weight and buffer, EMA entry and AdamW moment of two TrainSteps equal."""
+    for (k, a), (_, b) in zip(fast.model.state_dict().items(), slow.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    for (k, a), (_, b) in zip(fast.ema.module.state_dict().items(), slow.ema.module.state_dict().items()):
+        assert torch.equal(a, b), k
+    for sa, sb in zip(fast.opt.state.values(), slow.opt.state.values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+
+
 def test_cpu_step_is_bitwise_the_per_tensor_defaults():
     """make_optimizer's foreach AdamW and the foreach gradient clip against torch's defaults on CPU
     (per-tensor loops), over steps with the clip active: every weight, EMA entry and moment
@@ -41,12 +51,7 @@ def test_cpu_step_is_bitwise_the_per_tensor_defaults():
             slow(b)
         finally:
             torch.nn.utils.clip_grad_norm_ = real_clip
-    for (k, a), (_, b) in zip(fast.model.state_dict().items(), slow.model.state_dict().items()):
-        assert torch.equal(a, b), k
-    for (k, a), (_, b) in zip(fast.ema.module.state_dict().items(), slow.ema.module.state_dict().items()):
-        assert torch.equal(a, b), k
-    for sa, sb in zip(fast.opt.state.values(), slow.opt.state.values()):
-        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    _assert_same_state(fast, slow)
 
 
 def test_cpu_step_with_the_batch_norm_kernel_is_bitwise_aten(monkeypatch):
@@ -57,21 +62,18 @@ def test_cpu_step_with_the_batch_norm_kernel_is_bitwise_aten(monkeypatch):
     if not batchnorm.kernel_matches_aten():
         pytest.skip("the kernel is not used on this CPU / torch")
     cfg = TrainConfig(imgsz=64, width=0.0625, ema_tau=3.0)
-    torch.manual_seed(0)
-    fast = TrainStep.build(cfg, 5, torch.device("cpu"), total_iters=10)
-    slow = copy.deepcopy(fast)
+    steps = []
+    for _ in range(2):  # the same initial weights (a deepcopy would leave the scheduler on the old optimizer)
+        torch.manual_seed(0)
+        steps.append(TrainStep.build(cfg, 5, torch.device("cpu"), total_iters=10))
+    fast, slow = steps
     batches = _batches(3)
     for b in batches:
         fast(b)
     monkeypatch.setattr(batchnorm, "kernel_matches_aten", lambda: False)
     for b in batches:
         slow(b)
-    for (k, a), (_, b) in zip(fast.model.state_dict().items(), slow.model.state_dict().items()):
-        assert torch.equal(a, b), k
-    for (k, a), (_, b) in zip(fast.ema.module.state_dict().items(), slow.ema.module.state_dict().items()):
-        assert torch.equal(a, b), k
-    for sa, sb in zip(fast.opt.state.values(), slow.opt.state.values()):
-        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    _assert_same_state(fast, slow)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
