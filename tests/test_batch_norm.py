@@ -14,8 +14,7 @@ aten = torch.ops.aten
 
 def _random_case(g):
     B, C, H, W = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 9), (1, 41), (1, 30), (1, 30)))
-    if B * H * W < 2:
-        B = 2
+    H = max(H, 2)  # aten sends 1x1 maps through its channels-last kernel (the layer defers to aten there)
     scale, shift = float(torch.rand(1, generator=g)) * 8, float(torch.randn(1, generator=g)) * 4
     x = torch.randn(B, C, H, W, generator=g) * scale + shift
     return x, torch.randn(C, generator=g), torch.randn(C, generator=g), torch.randn(C, generator=g), \
@@ -133,3 +132,32 @@ def test_opcheck():
     v = torch.zeros(4)
     torch.library.opcheck(torch.ops.dualhead.batch_norm_train.default,
                           (x, v + 1, v, v.clone(), v + 1, torch.empty_like(x), v.clone(), v.clone(), 0.1, 1e-3))
+
+
+def test_size_one_dims_may_have_any_stride():
+    """A tensor torch calls contiguous may carry any stride on a size-1 dim (a view of a batch of
+    one, a one-row map): the kernel takes it, with aten's results."""
+    if not batchnorm.kernel_matches_aten():
+        pytest.skip("kernel not used on this CPU / torch")
+    g = torch.Generator().manual_seed(fresh_seed())
+    base = torch.randn(3, 6, 5, 4, generator=g)
+    one_row = base[:, :, 2:3, :].transpose(0, 2)[:, :, :1].contiguous().transpose(0, 2)[:1]  # (1, 6, 1, 4)
+    batch_of_one = base[1:2].as_strided((1, 6, 5, 4), (7, 20, 4, 1))  # stride 7 on the batch dim of size 1
+    for x in (batch_of_one, one_row):
+        assert x.is_contiguous() and x.stride() != torch.empty(x.shape).stride()
+        w, b = torch.randn(6, generator=g), torch.randn(6, generator=g)
+        ref = aten.native_batch_norm(x.contiguous(), w, b, None, None, True, 0.1, 1e-3)
+        out, mean, invstd = _kernel(x, w, b, torch.zeros(6), torch.ones(6), 0.1, 1e-3)
+        assert torch.equal(out, ref[0]) and torch.equal(mean, ref[1]) and torch.equal(invstd, ref[2])
+
+
+def test_layer_defers_to_aten_where_aten_takes_its_channels_last_kernel():
+    """1x1 maps (the P5 level at --imgsz 32) and a single channel: aten uses its channels-last
+    (float32-sum) kernel there, so the layer does too, and stays bitwise nn.BatchNorm2d."""
+    torch.manual_seed(fresh_seed())
+    for shape in ((4, 6, 1, 1), (3, 1, 5, 5)):
+        x = torch.randn(shape) * 3 + 2
+        ours = batchnorm.BatchNorm2d(shape[1])
+        assert not batchnorm.kernel_applies(x, ours)
+        ref = nn.BatchNorm2d(shape[1])
+        assert torch.equal(ours(x), ref(x)) and torch.equal(ours.running_var, ref.running_var)

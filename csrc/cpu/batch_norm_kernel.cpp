@@ -28,15 +28,21 @@ namespace {
 
 constexpr int64_t kLanes = 8;  // channels whose chains run together (independent dependency chains)
 
-bool is_channels_last(const Tensor& t) {
-  const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
-  return t.stride(1) == 1 && t.stride(3) == C && t.stride(2) == W * C && t.stride(0) == H * W * C;
+// Whether t's dims, in the order `order` (outermost first), are laid out densely; a dim of size 1
+// may have any stride (as in torch's is_contiguous).
+bool dense_in_order(const Tensor& t, const int (&order)[4]) {
+  int64_t expect = 1;
+  for (int k = 3; k >= 0; --k) {
+    const int d = order[k];
+    if (t.size(d) != 1 && t.stride(d) != expect) return false;
+    expect *= t.size(d);
+  }
+  return true;
 }
 
-bool is_nchw(const Tensor& t) {
-  const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
-  return t.stride(3) == 1 && t.stride(2) == W && t.stride(1) == H * W && t.stride(0) == C * H * W;
-}
+bool is_channels_last(const Tensor& t) { return dense_in_order(t, {0, 2, 3, 1}); }
+
+bool is_nchw(const Tensor& t) { return dense_in_order(t, {0, 1, 2, 3}); }
 
 void check_vec(const Tensor& t, const char* name, int64_t C) {
   DH_CHECK(t.is_cpu() && t.scalar_type() == ScalarType::Float && t.dim() == 1 && t.size(0) == C &&
@@ -191,7 +197,7 @@ void batch_norm_train_cpu(Tensor input, Tensor weight, Tensor bias, Tensor runni
   const float *w = ptr<float>(weight), *b = ptr<float>(bias);
   float *rm = ptr<float>(running_mean), *rv = ptr<float>(running_var);
   float *sm = ptr<float>(save_mean), *si = ptr<float>(save_invstd);
-  const int64_t sn = input.stride(0), sc = input.stride(1), sp = cl ? C : 1;
+  const int64_t sn = C * HW, sc = cl ? 1 : HW, sp = cl ? C : 1;  // from the layout: a size-1 dim's stride is free
   const float m = static_cast<float>(momentum);
 
   // Statistics and running averages, a block of kLanes channels per task.

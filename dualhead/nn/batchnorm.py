@@ -83,11 +83,16 @@ def kernel_matches_aten() -> bool:
 
 def kernel_applies(x: torch.Tensor, bn: nn.BatchNorm2d) -> bool:
     """Whether bn's training forward on x runs on the kernel."""
-    return (bn.training and bn.track_running_stats and bn.affine and bn.running_mean is not None
+    if not (bn.training and bn.track_running_stats and bn.affine and bn.running_mean is not None
             and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and bn.weight.dtype == torch.float32 and x.shape[0] * x.shape[2] * x.shape[3] > 1
-            and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
-            and not torch.compiler.is_compiling() and not _ext.reference_forced() and kernel_matches_aten())
+            and bn.weight.dtype == torch.float32 and x.shape[0] * x.shape[2] * x.shape[3] > 1):
+        return False
+    # NCHW as aten's NCHW kernel sees it: aten takes 1x1 maps (and a single channel, whose layout
+    # is ambiguous) through its channels-last kernel, whose float32 sums the kernel does not copy
+    nchw = x.is_contiguous() and x.shape[2] * x.shape[3] > 1 and x.shape[1] > 1
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return ((nchw or channels_last) and not torch.compiler.is_compiling() and not _ext.reference_forced()
+            and kernel_matches_aten())
 
 
 class BatchNorm2d(nn.BatchNorm2d):
