@@ -21,12 +21,6 @@ def _random_case(g):
         torch.rand(C, generator=g) + 0.1
 
 
-def _kernel(x, w, b, rm, rv, mom, eps):
-    got = torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
-    torch.ops.dualhead.batch_norm_train(x, w, b, rm, rv, *got, mom, eps)
-    return got
-
-
 @pytest.mark.parametrize("rep", range(4))
 def test_kernel_is_aten_bit_for_bit(rep):
     """Output, saved mean / invstd and both running statistics equal aten's native_batch_norm on
@@ -43,7 +37,7 @@ def test_kernel_is_aten_bit_for_bit(rep):
         ref = aten.native_batch_norm(x, w, b, r1, v1, True, mom, eps)
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
             r2, v2 = rm.clone(), rv.clone()
-            out, mean, invstd = _kernel(inp, w, b, r2, v2, mom, eps)
+            out, mean, invstd = batchnorm.kernel_forward(inp, w, b, r2, v2, mom, eps)
             for name, a, e in (("out", out, ref[0]), ("save_mean", mean, ref[1]), ("save_invstd", invstd, ref[2]),
                                ("running_mean", r2, r1), ("running_var", v2, v1)):
                 assert torch.equal(a, e), (seed, tuple(x.shape), name, inp.is_contiguous())
@@ -59,7 +53,7 @@ def test_channels_last_statistics_are_more_accurate_than_aten_channels_last():
     x = (torch.randn(16, 16, 64, 64, generator=g) * 0.5 + 3).contiguous(memory_format=torch.channels_last)
     w, b = torch.ones(16), torch.zeros(16)
     exact = aten.native_batch_norm(x.double().contiguous(), w.double(), b.double(), None, None, True, 0.1, 1e-3)[0]
-    ours = _kernel(x, w, b, torch.zeros(16), torch.ones(16), 0.1, 1e-3)[0]
+    ours = batchnorm.kernel_forward(x, w, b, torch.zeros(16), torch.ones(16), 0.1, 1e-3)[0]
     theirs = aten.native_batch_norm(x, w, b, None, None, True, 0.1, 1e-3)[0]
     assert (ours.double() - exact).abs().max() < (theirs.double() - exact).abs().max()
 
@@ -147,7 +141,7 @@ def test_size_one_dims_may_have_any_stride():
         assert x.is_contiguous() and x.stride() != torch.empty(x.shape).stride()
         w, b = torch.randn(6, generator=g), torch.randn(6, generator=g)
         ref = aten.native_batch_norm(x.contiguous(), w, b, None, None, True, 0.1, 1e-3)
-        out, mean, invstd = _kernel(x, w, b, torch.zeros(6), torch.ones(6), 0.1, 1e-3)
+        out, mean, invstd = batchnorm.kernel_forward(x, w, b, torch.zeros(6), torch.ones(6), 0.1, 1e-3)
         assert torch.equal(out, ref[0]) and torch.equal(mean, ref[1]) and torch.equal(invstd, ref[2])
 
 

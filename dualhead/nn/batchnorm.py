@@ -30,13 +30,18 @@ from dualhead import _ext
 _OP = "batch_norm_train"
 
 
+def kernel_forward(x, weight, bias, running_mean, running_var, momentum: float, eps: float):
+    """The kernel's (out, save_mean, save_invstd) on x, out in x's layout (NCHW or channels last);
+    running_mean and running_var updated in place."""
+    out, mean, invstd = torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+    torch.ops.dualhead.batch_norm_train(x, weight, bias, running_mean, running_var, out, mean, invstd, momentum, eps)
+    return out, mean, invstd
+
+
 class _TrainBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float):
-        out = torch.empty_like(x)  # input's layout (NCHW or channels last)
-        mean, invstd = x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
-        torch.ops.dualhead.batch_norm_train(x, weight, bias, running_mean, running_var, out, mean, invstd,
-                                            momentum, eps)
+        out, mean, invstd = kernel_forward(x, weight, bias, running_mean, running_var, momentum, eps)
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.eps = eps
         return out
@@ -56,9 +61,7 @@ def _native_and_kernel(x, weight, bias, mom: float, eps: float):
     rm, rv = torch.randn(x.shape[1]), torch.rand(x.shape[1]) + 0.5
     rm1, rv1, rm2, rv2 = rm.clone(), rv.clone(), rm.clone(), rv.clone()
     out, mean, invstd = torch.ops.aten.native_batch_norm(x.contiguous(), weight, bias, rm1, rv1, True, mom, eps)
-    got = torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
-    torch.ops.dualhead.batch_norm_train(x, weight, bias, rm2, rv2, *got, mom, eps)
-    return (out, mean, invstd, rm1, rv1), (*got, rm2, rv2)
+    return (out, mean, invstd, rm1, rv1), (*kernel_forward(x, weight, bias, rm2, rv2, mom, eps), rm2, rv2)
 
 
 @functools.cache
@@ -85,10 +88,11 @@ def kernel_applies(x: torch.Tensor, bn: nn.BatchNorm2d) -> bool:
     """Whether bn's training forward on x runs on the kernel."""
     if not (bn.training and bn.track_running_stats and bn.affine and bn.running_mean is not None
             and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and bn.weight.dtype == torch.float32 and x.shape[0] * x.shape[2] * x.shape[3] > 1):
+            and bn.weight.dtype == torch.float32):
         return False
     # NCHW as aten's NCHW kernel sees it: aten takes 1x1 maps (and a single channel, whose layout
-    # is ambiguous) through its channels-last kernel, whose float32 sums the kernel does not copy
+    # is ambiguous) through its channels-last kernel, whose float32 sums the kernel does not copy.
+    # Either layout test implies more than one value per channel (aten's own error otherwise).
     nchw = x.is_contiguous() and x.shape[2] * x.shape[3] > 1 and x.shape[1] > 1
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return ((nchw or channels_last) and not torch.compiler.is_compiling() and not _ext.reference_forced()
@@ -101,8 +105,7 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not kernel_applies(x, self):
-            return super().forward(x)
-        self._check_input_dim(x)
+            return super().forward(x)  # also raises nn.BatchNorm2d's errors for a bad input
         self.num_batches_tracked.add_(1)
         momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         return _TrainBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var, float(momentum),
