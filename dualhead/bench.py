@@ -50,7 +50,8 @@ def add_arguments(p):
     p.add_argument("--train-loop", action="store_true",
                    help="instead: images/s of `dualhead train`'s data pipeline alone, its step alone and the whole loop")
     p.add_argument("--workers", type=int, default=None,
-                   help="data workers for --train-loop (default: dualhead train's, 1 on CPU, up to 8 on a GPU)")
+                   help="data workers for --train-loop (default: dualhead train's for the embedded data: 0 on CPU, "
+                        "up to 8 on a GPU)")
     p.add_argument("--loop-images", type=int, default=512, help="training images --train-loop renders and loads")
     p.add_argument("--json", default="bench_results.json")
     p.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)

@@ -1,8 +1,9 @@
 """`dualhead bench --train-loop`: where `dualhead train`'s time goes, in one run -- images/s of the
 data pipeline alone (one process, then the run's workers; first pass renders, later passes hit
-the render cache), of the training step alone (a batch kept in memory: the trainer's own
-TrainStep on `dualhead train`'s defaults), of the whole loop with its data-wait share, and the
-seconds of one epoch-end evaluation (200 validation images, both heads, three COCOevals).
+the render cache), of the up-front render on all cores that the trainer does, of the training
+step alone (a batch kept in memory: the trainer's own TrainStep on `dualhead train`'s defaults),
+of the whole loop with its data-wait share, and the seconds of one epoch-end evaluation (200
+validation images, both heads, three COCOevals).
 On the device given (`--device cuda` where there is a GPU)."""
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def run(args) -> int:
     retain_freed_memory()  # as dualhead train
     device = resolve_device(args.device)
     cfg = TrainConfig(device=args.device, workers=args.workers)
-    imgsz, batch, n_img, workers = cfg.imgsz, cfg.batch, args.loop_images, cfg.loader_workers(device)
+    # the trainer draws the embedded images up front, so its default workers are those of data in memory
+    imgsz, batch, n_img, workers = cfg.imgsz, cfg.batch, args.loop_images, cfg.loader_workers(device, in_memory=True)
 
     def fresh_set():
         # an empty render cache: a forked worker inherits its parent's, so each data row starts
@@ -76,7 +78,12 @@ def run(args) -> int:
     sync()
     rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
     # the whole loop: loader + step, and the time blocked waiting for data; a first epoch, as in a
-    # run's: the worker renders all but the step's one batch (rendered above, before the fork)
+    # run's: the images drawn up front on all cores first (ShapesDataset.prerender), as the trainer does
+    from dualhead.train.trainer import _cores
+
+    t = time.perf_counter()
+    n = train_set.base.prerender(_cores())
+    rows["prerender (all cores)"] = dict(img_s=n / (time.perf_counter() - t), processes=_cores())
     sampler, loader = _loader(train_set, batch, workers, pin=device.type == "cuda")
     sampler.set_epoch(0)
     wait, t, n = 0.0, time.perf_counter(), 0
@@ -109,6 +116,8 @@ def run(args) -> int:
 def _fmt(name, x) -> str:
     if name == "data_wait":
         return f"{name} {x:.3f}"
+    if name == "processes":
+        return f"({x} processes)"
     if name in ("seconds", "images"):
         return f"{x:.2f} s" if name == "seconds" else f"({x} images)"
     return f"{name} {x:.0f} img/s"

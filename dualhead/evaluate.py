@@ -50,11 +50,7 @@ def coco_eval(gt: dict, detections: dict, engine: str | None = None):
         from pycocotools.cocoeval import COCOeval
     else:
         raise ValueError(f"engine must be 'faster' or 'pycocotools', got {engine!r}")
-    dets = []
-    for i, d in detections.items():
-        for x1, y1, x2, y2, s, c in d.tolist():
-            dets.append({"image_id": int(i), "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                         "score": s})
+    dets = _result_annotations(detections)
     if not dets or not gt["annotations"]:
         return None
     with contextlib.redirect_stdout(io.StringIO()):
@@ -68,6 +64,21 @@ def coco_eval(gt: dict, detections: dict, engine: str | None = None):
         ev.accumulate()
         ev.summarize()
     return ev
+
+
+def _result_annotations(detections: dict) -> list:
+    """COCO result dicts (bbox x y w h) of {image id: (K, 6)}, in the detections' order. The
+    columns are converted in one go (a per-detection loop took a third of an evaluation): float64
+    from the start, so w = x2 - x1 is the same double a per-row Python subtraction gives."""
+    parts = [(int(i), d) for i, d in detections.items() if len(d)]
+    if not parts:
+        return []
+    a = torch.cat([d.reshape(-1, 6).double() for _, d in parts])
+    img = [i for i, d in parts for _ in range(len(d))]
+    x1, y1, x2, y2, score, cls = a.unbind(1)
+    cols = zip(img, (cls.long() + 1).tolist(), x1.tolist(), y1.tolist(), (x2 - x1).tolist(), (y2 - y1).tolist(),
+               score.tolist())
+    return [{"image_id": i, "category_id": c, "bbox": [x, y, w, h], "score": sc} for i, c, x, y, w, h, sc in cols]
 
 
 def coco_map(gt: dict, detections: dict, engine: str | None = None) -> dict:

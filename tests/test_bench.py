@@ -71,15 +71,17 @@ def test_bench_rows_survive_a_killed_run(monkeypatch, tmp_path, capsys):
 
 
 def test_bench_train_loop(tmp_path, capsys):
-    """`bench --train-loop`: the data pipeline (one process and the default worker), the trainer's
-    step, the whole loop and an epoch-end evaluation, each measured and written to the JSON."""
+    """`bench --train-loop`: the data pipeline (one process, and the default workers: none on CPU), the trainer's
+    step, its up-front render on all cores, the whole loop and an epoch-end evaluation, each measured and written to the JSON."""
     out = tmp_path / "loop.json"
     assert cli.main(["bench", "--train-loop", "--loop-images", "64", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     rows = res["rows"]
-    assert res["workers"] == 1 and set(rows) == {"data, 0 worker(s)", "data, 1 worker(s)", "step (batch in memory)",
-                                                 "loop (loader + step)", "evaluation (per epoch)"}
+    assert res["workers"] == 0 and set(rows) == {"data, 0 worker(s)", "step (batch in memory)",
+                                                 "prerender (all cores)", "loop (loader + step)",
+                                                 "evaluation (per epoch)"}
     assert all(rows[k]["first_epoch"] > 0 and rows[k]["later_epochs"] > 0 for k in rows if k.startswith("data"))
     assert rows["step (batch in memory)"]["img_s"] > 0 and 0 <= rows["loop (loader + step)"]["data_wait"] < 1
+    assert rows["prerender (all cores)"]["img_s"] > 0 and rows["prerender (all cores)"]["processes"] >= 1
     assert rows["evaluation (per epoch)"]["seconds"] > 0 and rows["evaluation (per epoch)"]["images"] == 200
     assert "evaluation (per epoch)" in capsys.readouterr().out

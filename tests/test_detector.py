@@ -128,6 +128,20 @@ def test_rendered_images_are_cached_read_only():
     assert all(np.array_equal(x, y) for x, y in zip(a, fresh))
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_prerender_fills_the_cache_with_the_lazy_renders(processes):
+    ds = ShapesDataset("train", 60, 64)
+    ds[3]  # already cached: not drawn again
+    assert not ds.in_memory and ds.prerender(processes) == 59 and ds.prerender(processes) == 0 and ds.in_memory
+    fresh = ShapesDataset("train", 60, 64, cache_mb=0)
+    for i in (0, 3, 31, 59):
+        assert all(np.array_equal(x, y) for x, y in zip(ds[i], fresh[i])), i
+        assert ds[i][0] is ds[i][0] and not ds[i][0].flags.writeable
+    small = ShapesDataset("train", 60, 64, cache_mb=10 * 64 * 64 * 3 / 2**20)  # room for 10 images
+    assert small.prerender(processes) == 10 and len(small._cache) == 10 and not small.in_memory
+    assert np.array_equal(small[50][0], fresh[50][0])  # the rest still drawn on demand
+
+
 def test_ema_update_equals_the_per_tensor_formula():
     from dualhead.nn import Detector
     from dualhead.train.ema import ModelEMA

@@ -44,6 +44,9 @@ def test_training_learns(trained):
     assert float(rows[-1]["map_o2o_nms"]) >= 0
     for f in ("last.pt", "best.pt", "results.csv", "results.png"):
         assert (out / f).is_file()
+    from dualhead.train.plots import loss_columns, read_csv
+
+    assert loss_columns(read_csv(out / "results.csv")) == [f"{h}_{k}" for h in ("o2m", "o2o") for k in ("box", "cls", "dfl")]
 
 
 def test_predict_writes_pictures(trained, tmp_path):
@@ -156,10 +159,11 @@ def test_memory_format_option(tmp_path, channels_last):
 
 
 def test_default_data_workers():
-    """--workers unset: 1 on CPU (the model needs the cores), several on a GPU machine (the first
-    epoch renders every image); a given value is kept."""
+    """--workers unset: on CPU none for data in memory, 1 for a directory (the model needs the cores),
+    several on a GPU machine; a given value is kept."""
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    assert TrainConfig().loader_workers(cpu) == 1
+    assert TrainConfig().loader_workers(cpu) == 1 and TrainConfig().loader_workers(cpu, in_memory=True) == 0
+    assert TrainConfig(workers=2).loader_workers(cpu, in_memory=True) == 2
     assert TrainConfig(workers=0).loader_workers(gpu) == 0
     n = TrainConfig().loader_workers(gpu)
     assert 1 <= n <= 8 and n == max(1, min(8, (os.cpu_count() or 2) - 1))

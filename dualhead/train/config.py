@@ -64,8 +64,9 @@ class TrainConfig:
     grad_clip: float = opt(10.0, "gradient norm clip (> 0)")
     # run
     device: str = opt("auto", "'auto' (a GPU if visible), 'cpu', 'cuda' or 'cuda:N'")
-    workers: int | None = opt(None, "data loader worker processes (>= 0; unset: 1 on CPU, where the model needs the "
-                                    "cores, up to 8 on a GPU, whose first epoch renders every image)")
+    workers: int | None = opt(None, "data loader worker processes (>= 0; unset: on CPU 0 for the embedded data, "
+                                    "drawn up front, and 1 for a directory, as the model needs the cores; up to 8 on "
+                                    "a GPU)")
     seed: int = opt(0, "random seed: a run is reproducible for a fixed seed and device")
     out: str = opt("runs/train", "run folder: results.csv, results.png, last.pt, best.pt")
     resume: bool = opt(False, "continue the run in --out from its last.pt")
@@ -125,13 +126,16 @@ class TrainConfig:
         need(isinstance(self.out, str) and self.out.strip() != "", "out", "a folder path")
         return self
 
-    def loader_workers(self, device, world: int = 1) -> int:
-        """--workers, or its default for the device: 1 on CPU; on a GPU the cores left to each of
-        the world's processes, at most 8 (a worker renders ~200 images/s in the first epoch)."""
+    def loader_workers(self, device, world: int = 1, in_memory: bool = False) -> int:
+        """--workers, or its default for the device. On CPU the step's threads need every core: a
+        worker taking one slows the step by more than its own work (the step's other thread waits),
+        so data already in memory (the embedded images, drawn up front) is loaded in the training
+        process (0 workers), and a directory dataset, read and decoded each epoch, gets 1 worker.
+        On a GPU the cores left to each of the world's processes, at most 8."""
         if self.workers is not None:
             return self.workers
         if device.type != "cuda":
-            return 1
+            return 0 if in_memory else 1
         return max(1, min(8, (os.cpu_count() or 2) // world - 1))
 
     @classmethod

@@ -16,6 +16,11 @@ def read_csv(path) -> dict:
     return cols
 
 
+def loss_columns(cols) -> list:
+    """The heads' loss items (o2m_box, ..., o2o_dfl); not fp_cls, the wrong-class share of the FPs."""
+    return [k for k in cols if k.startswith(("o2m_", "o2o_")) and k.endswith(("_box", "_cls", "_dfl"))]
+
+
 def plot_results(csv_path, out_path=None) -> Path:
     import matplotlib
 
@@ -26,7 +31,10 @@ def plot_results(csv_path, out_path=None) -> Path:
     out_path = Path(out_path or Path(csv_path).with_name("results.png"))
     ep = cols.get("epoch", [])
     fig, ax = plt.subplots(1, 5, figsize=(22, 4))
-    for k in [k for k in cols if k.endswith(("_box", "_cls", "_dfl"))]:
+    # fixed margins instead of tight_layout, and a fast PNG compression: drawn every epoch, the
+    # plot took ~0.45 s of the training process's time, now ~0.2 s
+    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.13, top=0.92, wspace=0.18)
+    for k in loss_columns(cols):
         ax[0].plot(ep, cols[k], label=k)
     ax[0].set_title("training losses (gain-weighted)")
     for k in ("map", "map50", "map_o2m_nms", "map50_o2m_nms", "map_o2o_nms"):
@@ -54,8 +62,7 @@ def plot_results(csv_path, out_path=None) -> Path:
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
         a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=90)
+    fig.savefig(out_path, dpi=90, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return out_path
 

@@ -4,6 +4,7 @@ atomic checkpoints with resume, tqdm, CSV + plots, DDP under torchrun."""
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import random
 import time
@@ -97,6 +98,10 @@ class Throughput:
         return {"img_s": self.images / dt, "data_wait": self.wait / dt}
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def seed_all(seed: int):
     random.seed(seed)
     np.random.seed(seed)
@@ -112,6 +117,7 @@ def train(cfg: TrainConfig) -> dict:
     try:
         return _train(cfg, device)
     finally:
+        gc.unfreeze()
         dist.cleanup()
 
 
@@ -132,6 +138,12 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     train_set = DetectionSet(base, Augment() if cfg.augment else None, seed=cfg.seed)
     val_base = build_dataset(cfg.data, "val", cfg.imgsz, cfg.val_len)
     val_set = DetectionSet(val_base)
+    # every embedded image drawn up front on all of this process's cores (ShapesDataset.prerender):
+    # the first epoch's step then does not share its cores with rendering workers
+    cores = max(1, _cores() // world)
+    for ds, show in ((base, main), (val_base, main)):
+        if hasattr(ds, "prerender"):
+            ds.prerender(cores, progress=show)
     if cfg.batch % world:
         raise ValueError(f"batch must be divisible by the number of processes ({world}), got {cfg.batch}")
     # The shuffle of epoch e depends on (seed, e) alone, never on how many epochs this process
@@ -139,7 +151,7 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     order_gen = torch.Generator()
     sampler = EpochIndices(torch.utils.data.DistributedSampler(train_set, seed=cfg.seed) if world > 1
                            else torch.utils.data.RandomSampler(train_set, generator=order_gen))
-    workers = cfg.loader_workers(device, world)
+    workers = cfg.loader_workers(device, world, in_memory=getattr(base, "in_memory", False))
     loader = torch.utils.data.DataLoader(train_set, cfg.batch // world, sampler=sampler,
                                          generator=torch.Generator().manual_seed(cfg.seed), collate_fn=collate,
                                          num_workers=workers, drop_last=True, persistent_workers=workers > 0,
@@ -189,6 +201,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {device}, "
               f"{world} process(es), {workers} data worker(s), amp {'on' if run.amp else 'off'}"
               f"{', compiled' if cfg.compile else ''} -> {out_dir}")
+    # the set-up's objects (rendered images, model, datasets: ~400 k) out of the cyclic garbage
+    # collector's reach: each full collection walked them all, ~0.2 s a time, several an epoch
+    gc.freeze()
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         order_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
