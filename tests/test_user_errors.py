@@ -242,6 +242,26 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in err and f"dualhead train --resume --out {tmp_path}" in err
 
 
+def test_ctrl_c_while_the_images_are_drawn(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the prerender pool
+    draws the training images: the pool stops, one line, no traceback from it or its workers."""
+    args = [sys.executable, "-m", "dualhead.cli", "train", "--train-len", "20000", "--out", str(tmp_path)]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline and len(children.read_text().split()) < 2:
+        time.sleep(0.2)  # until the pool's processes run
+    assert p.poll() is None, p.communicate()
+    time.sleep(1)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (out[-1000:], err[-2000:])
+    # one line: no traceback, nor a pool worker's "Process ForkPoolWorker-N:" header
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "dualhead train: interrupted before the first epoch finished: nothing was saved"], err[-2000:]
+
+
 # --- predict -------------------------------------------------------------------------------
 
 def test_predict_weights_that_are_not_a_checkpoint(tmp_path, yolo):

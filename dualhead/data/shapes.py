@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import signal
 
 import numpy as np
 
@@ -31,6 +32,9 @@ def _pool_context():
 def _set_render_worker(ds):
     global _render_worker
     _render_worker = ds
+    # Ctrl-C reaches the whole process group: the training process stops the pool and says so;
+    # a worker that took the KeyboardInterrupt itself would print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _render_chunk_in_worker(idx):
