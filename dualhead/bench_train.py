@@ -79,11 +79,11 @@ def run(args) -> int:
     rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
     # the whole loop: loader + step, and the time blocked waiting for data; a first epoch, as in a
     # run's: the images drawn up front on all cores first (ShapesDataset.prerender), as the trainer does
-    from dualhead.train.trainer import _cores
+    from dualhead.train.trainer import render_processes
 
     t = time.perf_counter()
-    n = train_set.base.prerender(_cores())
-    rows["prerender (all cores)"] = dict(img_s=n / (time.perf_counter() - t), processes=_cores())
+    n = train_set.base.prerender(render_processes())
+    rows["prerender (all cores)"] = dict(img_s=n / (time.perf_counter() - t), processes=render_processes())
     sampler, loader = _loader(train_set, batch, workers, pin=device.type == "cuda")
     sampler.set_epoch(0)
     wait, t, n = 0.0, time.perf_counter(), 0

@@ -98,8 +98,11 @@ class Throughput:
         return {"img_s": self.images / dt, "data_wait": self.wait / dt}
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def render_processes() -> int:
+    """Processes that draw the embedded images before training: the cores this process computes
+    on (torch's thread count: the cores on a plain run, OMP_NUM_THREADS under torchrun or an
+    ablation's share), which the step is about to use anyway."""
+    return max(1, torch.get_num_threads())
 
 
 def seed_all(seed: int):
@@ -138,12 +141,11 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     train_set = DetectionSet(base, Augment() if cfg.augment else None, seed=cfg.seed)
     val_base = build_dataset(cfg.data, "val", cfg.imgsz, cfg.val_len)
     val_set = DetectionSet(val_base)
-    # every embedded image drawn up front on all of this process's cores (ShapesDataset.prerender):
-    # the first epoch's step then does not share its cores with rendering workers
-    cores = max(1, _cores() // world)
-    for ds, show in ((base, main), (val_base, main)):
+    # every embedded image drawn up front on this process's cores (ShapesDataset.prerender): the
+    # first epoch's step then does not share its cores with rendering workers
+    for ds in (base, val_base):
         if hasattr(ds, "prerender"):
-            ds.prerender(cores, progress=show)
+            ds.prerender(render_processes(), progress=main)
     if cfg.batch % world:
         raise ValueError(f"batch must be divisible by the number of processes ({world}), got {cfg.batch}")
     # The shuffle of epoch e depends on (seed, e) alone, never on how many epochs this process
