@@ -81,9 +81,9 @@ def run(args) -> int:
     # run's: the images drawn up front on all cores first (ShapesDataset.prerender), as the trainer does
     from dualhead.train.trainer import render_processes
 
-    t = time.perf_counter()
-    n = train_set.base.prerender(render_processes())
-    rows["prerender (all cores)"] = dict(img_s=n / (time.perf_counter() - t), processes=render_processes())
+    procs, t = render_processes(), time.perf_counter()
+    n = train_set.base.prerender(procs)
+    rows["prerender (all cores)"] = dict(img_s=n / (time.perf_counter() - t), processes=procs)
     sampler, loader = _loader(train_set, batch, workers, pin=device.type == "cuda")
     sampler.set_epoch(0)
     wait, t, n = 0.0, time.perf_counter(), 0

@@ -71,8 +71,9 @@ def test_bench_rows_survive_a_killed_run(monkeypatch, tmp_path, capsys):
 
 
 def test_bench_train_loop(tmp_path, capsys):
-    """`bench --train-loop`: the data pipeline (one process, and the default workers: none on CPU), the trainer's
-    step, its up-front render on all cores, the whole loop and an epoch-end evaluation, each measured and written to the JSON."""
+    """`bench --train-loop`: the data pipeline (one process, and the default workers: none on
+    CPU), the trainer's step, its up-front render on all cores, the whole loop and an epoch-end
+    evaluation, each measured and written to the JSON."""
     out = tmp_path / "loop.json"
     assert cli.main(["bench", "--train-loop", "--loop-images", "64", "--json", str(out)]) == 0
     res = json.loads(out.read_text())

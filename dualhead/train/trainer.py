@@ -142,8 +142,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     val_base = build_dataset(cfg.data, "val", cfg.imgsz, cfg.val_len)
     val_set = DetectionSet(val_base)
     # every embedded image drawn up front on this process's cores (ShapesDataset.prerender): the
-    # first epoch's step then does not share its cores with rendering workers
-    for ds in (base, val_base):
+    # first epoch's step then does not share its cores with rendering workers; the validation
+    # images only where they are evaluated (the main process)
+    for ds in (base, val_base) if main else (base,):
         if hasattr(ds, "prerender"):
             ds.prerender(render_processes(), progress=main)
     if cfg.batch % world:
