@@ -1,7 +1,7 @@
 // assign — the fused task-aligned assignment of one or two heads (SPEC §1).
-#include <torch/csrc/stable/library.h>
+#include "library.h"
 
-STABLE_TORCH_LIBRARY_FRAGMENT(dualhead, m) {
+STABLE_TORCH_LIBRARY_FRAGMENT(DH_LIB, m) {
   // One pass over each ground truth's candidate anchors for every head (H = 1, or 2 when
   // scores2/bboxes2 are given: the dual o2m + o2o call sharing the candidate search).
   //   scores (B, N, C) fp32/fp16/bf16 probabilities; bboxes (B, N, 4) xyxy px; anc_points (N, 2)

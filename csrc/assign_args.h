@@ -91,9 +91,10 @@ inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes
 
 // The validated, contiguous inputs, the outputs and the parameter struct of one assign call.
 // The backend supplies the workspace (workspace_size() int64 slots, the first 3*H*B*N zeroed)
-// and calls set_workspace(), and sets the grid (set_grid).
+// and calls set_workspace(), and sets the grid (p.grid).
 struct AssignCall {
   AssignParams p;
+  AnchorGrid grid;  // the CPU's, recognised on the host (p.grid points here); CUDA's lives on the device
   Tensor s0, s1, b0, b1, anc, lab, gt, mk;
   Tensor fg, gidx, tscore, pick, rank, gap;
   bool stats = false;
@@ -147,7 +148,6 @@ inline AssignCall prepare_assign(const Tensor& scores, const Tensor& bboxes, con
   call.gap = empty({c.B, S}, ScalarType::Float, call.b0);
 
   AssignParams& p = call.p;
-  p.n_levels = 0;  // the backend sets the grid (set_grid)
   p.boxes[0] = ptr<float>(call.b0);
   p.boxes[1] = ptr<float>(call.b1);
   p.anc = ptr<float>(call.anc);
@@ -160,11 +160,6 @@ inline AssignCall prepare_assign(const Tensor& scores, const Tensor& bboxes, con
   return call;
 }
 
-inline void set_grid(AssignParams& p, const std::vector<GridLevel>& grid) {
-  p.n_levels = static_cast<int>(grid.size());
-  for (int l = 0; l < p.n_levels; ++l) p.grid[l] = grid[l];
-}
-
 // The CPU path's value checks and grid recognition, on host copies of the small inputs (on CPU
 // tensors no copy). CUDA does neither on the host in the hot path (see cuda/assign_cuda.cpp).
 inline void host_checks_and_grid(AssignCall& call) {
@@ -172,7 +167,8 @@ inline void host_checks_and_grid(AssignCall& call) {
   const Tensor lab = to_cpu(call.lab), gt = to_cpu(call.gt), anc = to_cpu(call.anc), mk = to_cpu(call.mk);
   check_gt_values(ptr<int64_t>(lab), ptr<float>(gt), ptr<bool>(mk), c.B, c.M, c.C);
   check_anchor_values(ptr<float>(anc), c.N);
-  set_grid(call.p, detect_grid(ptr<float>(anc), c.N));
+  call.grid = detect_grid(ptr<float>(anc), c.N);
+  call.p.grid = &call.grid;
 }
 
 // M = 0 or no anchors: no positives, no picks.

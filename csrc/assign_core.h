@@ -9,11 +9,18 @@
 
 #include <cstdint>
 
+#include "anchor_grid.h"
 #include "dualhead_math.h"
 
-#if defined(__CUDACC__)
+// CUDA code: compiled by nvcc, or by the host compiler in the CPU execution layer of the CUDA
+// kernels (csrc/cuda/emu/cuda_emu.h: DH_CUDA_EMU), which provides CUDA's types and atomics.
+#if defined(__CUDACC__) || defined(DH_CUDA_EMU)
+#define DH_CUDA_CODE 1
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#endif
+#if defined(__CUDA_ARCH__) || defined(DH_CUDA_EMU)
+#define DH_CUDA_ATOMICS 1
 #endif
 
 namespace dualhead {
@@ -22,12 +29,10 @@ namespace dualhead {
 // torch builds CUDA with the implicit __half conversions disabled: convert explicitly.
 template <typename S>
 DH_HD float score_to_float(S x) { return static_cast<float>(x); }
-#if defined(__CUDACC__)
+#if defined(DH_CUDA_CODE)
 DH_HD float score_to_float(__half x) { return __half2float(x); }
 DH_HD float score_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 #endif
-
-constexpr int kMaxLevels = 16;
 
 // Everything one call needs, as raw pointers (no torch types). Workspace layouts:
 // claims / claim_key / all_key (H, B, N) int64, zeroed; rank_m / rank_a (B, M, kRankDepth).
@@ -38,11 +43,10 @@ struct AssignParams {
   float alpha[2] = {0.f, 0.f}, beta[2] = {0.f, 0.f};
   float min_side = 0.f, eps = 1e-9f;
   int conflict = 0, kind = kCIoU;
-  GridLevel grid[kMaxLevels];
-  int n_levels = 0;  // 0: general scan over all anchors
-  // CUDA: set by check_kernel when this call's anchors are not on the cached grid (then the
-  // general scan); null on CPU, where the grid is recognised on the call's own anchors.
-  const int* grid_bad = nullptr;
+  // The call's anchor grid (anchor_grid.h), recognised on its own anchors: on the host for the
+  // CPU, on the device for CUDA (then in device memory, written by grid_kernel); null or no
+  // levels: the general scan.
+  const AnchorGrid* grid = nullptr;
   const float* boxes[2] = {nullptr, nullptr};
   const float* anc = nullptr;
   const int64_t* labels = nullptr;
@@ -63,11 +67,12 @@ struct AssignParams {
 };
 
 // The grid levels the candidate enumeration uses (0: the general scan).
-DH_HD int grid_levels(const AssignParams& p) { return p.grid_bad != nullptr && *p.grid_bad ? 0 : p.n_levels; }
+DH_HD int grid_levels(const AssignParams& p) { return grid_levels(p.grid); }
 
-// --- the only backend-specific pieces: atomics (max and add commute, so results are deterministic) ---
+// --- the only backend-specific pieces: atomics (max and add commute, so results are deterministic);
+// CUDA's in CUDA code (the GPU and its CPU execution layer), the __atomic builtins on CPU ---
 DH_HD void atomic_max_u64(int64_t* slot, uint64_t v) {
-#if defined(__CUDA_ARCH__)
+#if defined(DH_CUDA_ATOMICS)
   atomicMax(reinterpret_cast<unsigned long long*>(slot), static_cast<unsigned long long>(v));
 #else
   uint64_t* p = reinterpret_cast<uint64_t*>(slot);
@@ -78,7 +83,7 @@ DH_HD void atomic_max_u64(int64_t* slot, uint64_t v) {
 }
 
 DH_HD void atomic_add_i64(int64_t* slot, int64_t v) {
-#if defined(__CUDA_ARCH__)
+#if defined(DH_CUDA_ATOMICS)
   atomicAdd(reinterpret_cast<unsigned long long*>(slot), static_cast<unsigned long long>(v));
 #else
   __atomic_fetch_add(slot, v, __ATOMIC_RELAXED);
@@ -86,7 +91,7 @@ DH_HD void atomic_add_i64(int64_t* slot, int64_t v) {
 }
 
 DH_HD int atomic_add_i32(int* slot, int v) {  // returns the old value
-#if defined(__CUDA_ARCH__)
+#if defined(DH_CUDA_ATOMICS)
   return atomicAdd(slot, v);
 #else
   return __atomic_fetch_add(slot, v, __ATOMIC_RELAXED);
@@ -112,19 +117,6 @@ DH_HD int anchor_value_error(const float* q) {
   return dh_finite(q[0]) && dh_finite(q[1]) ? kValueOk : kAnchorNotFinite;
 }
 
-// Whether anchor a sits where the recognised grid puts it (the comparison detect_grid makes).
-// The levels must cover exactly N anchors.
-DH_HD bool on_grid(const AssignParams& p, int64_t a) {
-  for (int l = 0; l < p.n_levels; ++l) {
-    const GridLevel& L = p.grid[l];
-    if (a < L.start || a >= L.start + L.w * L.h) continue;
-    const int64_t i = (a - L.start) % L.w, j = (a - L.start) / L.w;
-    return p.anc[2 * a] == (static_cast<float>(i) + 0.5f) * L.stride &&
-           p.anc[2 * a + 1] == (static_cast<float>(j) + 0.5f) * L.stride;
-  }
-  return false;
-}
-
 // Visit the candidate anchors of a region in increasing anchor order: the grid cells under it
 // (then the exact in_region test), or a scan of all anchors when no grid was recognised.
 template <typename F>
@@ -136,7 +128,7 @@ DH_HD void for_each_candidate(const AssignParams& p, const Box& r, F&& f) {
     return;
   }
   for (int l = 0; l < levels; ++l) {
-    const GridLevel& L = p.grid[l];
+    const GridLevel& L = p.grid->level[l];
     int64_t i0, i1, j0, j1;
     grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
     grid_cells(r.y1, r.y2, L.stride, L.h, &j0, &j1);
@@ -240,7 +232,6 @@ DH_HD void gt_row_visit(const AssignParams& p, const S* const* scores, GtRow& r,
 // of a phase in a loop and the tests compare it bitwise with the sequential pass.
 constexpr int kTile = 32;       // lanes (a warp)
 constexpr int kTileK = 32;      // list capacity: the tile path takes calls whose every topk <= kTileK
-constexpr int kTileLevels = 6;  // ... and grids of at most this many levels
 constexpr int kLists = 3;       // head 0, head 1, and head 0's kRankDepth-deep ordering (statistics)
 
 struct TileLists {
@@ -256,8 +247,8 @@ struct TileLists {
 // A row's cells: level by level, row-major inside each level's cell rectangle (the order of
 // for_each_candidate); with no grid, cell c is anchor c.
 struct RowCells {
-  int i0[kTileLevels], j0[kTileLevels], wi[kTileLevels];
-  int64_t cells[kTileLevels];
+  int i0[kMaxLevels], j0[kMaxLevels], wi[kMaxLevels];
+  int64_t cells[kMaxLevels];
   int64_t total;
   int levels;  // grid_levels(p): 0, the general scan
 };
@@ -265,7 +256,7 @@ struct RowCells {
 DH_HD bool tile_path(const AssignParams& p) {
   for (int h = 0; h < p.H; ++h)
     if (p.topk[h] > kTileK) return false;
-  return p.n_levels <= kTileLevels;
+  return true;
 }
 
 DH_HD RowCells row_cells(const AssignParams& p, const Box& r) {
@@ -278,8 +269,9 @@ DH_HD RowCells row_cells(const AssignParams& p, const Box& r) {
   rc.total = 0;
   for (int l = 0; l < rc.levels; ++l) {
     int64_t i0, i1, j0, j1;
-    grid_cells(r.x1, r.x2, p.grid[l].stride, p.grid[l].w, &i0, &i1);
-    grid_cells(r.y1, r.y2, p.grid[l].stride, p.grid[l].h, &j0, &j1);
+    const GridLevel& L = p.grid->level[l];
+    grid_cells(r.x1, r.x2, L.stride, L.w, &i0, &i1);
+    grid_cells(r.y1, r.y2, L.stride, L.h, &j0, &j1);
     rc.i0[l] = static_cast<int>(i0);
     rc.j0[l] = static_cast<int>(j0);
     rc.wi[l] = static_cast<int>(i1 - i0 + 1);
@@ -294,7 +286,8 @@ DH_HD int64_t cell_anchor(const AssignParams& p, const RowCells& rc, int64_t c) 
   if (rc.levels == 0) return c;
   int l = 0;
   while (c >= rc.cells[l]) c -= rc.cells[l++];
-  return p.grid[l].start + (rc.j0[l] + c / rc.wi[l]) * p.grid[l].w + rc.i0[l] + c % rc.wi[l];
+  const GridLevel& L = p.grid->level[l];
+  return L.start + (rc.j0[l] + c / rc.wi[l]) * L.w + rc.i0[l] + c % rc.wi[l];
 }
 
 DH_HD int list_cap(const AssignParams& p, const GtRow& r, int x) {

@@ -15,6 +15,10 @@ from dualhead.reference.assign import empty_assignment
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense", "check_errors"]
 
+# The op library the functions below call (the tests of the CUDA kernels on CPU swap in
+# torch.ops.dualhead_emu, tests/cuda_emu.py).
+_lib = torch.ops.dualhead
+
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "ciou") -> torch.Tensor:
     """Pairwise overlaps (N, 4) x (M, 4) -> (N, M) fp32; kind in iou, giou, diou, ciou
@@ -22,7 +26,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "ciou") -> t
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {sorted(IOU_KINDS)}, got {kind!r}")
     if _use_kernel("box_iou", boxes1):
-        return torch.ops.dualhead.box_iou(boxes1, boxes2, IOU_KINDS[kind])
+        return _lib.box_iou(boxes1, boxes2, IOU_KINDS[kind])
     return reference.box_iou(boxes1, boxes2, kind)
 
 
@@ -48,10 +52,10 @@ def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, confl
     args = (s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
             CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_stats)
     if torch.compiler.is_compiling():  # traced: errors stay the kernel's RuntimeError
-        fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(*args)
+        fg, gt, t, pick, rank, gap = _lib.assign(*args)
     else:
         with _ext.value_errors():
-            fg, gt, t, pick, rank, gap = torch.ops.dualhead.assign(*args)
+            fg, gt, t, pick, rank, gap = _lib.assign(*args)
     out = [Assignment(fg[h], gt[h], scores=t[h], gt_labels=labels, gt_bboxes=gt_bboxes, dense=to_dense)
            for h in range(len(heads))]
     return out, (ConsistencyStats(pick, rank, gap, mask) if with_stats else None)
@@ -112,9 +116,9 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
     if not _use_kernel("to_dense", a.scores):
         return dense_torch(a, num_classes, out)
     if out is None:
-        scores = torch.ops.dualhead.to_dense(a.labels, a.scores, num_classes)
+        scores = _lib.to_dense(a.labels, a.scores, num_classes)
     else:
-        torch.ops.dualhead.to_dense_out(a.labels, a.scores, out)
+        _lib.to_dense_out(a.labels, a.scores, out)
         scores = out
     return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
 
@@ -126,15 +130,26 @@ def check_errors(device=None) -> None:
     anchors) are checked on the device, so a call never waits for the GPU: a bad row is left out
     of that call's assignment and its error is raised by the next assign call on the device, or
     here (after the GPU has run the call: e.g. after torch.cuda.synchronize() or a loss.item()).
-    DUALHEAD_SYNC_CHECKS=1 raises within the call instead, at the cost of a sync per call. A
-    no-op on CPU, where the checks run before any work."""
-    if not (_ext.available() and torch.cuda.is_available() and _ext.has_op("take_cuda_error")):
-        return
-    devices = [torch.device(device).index or 0] if device is not None else range(torch.cuda.device_count())
-    for d in devices:
-        msg = torch.ops.dualhead.take_cuda_error(d)
+    DUALHEAD_SYNC_CHECKS=1 raises within the call instead, at the cost of a sync per call.
+
+    device: None checks every CUDA device; "cuda" the current one; "cuda:1" (or 1) that one.
+    A no-op on CPU, where the checks run before any work."""
+    for d in _error_devices(device):
+        msg = _lib.take_cuda_error(d)
         if msg:
             raise ValueError(f"{msg} (found on cuda:{d} by the device-side check of an earlier dualhead assign call)")
+
+
+def _error_devices(device) -> list[int]:
+    """The CUDA devices whose device-check records check_errors reads."""
+    if not (_ext.available() and torch.cuda.is_available() and _ext.has_op("take_cuda_error")):
+        return []
+    if device is None:
+        return list(range(torch.cuda.device_count()))
+    d = torch.device(device)
+    if d.type != "cuda":
+        return []
+    return [torch.cuda.current_device() if d.index is None else d.index]
 
 
 def _dispatch_key(t: torch.Tensor) -> str:

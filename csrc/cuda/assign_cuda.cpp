@@ -3,7 +3,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <utility>
 
 #include "../assign_args.h"
 #include "cuda_host.h"
@@ -28,12 +27,15 @@ DeviceErrors* device_errors(int device) {
 
 namespace {
 
-// The message of the error a device check recorded, clearing the record; "" when none.
+// The message of the error a device check recorded, clearing the record; "" when none. The code
+// is read with acquire order: the details the kernel wrote before publishing it are then seen
+// (the host may be weakly ordered, e.g. aarch64).
 std::string take_error(DeviceErrors* e) {
-  if (e->code <= 0) return "";  // none, or still being written (then the next call sees it)
+  const int code = __atomic_load_n(&e->code, __ATOMIC_ACQUIRE);
+  if (code <= 0) return "";  // none, or still being written (then the next call sees it)
   const float v[4] = {e->v[0], e->v[1], e->v[2], e->v[3]};
-  std::string msg = input_error_message(e->code, e->index, e->label, v, e->C, e->M);
-  e->code = 0;
+  std::string msg = input_error_message(code, e->index, e->label, v, e->C, e->M);
+  __atomic_store_n(&e->code, 0, __ATOMIC_RELEASE);
   return msg;
 }
 
@@ -52,27 +54,6 @@ void raise_pending(DeviceErrors* e, int device, bool this_call) {
                                          "assign call: such errors are raised by the next call on the device, or by "
                                          "dualhead.ops.check_errors(); DUALHEAD_SYNC_CHECKS=1 raises them within the "
                                          "call, at the cost of a sync)"));
-}
-
-// The anchor grid for N anchors on a device: recognised on the host the first time a call has N
-// anchors (one copy of the anchors: a sync, once; warm up before capturing a CUDA graph), then
-// taken from this cache without reading the anchors; check_kernel verifies every call's anchors
-// against it on the device, a mismatch sends that call to the general scan (same results) and
-// makes the next call recognise the grid again.
-std::vector<GridLevel> cached_grid(const AssignCall& call, int device, DeviceErrors* e) {
-  static std::mutex mu;
-  static std::map<std::pair<int, int64_t>, std::vector<GridLevel>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  const std::pair<int, int64_t> key{device, call.p.N};
-  if (e->grid_miss) {
-    e->grid_miss = 0;
-    cache.erase(key);
-  }
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  const Tensor anc = to_cpu(call.anc);
-  check_anchor_values(ptr<float>(anc), call.p.N);
-  return cache[key] = detect_grid(ptr<float>(anc), call.p.N);
 }
 
 int score_dtype(const Tensor& t) {
@@ -101,7 +82,6 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
     fill_empty(call);
     return call.result();
   }
-  set_grid(p, cached_grid(call, device, errors));
   // All scratch in one allocation (each allocation costs a few microseconds of host time, and
   // the whole call aims at ~100 us), carved into 8-byte-aligned pieces. The first pieces start at
   // zero (one memset): the per-(head, image) claimed counts and per-ground-truth member counts,
@@ -117,7 +97,7 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
     slots += (count * elem_bytes + 7) / 8;
     return at;
   };
-  const int64_t o_bad = piece(1, 4), o_nbig = piece(1, 4), o_ncl = piece(HB, 4), o_count = piece(HB * p.M, 4);
+  const int64_t o_nbig = piece(1, 4), o_ncl = piece(HB, 4), o_count = piece(HB * p.M, 4);
   const int64_t o_ws = piece(call.workspace_size(), 8);
   const int64_t o_vals = piece(p.B * p.M * 2 * s.kmax, 4), o_idxs = piece(p.B * p.M * 2 * s.kmax, 8);
   const int64_t o_mf = piece(HB * p.N, 4), o_of = piece(HB * p.N, 4), o_ga = piece(HB * p.N, 8);
@@ -125,6 +105,7 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
   const int64_t o_mg = piece(HB * p.M, 4), o_og = piece(HB * p.M, 4);
   const int64_t o_lv = piece(HB * p.M * s.k2, 4), o_li = piece(HB * p.M * s.k2, 8);
   const int64_t o_mask = piece(p.B * p.M, 1), o_big = piece(p.B * p.M, 8);
+  const int64_t o_grid = piece(1, sizeof(AnchorGrid));
   const Tensor scratch = empty({slots}, ScalarType::Long, call.b0);
   int64_t* base = ptr<int64_t>(scratch);
   const auto f32 = [base](int64_t o) { return reinterpret_cast<float*>(base + o); };
@@ -137,12 +118,16 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
   s.mg = f32(o_mg), s.og = f32(o_og);
   s.lv = f32(o_lv), s.li = base + o_li;
   s.big_rows = base + o_big, s.n_big = i32(o_nbig);
-  p.grid_bad = i32(o_bad), s.mask_ok = reinterpret_cast<bool*>(base + o_mask), s.errors = errors;
+  s.mask_ok = reinterpret_cast<bool*>(base + o_mask), s.errors = errors;
+  s.grid = reinterpret_cast<AnchorGrid*>(base + o_grid);
+  p.grid = s.grid;
   if (call.stats) {
     s.pick = ptr<int64_t>(call.pick), s.rank = ptr<int64_t>(call.rank), s.gap = ptr<float>(call.gap);
   }
   const cudaStream_t stream = current_stream(device);
   cuda_check(cudaMemsetAsync(base, 0, (o_ws + 3 * call.hbn()) * sizeof(int64_t), stream), "zeroing the workspace");
+  launch_anchor_grid(p.anc, p.N, s.grid, stream);  // this call's grid, from its own anchors
+  launch_check("anchor grid kernels");
   launch_value_check(p, s, stream);  // reads mask_gt, writes mask_ok: what every later kernel reads
   launch_check("check_kernel");
   p.mask = s.mask_ok;
@@ -162,12 +147,12 @@ std::string take_cuda_error(int64_t device) { return take_error(device_errors(st
 
 // CUDA-only, so declared here rather than in csrc/assign.cpp (no tensor argument: registered
 // for CompositeExplicitAutograd, which serves every backend); dualhead.ops.check_errors() calls it.
-STABLE_TORCH_LIBRARY_FRAGMENT(dualhead, m) { m.def("take_cuda_error(int device) -> str"); }
+STABLE_TORCH_LIBRARY_FRAGMENT(DH_LIB, m) { m.def("take_cuda_error(int device) -> str"); }
 
-STABLE_TORCH_LIBRARY_IMPL(dualhead, CompositeExplicitAutograd, m) {
+STABLE_TORCH_LIBRARY_IMPL(DH_LIB, CompositeExplicitAutograd, m) {
   m.impl("take_cuda_error", TORCH_BOX(&take_cuda_error));
 }
 
-STABLE_TORCH_LIBRARY_IMPL(dualhead, CUDA, m) { m.impl("assign", TORCH_BOX(&assign_cuda)); }
+STABLE_TORCH_LIBRARY_IMPL(DH_LIB, DH_CUDA_BACKEND, m) { m.impl("assign", TORCH_BOX(&assign_cuda)); }
 
 }  // namespace dualhead

@@ -20,6 +20,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include "../assign_core.h"
+#include "launch.h"
 #include "launchers.h"
 
 namespace dualhead {
@@ -30,19 +31,19 @@ constexpr int kTileWarps = 4;     // warps (rows in flight) per gt_tiles block: 
 constexpr int kImageThreads = 256;
 constexpr int64_t kMaxBigBlocks = 1024;  // gt_big_kernel: blocks striding over the queued large rows  // image_kernel: ~M*k claimed anchors and M ground truths per image
 
-// The value checks of assign_core.h on every real ground truth and anchor, and the anchors
-// against the cached grid (p.grid). A rejected row is dropped from mask_ok, so the kernels after
-// never index pd_scores with its label; the first error is recorded for the host.
+// The value checks of assign_core.h on every real ground truth and anchor. A rejected row is
+// dropped from mask_ok, so the kernels after never index pd_scores with its label; the first
+// error is recorded for the host (DeviceErrors: claim, details, fence, publish).
 __device__ void report(DeviceErrors* e, int code, int64_t index, int64_t label, const float* v, int nv, int64_t C,
                        int64_t M) {
-  if (atomicCAS(const_cast<int*>(&e->code), 0, -1) != 0) return;  // an earlier error stays
+  if (atomicCAS(&e->code, 0, -1) != 0) return;  // an earlier error stays
   e->index = index;
   e->label = label;
   e->C = C;
   e->M = M;
   for (int i = 0; i < 4; ++i) e->v[i] = i < nv ? v[i] : 0.f;
   __threadfence_system();  // the details are visible to the host before the code
-  e->code = code;
+  atomicExch(&e->code, code);
 }
 
 __global__ void check_kernel(const __grid_constant__ AssignParams p, const bool* mask_in, AssignScratch s) {
@@ -59,19 +60,9 @@ __global__ void check_kernel(const __grid_constant__ AssignParams p, const bool*
       }
       s.mask_ok[i] = ok;
     }
-    if (i < p.N) {
-      if (anchor_value_error(p.anc + 2 * i) != kValueOk) report(s.errors, kAnchorNotFinite, i, 0, p.anc + 2 * i, 2, 0, 0);
-      if (p.n_levels > 0 && !on_grid(p, i)) {
-        *const_cast<int*>(p.grid_bad) = 1;  // this call: the general scan (same results, slower)
-        s.errors->grid_miss = 1;            // later calls: the host recognises the grid again
-      }
-    }
+    if (i < p.N && anchor_value_error(p.anc + 2 * i) != kValueOk)
+      report(s.errors, kAnchorNotFinite, i, 0, p.anc + 2 * i, 2, 0, 0);
   }
-}
-
-inline unsigned blocks_for(int64_t n, int threads = kThreads) {
-  const int64_t b = (n + threads - 1) / threads;
-  return static_cast<unsigned>(b < 65535 ? (b > 0 ? b : 1) : 65535);  // grid-stride loops cover the rest
 }
 
 // The merge phases of the staged tile into every list of T, __syncwarp between them (the CPU's
@@ -250,22 +241,22 @@ void launch_typed(const AssignParams& p, const void* v0, const void* v1, const A
   const S* s0 = static_cast<const S*>(v0);
   const S* s1 = static_cast<const S*>(v1);
   if (tile_path(p)) {
-    gt_tiles_kernel<S><<<blocks_for(p.B * p.M, kTileWarps), kTileWarps * kTile, 0, st>>>(p, s0, s1, s);
+    DH_LAUNCH(gt_tiles_kernel<S>, blocks_for(p.B * p.M, kTileWarps), kTileWarps * kTile, 0, st)(p, s0, s1, s);
     // The queue length is known on the device only: enough blocks for every row, most exit at once.
-    gt_big_kernel<S><<<static_cast<unsigned>(p.B * p.M < kMaxBigBlocks ? p.B * p.M : kMaxBigBlocks), kBigWarps * kTile,
-                       0, st>>>(p, s0, s1, s);
+    DH_LAUNCH(gt_big_kernel<S>, static_cast<unsigned>(p.B * p.M < kMaxBigBlocks ? p.B * p.M : kMaxBigBlocks),
+              kBigWarps * kTile, 0, st)(p, s0, s1, s);
   } else
-    gt_rows_kernel<S><<<blocks_for(p.B * p.M), kThreads, 0, st>>>(p, s0, s1, s);
-  anchors_kernel<S><<<blocks_for(p.H * p.B * p.N), kThreads, 0, st>>>(p, s0, s1, s);
-  image_kernel<<<static_cast<unsigned>(p.H * p.B < 65535 ? p.H * p.B : 65535), kImageThreads, 0, st>>>(p, s);
-  if (s.pick != nullptr) stats_kernel<<<blocks_for(p.B * p.M), kThreads, 0, st>>>(p, s);
+    DH_LAUNCH(gt_rows_kernel<S>, blocks_for(p.B * p.M, kThreads), kThreads, 0, st)(p, s0, s1, s);
+  DH_LAUNCH(anchors_kernel<S>, blocks_for(p.H * p.B * p.N, kThreads), kThreads, 0, st)(p, s0, s1, s);
+  DH_LAUNCH(image_kernel, static_cast<unsigned>(p.H * p.B < 65535 ? p.H * p.B : 65535), kImageThreads, 0, st)(p, s);
+  if (s.pick != nullptr) DH_LAUNCH(stats_kernel, blocks_for(p.B * p.M, kThreads), kThreads, 0, st)(p, s);
 }
 
 }  // namespace
 
 void launch_value_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream) {
   const bool* mask_in = p.mask;
-  check_kernel<<<blocks_for(p.B * p.M > p.N ? p.B * p.M : p.N), kThreads, 0, stream>>>(p, mask_in, s);
+  DH_LAUNCH(check_kernel, blocks_for(p.B * p.M > p.N ? p.B * p.M : p.N, kThreads), kThreads, 0, stream)(p, mask_in, s);
 }
 
 void launch_assign(const AssignParams& p, const void* scores0, const void* scores1, int dtype, const AssignScratch& s,

@@ -25,6 +25,6 @@ Tensor box_iou_cuda(Tensor boxes1, Tensor boxes2, int64_t kind) {
 
 }  // namespace
 
-STABLE_TORCH_LIBRARY_IMPL(dualhead, CUDA, m) { m.impl("box_iou", TORCH_BOX(&box_iou_cuda)); }
+STABLE_TORCH_LIBRARY_IMPL(DH_LIB, DH_CUDA_BACKEND, m) { m.impl("box_iou", TORCH_BOX(&box_iou_cuda)); }
 
 }  // namespace dualhead

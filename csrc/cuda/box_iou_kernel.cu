@@ -1,6 +1,7 @@
 // CUDA kernel of dualhead::box_iou: one thread per output element, the shared math header.
 // No torch or c10 headers: the caller (box_iou_cuda.cpp) checks the launch.
 #include "../dualhead_math.h"
+#include "launch.h"
 #include "launchers.h"
 
 namespace dualhead {
@@ -22,7 +23,7 @@ void launch_box_iou(const BoxIouParams& p, cudaStream_t stream) {
   const int threads = 256;
   const int64_t blocks = (total + threads - 1) / threads;
   // Grid-stride loop: a bounded grid covers any size.
-  box_iou_kernel<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), threads, 0, stream>>>(p);
+  DH_LAUNCH(box_iou_kernel, static_cast<unsigned>(blocks < 65535 ? blocks : 65535), threads, 0, stream)(p);
 }
 
 }  // namespace dualhead

@@ -1,18 +1,31 @@
 // cuda_host.h — the CUDA host code's view of torch, on the stable ABI: the device guard, the
 // current stream (the AOTI C shim's aoti_torch_get_current_cuda_stream, stable since before
-// 2.10; torch::stable::Stream's native handle arrives only in 2.13) and launch checks.
+// 2.10; torch::stable::Stream's native handle arrives only in 2.13), launch checks, and the
+// backend the CUDA files register for (DH_CUDA_BACKEND: CUDA; CPU in the emulation library).
 #pragma once
 
+#include <cuda_runtime_api.h>
+
+#include "../host.h"
+#include "../library.h"
+
+#if defined(DH_CUDA_EMU)
+// The CPU execution layer (csrc/cuda/emu): CPU tensors, no device to guard, kernels run to
+// completion on the host, so there is no stream to order them on.
+namespace dualhead {
+struct CudaGuard {
+  explicit CudaGuard(int) {}
+};
+inline cudaStream_t current_stream(int) { return nullptr; }
+}  // namespace dualhead
+#define DH_CUDA_BACKEND CPU
+#else
 #ifndef USE_CUDA
 #error "CUDA host code is built with -DUSE_CUDA (setup.py): it declares the CUDA part of the AOTI C shim"
 #endif
-#include <cuda_runtime_api.h>
 #include <torch/csrc/inductor/aoti_torch/c/shim.h>
 
-#include "../host.h"
-
 namespace dualhead {
-
 using CudaGuard = torch::stable::accelerator::DeviceGuard;
 
 inline cudaStream_t current_stream(int device) {
@@ -21,6 +34,11 @@ inline cudaStream_t current_stream(int device) {
            "could not get the current CUDA stream of cuda:", device);
   return static_cast<cudaStream_t>(stream);
 }
+}  // namespace dualhead
+#define DH_CUDA_BACKEND CUDA
+#endif
+
+namespace dualhead {
 
 inline void cuda_check(cudaError_t e, const char* what) {
   DH_CHECK(e == cudaSuccess, what, ": CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");

@@ -32,15 +32,21 @@ void launch_to_dense(const ToDenseParams& p, cudaStream_t stream);
 namespace dualhead {
 
 struct AssignParams;
+struct AnchorGrid;
+
+// The anchor grid of anc (N, 2) recognised on the device into *out (anchor_grid.h): grid_kernel
+// (one warp: the search) then grid_verify_kernel (a thread per anchor). For assign and for
+// dualhead::anchor_grid.
+void launch_anchor_grid(const float* anc, int64_t N, AnchorGrid* out, cudaStream_t stream);
 
 // Input value errors found on the device (check_kernel): one record per device in host-mapped
 // pinned memory, so kernels write it and the host reads it with no copy and no sync. The first
-// error wins (code: 0 none, -1 being written, else an InputError of assign_core.h); the host
-// reports it at the next assign call on the device and clears it.
+// error wins: a thread claims the record (code 0 -> -1), writes the details, fences, then
+// publishes the code (an InputError of assign_core.h); the host reads code with acquire order
+// before the details, reports it at the next assign call on the device and clears it.
 struct DeviceErrors {
-  volatile int code;
-  volatile int grid_miss;  // a call's anchors did not match the cached grid: the host re-detects
-  int64_t index;           // ground-truth row (b * M + g) or anchor
+  int code;        // 0 none, -1 being written, else the error; accessed atomically only
+  int64_t index;   // ground-truth row (b * M + g) or anchor
   int64_t label, C, M;
   float v[4];
 };
@@ -66,13 +72,14 @@ struct AssignScratch {
   int64_t* li;         // (H*B, M*k2)
   int64_t k2;
   bool* mask_ok;       // (B*M) mask_gt without the rows check_kernel rejected (what the kernels read)
+  AnchorGrid* grid;    // the call's anchor grid, recognised on the device (launch_anchor_grid)
   DeviceErrors* errors;
   int64_t* pick;       // (B, M) outputs of the statistics (null: none)
   int64_t* rank;
   float* gap;
 };
 
-// Value checks and grid verification on the device (before launch_assign, same stream).
+// Value checks on the device (before launch_assign, same stream).
 void launch_value_check(const AssignParams& p, const AssignScratch& s, cudaStream_t stream);
 
 // dtype: 0 fp32, 1 fp16, 2 bf16, 3 fp64 (the scores' element type).

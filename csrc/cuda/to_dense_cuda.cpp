@@ -22,7 +22,7 @@ Tensor to_dense_cuda(Tensor labels, Tensor scores, int64_t num_classes) {
 
 }  // namespace
 
-STABLE_TORCH_LIBRARY_IMPL(dualhead, CUDA, m) {
+STABLE_TORCH_LIBRARY_IMPL(DH_LIB, DH_CUDA_BACKEND, m) {
   m.impl("to_dense", TORCH_BOX(&to_dense_cuda));
   m.impl("to_dense_out", TORCH_BOX(&to_dense_out_cuda));
 }

@@ -1,5 +1,6 @@
 // CUDA kernel of dualhead::to_dense_out: a thread per output element (zero, or the anchor's
 // score on its class), so the (..., C) buffer is written once, coalesced.
+#include "launch.h"
 #include "launchers.h"
 
 namespace dualhead {
@@ -19,7 +20,7 @@ void launch_to_dense(const ToDenseParams& p, cudaStream_t stream) {
   const int64_t total = p.n * p.C;
   if (total == 0) return;
   const int64_t blocks = (total + 255) / 256;
-  to_dense_kernel<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 256, 0, stream>>>(p);
+  DH_LAUNCH(to_dense_kernel, static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 256, 0, stream)(p);
 }
 
 }  // namespace dualhead

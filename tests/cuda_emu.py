@@ -1,0 +1,264 @@
+"""The CUDA kernels on CPU: builds and loads the emulation library (csrc/cuda/emu), and routes
+dualhead.ops to it.
+
+The library is the CUDA backend compiled a second time by the host compiler: the kernels and
+shared stages of csrc/cuda/*.cu and csrc/assign_core.h, their launchers and the CUDA host code,
+against csrc/cuda/emu/cuda_emu.h, as the op library `dualhead_emu` registered for CPU tensors.
+Variants (DUALHEAD_CUDA_EMU): plain (what `make test` runs), asan (AddressSanitizer +
+UndefinedBehaviorSanitizer) and tsan (ThreadSanitizer); the sanitizer variants need their
+runtime preloaded into Python (`make cuda-emu` does that).
+
+    python tests/cuda_emu.py build [variant]     # build (no sanitizer runtime needed)
+    python tests/cuda_emu.py report FILE...      # every __global__ of csrc/cuda with its launches
+
+The emulation build copies csrc/ into its build folder (each file starting with a #line that
+names the original, so every report points at the real source) and makes one change there: each
+`__launch_bounds__(n) kernel(...) {` gets `DH_EMU_LAUNCH_BOUNDS(n);` as its first statement, on
+the same line, so a launch above the bound fails as it does on a GPU. A mutant build applies
+text substitutions to that copy (tests/cuda_emu_mutants.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSRC = os.path.join(ROOT, "csrc")
+EMU = os.path.join(CSRC, "cuda", "emu")
+BUILD = os.path.join(ROOT, "build", "cuda_emu")
+
+TARGET_VERSION = "0x20a000000000000"  # setup.py: TORCH_TARGET_VERSION (torch 2.10)
+COMMON = ["-std=c++20", "-g", "-ffp-contract=off", "-fvisibility=hidden", "-DDH_LIB=dualhead_emu",
+          f"-DTORCH_TARGET_VERSION={TARGET_VERSION}", "-Wno-tsan"]
+VARIANTS = {
+    "plain": (["-O2"], []),
+    "asan": (["-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
+             ["-fsanitize=address,undefined"]),
+    "tsan": (["-O1", "-fsanitize=thread"], ["-fsanitize=thread"]),
+}
+RUNTIMES = {"asan": "libasan.so", "tsan": "libtsan.so"}
+
+_LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\(((?:[^()]|\([^()]*\))*)\)\s*(\w+)\s*\(")
+
+
+def variant() -> str:
+    v = os.environ.get("DUALHEAD_CUDA_EMU", "plain")
+    if v not in VARIANTS:
+        raise ValueError(f"DUALHEAD_CUDA_EMU must be one of {sorted(VARIANTS)}, got {v!r}")
+    return v
+
+
+def _bound_checks(text: str, path: str) -> str:
+    """Inserts DH_EMU_LAUNCH_BOUNDS(n); after the opening brace of each kernel declared with
+    __launch_bounds__(n), on the same line (line numbers stay those of the source)."""
+    out, pos = [], 0
+    for m in _LAUNCH_BOUNDS.finditer(text):
+        depth, i = 1, m.end()
+        while depth:  # the kernel's parameter list
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        brace = text.index("{", i)
+        if text[i:brace].strip():
+            raise RuntimeError(f"{path}: unexpected text between {m.group(2)}'s parameters and its body")
+        out += [text[pos:brace + 1], f" DH_EMU_LAUNCH_BOUNDS({m.group(1)});"]
+        pos = brace + 1
+    return "".join(out) + text[pos:]
+
+
+def _write_if_changed(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return  # keep the mtime: ninja rebuilds only what changed
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _copy_tree(dst: str, mutations: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """csrc/ into dst (.cu as .cu.cpp with bound checks), mutations applied; returns the sources."""
+    sources = []
+    for src in sorted(glob.glob(os.path.join(CSRC, "**", "*"), recursive=True)):
+        if os.path.isdir(src) or not src.endswith((".h", ".cpp", ".cu", ".cuh")):
+            continue
+        rel = os.path.relpath(src, CSRC)
+        with open(src) as f:
+            text = f.read()
+        for old, new in mutations.get(rel, []):
+            if text.count(old) != 1:
+                raise RuntimeError(f"mutation of {rel}: {old!r} occurs {text.count(old)} times, not once")
+            text = text.replace(old, new)
+        target = os.path.join(dst, rel)
+        if rel.endswith(".cu"):
+            text, target = _bound_checks(text, rel), target + ".cpp"
+        _write_if_changed(target, f'#line 1 "{src}"\n{text}')
+        top = rel.split(os.sep)[0]
+        compiled = (rel in ("assign.cpp", "box_iou.cpp", "anchor_grid.cpp", "to_dense.cpp")
+                    or (top == "cuda" and os.path.dirname(rel) == "cuda")
+                    or rel in (os.path.join("cuda", "emu", "runtime.cpp"), os.path.join("cuda", "emu", "ops.cpp")))
+        if compiled and rel.endswith((".cpp", ".cu")):
+            sources.append(target)
+    return sources
+
+
+def build(name: str | None = None, mutations: dict[str, list[tuple[str, str]]] | None = None,
+          verbose: bool = False) -> str:
+    """Builds the emulation library of variant name (default: DUALHEAD_CUDA_EMU) with ninja and
+    returns its path (built, not loaded: a sanitizer build loads only under its runtime)."""
+    import subprocess
+
+    import torch
+
+    name = name or variant()
+    kind = name.split("-")[0]  # a mutant build is named <variant>-<mutant>
+    cflags, ldflags = VARIANTS[kind]
+    tree = os.path.join(BUILD, name, "csrc")
+    sources = _copy_tree(tree, mutations or {})
+    out = os.path.join(BUILD, name, "obj")
+    lib = os.path.join(out, f"dualhead_emu_{name.replace('-', '_')}.so")
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    torch_dir = os.path.dirname(torch.__file__)
+    incs = [os.path.join(tree, "cuda", "emu", "include"), tree, os.path.join(torch_dir, "include")]
+    cxx = os.environ.get("CXX", "c++")
+    flags = (["-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + COMMON + cflags
+             + ["-include", os.path.join(tree, "cuda", "emu", "cuda_emu.h")] + [f"-I{i}" for i in incs])
+    torch_lib = os.path.join(torch_dir, "lib")
+    lines = [f"cxx = {cxx}", f"flags = {' '.join(flags)}",
+             f"ldflags = -shared {' '.join(ldflags)} -L{torch_lib} -lc10 -ltorch -ltorch_cpu -Wl,-rpath,{torch_lib}",
+             "rule cxx", "  command = $cxx -MMD -MF $out.d $flags -c $in -o $out", "  depfile = $out.d", "  deps = gcc",
+             "rule link", "  command = $cxx $in $ldflags -o $out"]
+    objs = []
+    for src in sources:
+        obj = os.path.join(out, os.path.relpath(src, tree).replace(os.sep, "_") + ".o")
+        objs.append(obj)
+        lines.append(f"build {obj}: cxx {src}")
+    lines.append(f"build {lib}: link {' '.join(objs)}")
+    _write_if_changed(os.path.join(out, "build.ninja"), "\n".join(lines) + "\n")
+    jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 2))
+    run = subprocess.run(["ninja", "-C", out, "-j", jobs] + ([] if verbose else ["--quiet"]),
+                         stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if run.returncode:
+        raise RuntimeError(f"building the CUDA emulation library {name} failed:\n{run.stdout}")
+    return lib
+
+
+def _built(name: str) -> str:
+    lib = os.path.join(BUILD, name, "obj", f"dualhead_emu_{name.replace('-', '_')}.so")
+    if not os.path.exists(lib):
+        raise RuntimeError(f"{lib} is not built: python tests/cuda_emu.py build {name}")
+    return lib
+
+
+def runtime_missing(kind: str) -> str | None:
+    """Why a sanitizer variant cannot load in this process (its runtime must come first), or None."""
+    lib = RUNTIMES.get(kind)
+    if lib is None:
+        return None
+    with open("/proc/self/maps") as f:
+        if lib.split(".")[0] in f.read():
+            return None
+    return (f"the {kind} emulation library needs its sanitizer runtime preloaded (LD_PRELOAD={lib}): "
+            "run it through `make cuda-emu`")
+
+
+_loaded: str | None = None
+
+
+def load() -> str:
+    """Builds (if needed) and loads the library of DUALHEAD_CUDA_EMU into this process, once."""
+    global _loaded
+    if _loaded is None:
+        kind = variant()
+        why = runtime_missing(kind)
+        if why:
+            raise RuntimeError(why)
+        # A sanitizer variant is built beforehand (make cuda-emu): compiling from inside an
+        # instrumented process is slow and needs no instrumentation.
+        path = build(kind) if kind == "plain" else _built(kind)
+        import torch
+
+        if not hasattr(torch.ops, "dualhead_emu") or not _has_op("assign"):
+            torch.ops.load_library(path)
+        _loaded = path
+    return _loaded
+
+
+def _has_op(op: str) -> bool:
+    import torch
+
+    return torch._C._dispatch_has_kernel(f"dualhead_emu::{op}")
+
+
+@contextlib.contextmanager
+def routed():
+    """dualhead.ops on the emulated CUDA backend: CPU tensors, torch.ops.dualhead_emu.*."""
+    import torch
+
+    import dualhead.ops as ops
+
+    load()
+    saved = ops._lib, ops._use_kernel, ops._error_devices
+    ops._lib = torch.ops.dualhead_emu
+    ops._use_kernel = lambda op, t: isinstance(t, torch.Tensor)
+    ops._error_devices = lambda device: [-1]  # CPU tensors: the device-check record of device -1
+    try:
+        yield
+    finally:
+        ops._lib, ops._use_kernel, ops._error_devices = saved
+
+
+def launch_counts() -> dict[str, int]:
+    import torch
+
+    load()
+    pairs = [kv.split("=") for kv in torch.ops.dualhead_emu.launch_counts().split(";") if kv]
+    return {k: int(v) for k, v in pairs}
+
+
+def host_syncs() -> int:
+    import torch
+
+    load()
+    return int(torch.ops.dualhead_emu.host_syncs())
+
+
+def kernels() -> list[str]:
+    """Every __global__ kernel defined in csrc/cuda/*.cu."""
+    names = []
+    for path in sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu"))):
+        with open(path) as f:
+            text = f.read()
+        for m in re.finditer(r"__global__\s+void\s+(?:__launch_bounds__\((?:[^()]|\([^()]*\))*\)\s*)?(\w+)\s*\(", text):
+            names.append(m.group(1))
+    return names
+
+
+def report(paths: list[str]) -> int:
+    """Prints every kernel with its launches summed over the count files; 1 if one never ran."""
+    total: dict[str, int] = {}
+    for path in paths:
+        with open(path) as f:
+            for k, v in json.load(f).items():
+                total[k] = total.get(k, 0) + v
+    missing = [k for k in kernels() if not total.get(k)]
+    print(f"{'kernel (csrc/cuda)':<24} launches  ({', '.join(os.path.basename(p) for p in paths)})")
+    for k in kernels():
+        print(f"{k:<24} {total.get(k, 0):>8}")
+    if missing:
+        print(f"never launched: {', '.join(missing)}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "build"
+    if cmd == "build":
+        print(build(sys.argv[2] if len(sys.argv) > 2 else None, verbose="-v" in sys.argv))
+    elif cmd == "report":
+        sys.exit(report(sys.argv[2:]))
+    else:
+        sys.exit(f"usage: {sys.argv[0]} build [variant] | report COUNTS.json...")
