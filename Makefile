@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: install train test bench ablate info compat compat-ultralytics clean
+.PHONY: install train test bench ablate info compat compat-ultralytics cuda-emu cuda-emu-mutants clean
 install: $(VENV)/.installed
 $(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,19 @@ ablate: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The CUDA kernels on CPU (csrc/cuda/emu, tests/test_cuda.py) under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then under ThreadSanitizer; ends with every __global__ kernel of
+# csrc/cuda and its launch count (fails if one never ran). ~4 min on 2 cores.
+cuda-emu: install
+	bash tests/cuda_emu_run.sh asan
+	bash tests/cuda_emu_run.sh tsan
+	$(BIN)/python tests/cuda_emu.py report build/cuda_emu/asan.counts.json build/cuda_emu/tsan.counts.json
+
+# The layer's teeth: kernels with a planted defect each (a barrier removed, a shared-memory
+# index off by one, a block above its launch bound) must be caught. ~3 min on 2 cores.
+cuda-emu-mutants: install
+	$(BIN)/python tests/cuda_emu_mutants.py
 
 bench: install
 	$(BIN)/dualhead bench --json benchmarks/results_cpu.json

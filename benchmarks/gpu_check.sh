@@ -7,7 +7,7 @@
 #              refused by setup.py: such builds crash on their first error message)
 #   tests      the CUDA tests (pytest -m cuda): with pytest-xdist a crashing test is reported as
 #              such and its worker replaced, so the others still run; without it, file by file
-#   sanitize   compute-sanitizer memcheck, racecheck and initcheck on a small case
+#   sanitize   compute-sanitizer memcheck, racecheck, synccheck and initcheck on a small case
 #   bench      W1, W2, W4 (dualhead, ultralytics), then W3 at B = 128; per-kernel GPU times of W1;
 #              ultralytics is the baseline when importable (.whl/ holds its wheel and pycocotools'
 #              where the machine has no network: bash benchmarks/gpu_wheels.sh fetches them)
@@ -18,8 +18,14 @@
 #   ablate     `dualhead ablate --seeds 3` with the ultralytics anchors, 4 runs at a time on the GPU
 #              (issue #16); run folders under $RUNS (default /tmp/dualhead_gpu_runs, not $OUT: only
 #              8 files come back), their logs and results.csv packed into $OUT/ablate_runs.tar.gz
-# Each step writes $OUT/<step>.log as it goes and appends its exit code to $OUT/summary.md at
-# once, so a crash or a kill of a later step (or of the whole call) loses nothing before it.
+#   lease      what one device call of at most 8 minutes holds (benchmarks/RESULTS.md has the exact
+#              call): no compiling when the carried build (dualhead/_C.abi3.so, made here with
+#              sm_90) loads, else a build there first; the CUDA tests (graph capture included),
+#              compute-sanitizer memcheck, racecheck, synccheck and initcheck, and W1-W4 against
+#              ultralytics; each step under its own time limit; 4 files in $OUT
+# Each step writes <step>.log under $LOGS (default $OUT) as it goes and appends its exit code to
+# $OUT/summary.md at once, so a crash or a kill of a later step (or of the whole call) loses
+# nothing before it.
 # The benchmark prints every row as it completes. At the end, summary.md holds the step table,
 # the environment and the benchmark tables; logs.tar.gz holds every log (8 files at most come
 # back from a device call: summary.md, logs.tar.gz and the JSON files).
@@ -28,7 +34,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-benchmarks/gpu_results}
 RUNS=${RUNS:-/tmp/dualhead_gpu_runs}
-mkdir -p "$OUT"
+LOGS=${LOGS:-$OUT}
+mkdir -p "$OUT" "$LOGS"
 PY=${PYTHON:-python3}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} DUALHEAD_FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-16}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
@@ -39,14 +46,14 @@ if ls .whl/*.whl > /dev/null 2>&1; then  # wheels fetched by gpu_wheels.sh (no n
 fi
 SUMMARY=$OUT/summary.md
 [ -f "$SUMMARY" ] || printf '# GPU check\n\n| step | rc | seconds |\n|---|---|---|\n' > "$SUMMARY"
-pack() { tar -czf "$OUT/logs.tar.gz" -C "$OUT" $(cd "$OUT" && ls *.log 2>/dev/null) 2> /dev/null; }
+pack() { tar -czf "$OUT/logs.tar.gz" -C "$LOGS" $(cd "$LOGS" && ls *.log 2>/dev/null) 2> /dev/null; }
 step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, record the exit code at once
   local name=$1; shift
   echo "== $name: $*"
   local t0=$SECONDS
-  "$@" > "$OUT/$name.log" 2>&1
+  "$@" > "$LOGS/$name.log" 2>&1
   local rc=$?
-  tail -n 25 "$OUT/$name.log"
+  tail -n 25 "$LOGS/$name.log"
   echo "== $name: rc=$rc, $((SECONDS - t0)) s"
   echo "| $name | $rc | $((SECONDS - t0)) |" >> "$SUMMARY"
   pack
@@ -75,7 +82,7 @@ for s in "${steps[@]}"; do
     sanitize)
       ensure_built
       SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-      for tool in memcheck racecheck initcheck; do
+      for tool in memcheck racecheck synccheck initcheck; do
         step $tool "$SAN" --tool $tool --error-exitcode 1 $PY benchmarks/sanitizer_case.py
       done ;;
     bench)
@@ -101,7 +108,20 @@ for s in "${steps[@]}"; do
       cp "$RUNS/ablate/ablation.md" "$RUNS/ablate/ablation.json" "$OUT/" 2>/dev/null
       tar -czf "$OUT/ablate_runs.tar.gz" -C "$RUNS/ablate" --exclude='*.pt' --exclude=data_yolo \
         --exclude=weights . 2>/dev/null ;;
-    *) echo "unknown step $s (build tests sanitize bench train train-compile ablate)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
+    lease)
+      step env bash -c "nvidia-smi; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'; echo CC=\${CC:-} CXX=\${CXX:-}"
+      built || step build timeout 240 $PY setup.py build_ext --inplace
+      step info timeout 30 $PY -m dualhead.cli info
+      step tests timeout 150 $PY -m pytest -q -rfE -p no:cacheprovider -m cuda -n 8 tests/
+      SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+      for tool in memcheck racecheck synccheck initcheck; do
+        step $tool timeout 45 "$SAN" --tool $tool --error-exitcode 1 $PY benchmarks/sanitizer_case.py
+      done
+      step bench_w1w2w4 timeout 110 $BENCH --workloads W1,W2,W4 --impls dualhead,ultralytics --rounds 3 --kernels \
+        --json "$OUT/bench_cuda.json"
+      step bench_w3_b128 timeout 70 $BENCH --workloads W3 --batch 128 --impls dualhead,ultralytics --rounds 2 \
+        --json "$OUT/bench_cuda_w3_b128.json" ;;
+    *) echo "unknown step $s (build tests sanitize bench lease train train-compile ablate)"; echo "| $s | unknown | 0 |" >> "$SUMMARY" ;;
   esac
 done
 $PY benchmarks/gpu_summary.py "$OUT" >> "$SUMMARY" 2>&1

@@ -35,7 +35,7 @@ inline std::string input_error_message(int code, int64_t index, int64_t label, c
   }
 }
 
-// Host-side value checks (CPU path; CUDA on a grid-cache miss reads the anchors anyway). They
+// Host-side value checks (the CPU path; CUDA runs the same checks on the device). They
 // raise ValueError (DH_CHECK_VALUE) like the Python checks of the reference path.
 inline void check_gt_values(const int64_t* labels, const float* gt, const bool* mask, int64_t B, int64_t M, int64_t C) {
   for (int64_t r = 0; r < B * M; ++r) {

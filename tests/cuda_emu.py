@@ -47,8 +47,9 @@ _LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\(((?:[^()]|\([^()]*\))*)\)\s*(\w
 
 
 def variant() -> str:
+    """The build to load: plain, asan or tsan (a mutant build: <variant>-<mutant>)."""
     v = os.environ.get("DUALHEAD_CUDA_EMU", "plain")
-    if v not in VARIANTS:
+    if v.split("-")[0] not in VARIANTS:
         raise ValueError(f"DUALHEAD_CUDA_EMU must be one of {sorted(VARIANTS)}, got {v!r}")
     return v
 
@@ -140,11 +141,22 @@ def build(name: str | None = None, mutations: dict[str, list[tuple[str, str]]] |
     lines.append(f"build {lib}: link {' '.join(objs)}")
     _write_if_changed(os.path.join(out, "build.ninja"), "\n".join(lines) + "\n")
     jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 2))
-    run = subprocess.run(["ninja", "-C", out, "-j", jobs] + ([] if verbose else ["--quiet"]),
+    run = subprocess.run([_ninja(), "-C", out, "-j", jobs] + ([] if verbose else ["--quiet"]),
                          stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if run.returncode:
         raise RuntimeError(f"building the CUDA emulation library {name} failed:\n{run.stdout}")
     return lib
+
+
+def _ninja() -> str:
+    """ninja beside this Python (the venv's pip package), else on PATH."""
+    import shutil
+
+    here = os.path.join(os.path.dirname(sys.executable), "ninja")
+    found = here if os.path.exists(here) else shutil.which("ninja")
+    if found is None:
+        raise RuntimeError("the CUDA emulation build needs ninja: pip install ninja")
+    return found
 
 
 def _built(name: str) -> str:
@@ -173,13 +185,13 @@ def load() -> str:
     """Builds (if needed) and loads the library of DUALHEAD_CUDA_EMU into this process, once."""
     global _loaded
     if _loaded is None:
-        kind = variant()
-        why = runtime_missing(kind)
+        name = variant()
+        why = runtime_missing(name.split("-")[0])
         if why:
             raise RuntimeError(why)
-        # A sanitizer variant is built beforehand (make cuda-emu): compiling from inside an
-        # instrumented process is slow and needs no instrumentation.
-        path = build(kind) if kind == "plain" else _built(kind)
+        # A sanitizer or mutant build is made beforehand (make cuda-emu, cuda_emu_mutants.py):
+        # compiling from inside an instrumented process is slow and needs no instrumentation.
+        path = build(name) if name == "plain" else _built(name)
         import torch
 
         if not hasattr(torch.ops, "dualhead_emu") or not _has_op("assign"):
@@ -239,18 +251,19 @@ def kernels() -> list[str]:
 
 
 def report(paths: list[str]) -> int:
-    """Prints every kernel with its launches summed over the count files; 1 if one never ran."""
-    total: dict[str, int] = {}
+    """Prints every kernel with its launches in each count file; 1 if one never ran in some run."""
+    runs = []
     for path in paths:
         with open(path) as f:
-            for k, v in json.load(f).items():
-                total[k] = total.get(k, 0) + v
-    missing = [k for k in kernels() if not total.get(k)]
-    print(f"{'kernel (csrc/cuda)':<24} launches  ({', '.join(os.path.basename(p) for p in paths)})")
+            runs.append(json.load(f))
+    names = [os.path.basename(p).replace(".counts.json", "") for p in paths]
+    print(f"{'kernel (csrc/cuda/*.cu)':<26}" + "".join(f"{n:>10}" for n in names))
+    missing = []
     for k in kernels():
-        print(f"{k:<24} {total.get(k, 0):>8}")
+        print(f"{k:<26}" + "".join(f"{r.get(k, 0):>10}" for r in runs))
+        missing += [k] if not all(r.get(k) for r in runs) else []
     if missing:
-        print(f"never launched: {', '.join(missing)}")
+        print(f"never launched in some run: {', '.join(missing)}")
     return 1 if missing else 0
 
 

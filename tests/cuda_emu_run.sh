@@ -11,9 +11,10 @@ variant=${1:?usage: cuda_emu_run.sh plain|asan|tsan [pytest args]}
 shift
 PY=${PY:-.venv/bin/python}
 CXX=${CXX:-g++}
-$PY tests/cuda_emu.py build "$variant" >/dev/null
+# A mutant build (<variant>-<mutant>, tests/cuda_emu_mutants.py) is made by its script.
+[ "${DUALHEAD_CUDA_EMU_PREBUILT:-}" = 1 ] || $PY tests/cuda_emu.py build "$variant" >/dev/null
 stdcxx=$($CXX -print-file-name=libstdc++.so.6)
-case "$variant" in
+case "${variant%%-*}" in
   asan) export LD_PRELOAD="$($CXX -print-file-name=libasan.so) $stdcxx"
         export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0
         export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ;;

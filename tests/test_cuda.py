@@ -367,12 +367,14 @@ def test_layouts_alternate_without_host_reads(dev):
     order = [tall.flip(0), tall, wide, wide, tall, odd, wide, tall.flip(0), odd, tall]
     calls = [_layout_args(anc, 9, g) for anc in order]
     want = [dualhead.ops.assign(*a, topk=10) for a in calls]
+    on_dev = [dev.put(a) for a in calls]
     with dev:
         before = cuda_emu.host_syncs() if dev.emu else None
         if not dev.emu:
+            torch.cuda.synchronize()
             torch.cuda.set_sync_debug_mode("error")
         try:
-            got = [dualhead.ops.assign(*dev.put(a), topk=10) for a in calls]
+            got = [dualhead.ops.assign(*a, topk=10) for a in on_dev]
         finally:
             if not dev.emu:
                 torch.cuda.set_sync_debug_mode("default")
@@ -380,6 +382,20 @@ def test_layouts_alternate_without_host_reads(dev):
             assert cuda_emu.host_syncs() == before
     for i, (w, r) in enumerate(zip(want, got)):
         dev.same(w, r, f"call {i}")
+
+
+def test_cuda_assign_host_code_reads_nothing_back():
+    """The CUDA assign host code has no device-to-host read: no copy to the CPU, and its one
+    stream synchronisation is DUALHEAD_SYNC_CHECKS's (the emulated tests cannot see a copy, the
+    GPU's sync-debug test can; this holds on every machine)."""
+    import os
+
+    path = os.path.join(cuda_emu.CSRC, "cuda", "assign_cuda.cpp")
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert not [ln for ln in lines if "to_cpu(" in ln or "cudaMemcpy" in ln]
+    syncs = [i for i, ln in enumerate(lines) if "cudaStreamSynchronize" in ln]
+    assert len(syncs) == 1 and "sync_checks()" in lines[syncs[0] - 1], syncs
 
 
 # --- GPU only ---------------------------------------------------------------------------------

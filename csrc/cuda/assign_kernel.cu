@@ -1,5 +1,8 @@
 // CUDA kernels of dualhead::assign: the stages of csrc/assign_core.h, parallel over candidates
-// and anchors rather than over ground truths.
+// and anchors rather than over ground truths. Before them, the call's anchor grid is recognised
+// on the device (anchor_grid_kernel.cu) and check_kernel runs the input value checks.
+//   check_kernel      a thread per ground truth and anchor: value checks; a bad row is dropped
+//                     and the first error recorded for the host (no sync)
 //   gt_tiles_kernel   a warp per ground truth, one candidate cell per lane: prior + IoU +
 //                     metric of both heads, then the tile merged into the top-k lists by rank
 //                     (shared memory), conflict keys and claims; the tile phases are
@@ -7,7 +10,7 @@
 //   gt_big_kernel     a block of 16 warps per ground truth of more than 256 cells (queued by
 //                     gt_tiles_kernel): tiles dealt to the warps, their lists merged pairwise
 //   gt_rows_kernel    a thread per ground truth: only for calls the tiles cannot take (a topk
-//                     above kTileK = 32, or more than kTileLevels grid levels)
+//                     above kTileK = 32)
 //   anchors_kernel    a thread per (head, image, anchor): background anchors written at once,
 //                     claimed ones resolved (conflicts) and queued for their image
 //   image_kernel      a block per (head, image), over its claimed anchors and ground truths
@@ -29,7 +32,7 @@ namespace {
 constexpr int kThreads = 128;     // thread-per-item kernels
 constexpr int kTileWarps = 4;     // warps (rows in flight) per gt_tiles block: 4 x 2.3 KB shared memory
 constexpr int kImageThreads = 256;
-constexpr int64_t kMaxBigBlocks = 1024;  // gt_big_kernel: blocks striding over the queued large rows  // image_kernel: ~M*k claimed anchors and M ground truths per image
+constexpr int64_t kMaxBigBlocks = 1024;  // gt_big_kernel: blocks striding over the queued large rows
 
 // The value checks of assign_core.h on every real ground truth and anchor. A rejected row is
 // dropped from mask_ok, so the kernels after never index pd_scores with its label; the first
@@ -101,7 +104,7 @@ template <typename S>
 __global__ void __launch_bounds__(kTileWarps * kTile) gt_tiles_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1,
                                                                       AssignScratch s) {
   __shared__ TileLists lists[kTileWarps];
-    const S* sc[2] = {s0, s1};
+  const S* sc[2] = {s0, s1};
   const int lane = threadIdx.x % kTile, warp = threadIdx.x / kTile;
   TileLists& T = lists[warp];
   const int64_t warps = int64_t(gridDim.x) * kTileWarps;
@@ -125,7 +128,7 @@ template <typename S>
 __global__ void __launch_bounds__(kBigWarps * kTile) gt_big_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1,
                                                                    AssignScratch s) {
   __shared__ TileLists lists[kBigWarps];
-    const S* sc[2] = {s0, s1};
+  const S* sc[2] = {s0, s1};
   const int lane = threadIdx.x % kTile, warp = threadIdx.x / kTile;
   const int queued = *s.n_big;
   for (int q = blockIdx.x; q < queued; q += gridDim.x) {
@@ -149,7 +152,7 @@ __global__ void __launch_bounds__(kBigWarps * kTile) gt_big_kernel(const __grid_
 // Fallback: a thread per row, the sequential pass of assign_core.h (the CPU's default path).
 template <typename S>
 __global__ void gt_rows_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1, AssignScratch s) {
-    const S* sc[2] = {s0, s1};
+  const S* sc[2] = {s0, s1};
   for (int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; row < p.B * p.M;
        row += int64_t(gridDim.x) * blockDim.x) {
     if (!p.mask[row]) continue;

@@ -20,10 +20,7 @@ __global__ void box_iou_kernel(BoxIouParams p) {
 void launch_box_iou(const BoxIouParams& p, cudaStream_t stream) {
   const int64_t total = p.n * p.m;
   if (total == 0) return;
-  const int threads = 256;
-  const int64_t blocks = (total + threads - 1) / threads;
-  // Grid-stride loop: a bounded grid covers any size.
-  DH_LAUNCH(box_iou_kernel, static_cast<unsigned>(blocks < 65535 ? blocks : 65535), threads, 0, stream)(p);
+  DH_LAUNCH(box_iou_kernel, blocks_for(total, 256), 256, 0, stream)(p);
 }
 
 }  // namespace dualhead

@@ -19,8 +19,7 @@ __global__ void to_dense_kernel(ToDenseParams p) {
 void launch_to_dense(const ToDenseParams& p, cudaStream_t stream) {
   const int64_t total = p.n * p.C;
   if (total == 0) return;
-  const int64_t blocks = (total + 255) / 256;
-  DH_LAUNCH(to_dense_kernel, static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 256, 0, stream)(p);
+  DH_LAUNCH(to_dense_kernel, blocks_for(total, 256), 256, 0, stream)(p);
 }
 
 }  // namespace dualhead

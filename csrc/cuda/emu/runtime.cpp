@@ -36,12 +36,14 @@ struct Abort {};  // unwinds a thread out of a block that has faulted
 // A thread's state, read by the barrier checks of other threads.
 enum State : int { kRunning = 0, kAtSyncthreads = 1, kAtSyncwarp = 2, kExited = 3 };
 
-struct WarpBarrier {
+// One barrier: __syncthreads' of a block, or __syncwarp's of a warp (then mask: the lanes it
+// waits for). The first arrival fixes the call site (and mask) the others must match.
+struct Barrier {
   std::mutex mu;
   std::condition_variable cv;
   int arrived = 0;
+  int first = 0;  // the first thread to arrive
   unsigned mask = 0;
-  int first = 0;  // first lane to arrive
   Site site;
   unsigned long long gen = 0;
 };
@@ -51,12 +53,9 @@ struct WarpBarrier {
 // __syncthreads would order.
 struct Block {
   int nthreads = 0;
-  std::mutex mu;  // __syncthreads
-  std::condition_variable cv;
-  int arrived = 0, first = 0, exited = 0;
-  Site site;
-  unsigned long long gen = 0;
-  std::vector<std::unique_ptr<WarpBarrier>> warps;
+  Barrier all;  // __syncthreads; all.mu also guards exited
+  int exited = 0;
+  std::vector<std::unique_ptr<Barrier>> warps;
   std::unique_ptr<std::atomic<int>[]> state;
   std::atomic<bool> aborted{false};
   std::mutex fault_mu;
@@ -86,8 +85,8 @@ void record_fault(Block& b, cudaError_t code, const std::string& msg) {
     std::lock_guard<std::mutex> lk(w->mu);
     w->cv.notify_all();
   }
-  std::lock_guard<std::mutex> lk(b.mu);
-  b.cv.notify_all();
+  std::lock_guard<std::mutex> lk(b.all.mu);
+  b.all.cv.notify_all();
 }
 
 [[noreturn]] void fail(Block& b, const std::string& msg, cudaError_t code = cudaErrorLaunchFailure) {
@@ -103,28 +102,47 @@ Block& current_block(const char* what) {
   return *t_block;
 }
 
-std::string thread_name(const Block& b, int t) {
+std::string thread_name(int t) {
   return "thread " + std::to_string(t) + " (warp " + std::to_string(t / warpSize) + ", lane " +
          std::to_string(t % warpSize) + ")";
-  (void)b;
 }
 
-// Waits on cv until gen moves on; unwinds if the block faults; a wait longer than the hang limit
-// is a fault that names the barrier (a deadlock the checks did not see, or a spinning thread).
-template <typename Lock>
-void wait_release(Block& b, std::condition_variable& cv, Lock& lk, const unsigned long long& gen, const Site& site,
-                  const char* barrier) {
-  const unsigned long long mine = gen;
+// Thread t arrives at bar (lk holds bar.mu) as one of `expected`: __syncthreads' (all threads)
+// or the __syncwarp of the warp starting at thread w0 (the lanes in mask). The last arrival sets
+// the waiters' states back to running and releases them; the others wait, unwinding if the block
+// faults. A wait longer than the hang limit is a fault that names the barrier (a deadlock the
+// checks did not see, or a spinning thread).
+void arrive(Block& b, Barrier& bar, std::unique_lock<std::mutex>& lk, int t, int expected, int w0, unsigned mask,
+            State waiting, const Site& site, const char* name) {
+  if (bar.arrived == 0) {
+    bar.site = site;
+    bar.first = t;
+    bar.mask = mask;
+  }
+  if (++bar.arrived == expected) {
+    bar.arrived = 0;
+    if (waiting == kAtSyncthreads) {
+      for (int i = 0; i < b.nthreads; ++i) b.state[i].store(kRunning, std::memory_order_relaxed);
+    } else {
+      for (int l = 0; l < warpSize && w0 + l < b.nthreads; ++l)
+        if ((mask >> l) & 1u) b.state[w0 + l].store(kRunning, std::memory_order_relaxed);
+    }
+    ++bar.gen;
+    bar.cv.notify_all();
+    return;
+  }
+  b.state[t].store(waiting, std::memory_order_relaxed);
+  const unsigned long long mine = bar.gen;
   const auto start = std::chrono::steady_clock::now();
-  while (gen == mine && !b.aborted.load()) {
-    cv.wait_for(lk, std::chrono::seconds(1));
-    if (gen == mine && std::chrono::steady_clock::now() - start > std::chrono::seconds(hang_limit_s())) {
+  while (bar.gen == mine && !b.aborted.load()) {
+    bar.cv.wait_for(lk, std::chrono::seconds(1));
+    if (bar.gen == mine && std::chrono::steady_clock::now() - start > std::chrono::seconds(hang_limit_s())) {
       lk.unlock();
-      fail(b, std::string(barrier) + " at " + where(site) + ": no progress for " + std::to_string(hang_limit_s()) +
-                  " s (" + thread_name(b, t_linear) + " waits; a thread it waits for never arrives)");
+      fail(b, std::string(name) + " at " + where(site) + ": no progress for " + std::to_string(hang_limit_s()) +
+                  " s (" + thread_name(t) + " waits; a thread it waits for never arrives)");
     }
   }
-  if (gen == mine) {
+  if (bar.gen == mine) {
     lk.unlock();
     throw Abort{};
   }
@@ -137,37 +155,22 @@ void syncthreads(Site site) {
   const int t = t_linear;
   std::string problem;
   {
-    std::unique_lock<std::mutex> lk(b.mu);
+    std::unique_lock<std::mutex> lk(b.all.mu);
     if (b.aborted.load()) throw Abort{};
     const int w0 = t - t % warpSize, w1 = std::min(w0 + warpSize, b.nthreads);
     if (b.exited > 0) {
-      problem = "__syncthreads at " + where(site) + " reached by " + thread_name(b, t) + " after " +
+      problem = "__syncthreads at " + where(site) + " reached by " + thread_name(t) + " after " +
                 std::to_string(b.exited) + " thread(s) of the block exited: not every thread reaches it";
-    } else if (b.arrived > 0 && !same_site(site, b.site)) {
-      problem = "__syncthreads reached from two call sites: " + where(b.site) + " (" + thread_name(b, b.first) +
-                ") and " + where(site) + " (" + thread_name(b, t) + ")";
+    } else if (b.all.arrived > 0 && !same_site(site, b.all.site)) {
+      problem = "__syncthreads reached from two call sites: " + where(b.all.site) + " (" +
+                thread_name(b.all.first) + ") and " + where(site) + " (" + thread_name(t) + ")";
     } else {
       for (int l = w0; l < w1 && problem.empty(); ++l)
         if (b.state[l].load(std::memory_order_relaxed) == kAtSyncwarp)
-          problem = "__syncthreads at " + where(site) + " reached by " + thread_name(b, t) + " while " +
-                    thread_name(b, l) + " of its warp waits at __syncwarp at " + where(b.warps[t / warpSize]->site);
+          problem = "__syncthreads at " + where(site) + " reached by " + thread_name(t) + " while " +
+                    thread_name(l) + " of its warp waits at __syncwarp at " + where(b.warps[t / warpSize]->site);
     }
-    if (problem.empty()) {
-      if (b.arrived == 0) {
-        b.site = site;
-        b.first = t;
-      }
-      if (++b.arrived == b.nthreads) {
-        b.arrived = 0;
-        for (int i = 0; i < b.nthreads; ++i) b.state[i].store(kRunning, std::memory_order_relaxed);
-        ++b.gen;
-        b.cv.notify_all();
-        return;
-      }
-      b.state[t].store(kAtSyncthreads, std::memory_order_relaxed);
-      wait_release(b, b.cv, lk, b.gen, site, "__syncthreads");
-      return;
-    }
+    if (problem.empty()) return arrive(b, b.all, lk, t, b.nthreads, 0, ~0u, kAtSyncthreads, site, "__syncthreads");
   }
   fail(b, problem);
 }
@@ -176,50 +179,34 @@ void syncwarp(unsigned mask, Site site) {
   Block& b = current_block("__syncwarp");
   const int t = t_linear, lane = t % warpSize, w0 = t - lane;
   const int lanes = std::min(warpSize, b.nthreads - w0);
-  WarpBarrier& w = *b.warps[t / warpSize];
+  Barrier& w = *b.warps[t / warpSize];
   std::string problem;
   {
     std::unique_lock<std::mutex> lk(w.mu);
     if (b.aborted.load()) throw Abort{};
     const unsigned exist = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
     if (!((mask >> lane) & 1u)) {
-      problem = "__syncwarp(" + std::to_string(mask) + ") at " + where(site) + " called by " + thread_name(b, t) +
+      problem = "__syncwarp(" + std::to_string(mask) + ") at " + where(site) + " called by " + thread_name(t) +
                 ", which is not in the mask";
     } else if (mask & ~exist) {
       problem = "__syncwarp mask at " + where(site) + " names lanes the block does not have (" +
                 std::to_string(lanes) + " lanes in this warp)";
     } else if (w.arrived > 0 && (mask != w.mask || !same_site(site, w.site))) {
       problem = "__syncwarp reached with different call sites or masks: " + where(w.site) + " (" +
-                thread_name(b, w0 + w.first) + ") and " + where(site) + " (" + thread_name(b, t) + ")";
+                thread_name(w.first) + ") and " + where(site) + " (" + thread_name(t) + ")";
     } else {
       for (int l = 0; l < lanes && problem.empty(); ++l) {
         if (!((mask >> l) & 1u)) continue;
         const int s = b.state[w0 + l].load(std::memory_order_relaxed);
         if (s == kExited)
-          problem = "__syncwarp at " + where(site) + " waits for " + thread_name(b, w0 + l) + ", which has exited";
+          problem = "__syncwarp at " + where(site) + " waits for " + thread_name(w0 + l) + ", which has exited";
         else if (s == kAtSyncthreads)
-          problem = "__syncwarp at " + where(site) + " waits for " + thread_name(b, w0 + l) +
-                    ", which waits at __syncthreads at " + where(b.site);
+          problem = "__syncwarp at " + where(site) + " waits for " + thread_name(w0 + l) +
+                    ", which waits at __syncthreads at " + where(b.all.site);
       }
     }
-    if (problem.empty()) {
-      if (w.arrived == 0) {
-        w.mask = mask;
-        w.site = site;
-        w.first = lane;
-      }
-      if (++w.arrived == __builtin_popcount(mask)) {
-        w.arrived = 0;
-        for (int l = 0; l < lanes; ++l)
-          if ((mask >> l) & 1u) b.state[w0 + l].store(kRunning, std::memory_order_relaxed);
-        ++w.gen;
-        w.cv.notify_all();
-        return;
-      }
-      b.state[t].store(kAtSyncwarp, std::memory_order_relaxed);
-      wait_release(b, w.cv, lk, w.gen, site, "__syncwarp");
-      return;
-    }
+    if (problem.empty())
+      return arrive(b, w, lk, t, __builtin_popcount(mask), w0, mask, kAtSyncwarp, site, "__syncwarp");
   }
   fail(b, problem);
 }
@@ -231,18 +218,18 @@ namespace {
 void thread_exit(Block& b, int t) {
   std::string problem;
   {
-    std::lock_guard<std::mutex> lk(b.mu);
+    std::lock_guard<std::mutex> lk(b.all.mu);
     ++b.exited;
     b.state[t].store(kExited, std::memory_order_relaxed);
-    if (b.arrived > 0)
-      problem = thread_name(b, t) + " exited while " + std::to_string(b.arrived) + " thread(s) wait at __syncthreads at " +
-                where(b.site);
+    if (b.all.arrived > 0)
+      problem = thread_name(t) + " exited while " + std::to_string(b.all.arrived) +
+                " thread(s) wait at __syncthreads at " + where(b.all.site);
   }
-  WarpBarrier& w = *b.warps[t / warpSize];
+  Barrier& w = *b.warps[t / warpSize];
   {
     std::lock_guard<std::mutex> lk(w.mu);
     if (problem.empty() && w.arrived > 0 && ((w.mask >> (t % warpSize)) & 1u))
-      problem = thread_name(b, t) + " exited while lanes of its warp wait for it at __syncwarp at " + where(w.site);
+      problem = thread_name(t) + " exited while lanes of its warp wait for it at __syncwarp at " + where(w.site);
   }
   if (!problem.empty()) record_fault(b, cudaErrorLaunchFailure, problem);
 }
@@ -452,7 +439,7 @@ void run_grid_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_by
         b.nthreads = static_cast<int>(threads);
         b.state.reset(new std::atomic<int>[threads]);
         for (long long i = 0; i < threads; ++i) b.state[i].store(kRunning);
-        for (long long w = 0; w < (threads + warpSize - 1) / warpSize; ++w) b.warps.push_back(std::make_unique<WarpBarrier>());
+        for (long long w = 0; w < (threads + warpSize - 1) / warpSize; ++w) b.warps.push_back(std::make_unique<Barrier>());
         poison_shared(n);
         pool().run_block(b, dim3(x, y, z), block, grid, call, body);
         if (b.aborted.load()) {  // a fault ends the grid, as a device fault ends a kernel
