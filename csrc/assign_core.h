@@ -2,9 +2,10 @@
 // CPU backend (csrc/cpu/assign_kernel.cpp) and the CUDA backend (csrc/cuda/assign_kernel.cu).
 // Each function does one unit of parallel work (one ground truth's candidates; one anchor or one
 // ground truth of one image's resolve phases; one ground truth's statistics); the backends only
-// decide who runs which unit. So the CPU tests execute every line the GPU runs, except the
-// atomics below (CUDA atomicMax/atomicAdd; their CPU twins run in the tests) and CUDA's block
-// scan (member_offsets is its serial twin).
+// decide who runs which unit. So the CPU backend's tests execute every line the GPU runs, except
+// the atomics below (CUDA atomicMax/atomicAdd; their CPU twins) and CUDA's block scan
+// (member_offsets is its serial twin); those run, with the kernels themselves, in the CPU
+// execution layer of the CUDA code (csrc/cuda/emu, tests/test_cuda.py).
 #pragma once
 
 #include <cstdint>
