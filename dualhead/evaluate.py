@@ -105,8 +105,9 @@ def with_nms(dets: dict, iou: float = 0.7) -> dict:
 
 @torch.no_grad()
 def evaluate(model, loader, gt: dict, device, branches=None, max_det: int = 300, conf: float = 0.001,
-             iou: float = 0.7, diag_conf: float = 0.25) -> dict:
-    """mAP of each requested branch: 'o2o' decoded NMS-free (top-k), 'o2m' with NMS.
+             iou: float = 0.7, diag_conf: float = 0.25, one_class: bool = False) -> dict:
+    """mAP of each requested branch: 'o2o' decoded NMS-free (top-k; one_class: one class per
+    anchor), 'o2m' with NMS.
     Returns {branch: {'map', 'map50', 'fp_dup', 'fp_cls', 'fp_loc', 'fp_bkg', 'prec', 'rec'}} (the
     breakdown at score >= diag_conf), and for 'o2o' also 'map_nms': its detections with NMS added."""
     was_training = model.training
@@ -116,7 +117,7 @@ def evaluate(model, loader, gt: dict, device, branches=None, max_det: int = 300,
     for batch in loader:
         out = model(as_float(batch["images"], device), branches=branches)
         for b in branches:
-            for i, d in zip(batch["index"].tolist(), branch_detections(b, *out[b], max_det, conf, iou)):
+            for i, d in zip(batch["index"].tolist(), branch_detections(b, *out[b], max_det, conf, iou, one_class)):
                 dets[b][i] = d.cpu()
     model.train(was_training)
     return {b: detection_metrics(gt, dets[b], nms_free=b == "o2o", iou=iou, diag_conf=diag_conf) for b in branches}

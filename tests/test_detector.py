@@ -85,6 +85,12 @@ def test_topk_detections_two_stage():
     assert len(d) == 2
     with pytest.raises(ValueError, match="max_det"):
         topk_detections(boxes, scores, max_det=0)
+    # one class per anchor: anchor 1 keeps class 0 only; the third slot goes to the next anchor
+    scores[0, 4, 1] = 0.1
+    (d,) = topk_detections(boxes, scores, max_det=3, one_class=True)
+    assert d[:, 4].tolist() == pytest.approx([0.9, 0.7, 0.1])
+    assert d[:, 5].tolist() == [0, 2, 1]
+    torch.testing.assert_close(d[:, :4], boxes[0, [1, 3, 4]])
 
 
 def test_nms_detections_suppresses_duplicates():

@@ -8,19 +8,25 @@ from __future__ import annotations
 import torch
 
 
-def topk_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, conf: float = 0.0):
+def topk_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, conf: float = 0.0,
+                    one_class: bool = False):
     """NMS-free selection (ultralytics v10 postprocess, SPEC §1 'Inference'): the max_det anchors
     with the best class score, then the max_det best of their (anchor, class) scores -- so one
-    anchor may appear with several classes. boxes (B, N, 4), scores (B, N, C) probabilities."""
+    anchor may appear with several classes. one_class: each of those anchors with its best class
+    only. boxes (B, N, 4), scores (B, N, C) probabilities."""
     if max_det < 1:
         raise ValueError(f"max_det must be >= 1, got {max_det!r}")
     B, N, C = scores.shape
     k = min(max_det, N)
     best, idx = scores.amax(-1).topk(k, dim=1)
-    cand = scores.gather(1, idx.unsqueeze(-1).expand(-1, -1, C))  # (B, k, C)
-    s, flat = cand.flatten(1).topk(k, dim=1)
-    anchor = idx.gather(1, flat // C)
-    cls = (flat % C).float()
+    if one_class:
+        s, anchor = best, idx
+        cls = scores.gather(1, idx.unsqueeze(-1).expand(-1, -1, C)).argmax(-1).float()
+    else:
+        cand = scores.gather(1, idx.unsqueeze(-1).expand(-1, -1, C))  # (B, k, C)
+        s, flat = cand.flatten(1).topk(k, dim=1)
+        anchor = idx.gather(1, flat // C)
+        cls = (flat % C).float()
     box = boxes.gather(1, anchor.unsqueeze(-1).expand(-1, -1, 4))
     out = torch.cat((box.float(), s.unsqueeze(-1).float(), cls.unsqueeze(-1)), -1)
     return [o[o[:, 4] > conf] for o in out]
@@ -46,8 +52,9 @@ def nms_detections(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300
 
 
 def branch_detections(branch: str, boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, conf: float = 0.001,
-                      iou: float = 0.7):
-    """How a head's output becomes detections: the o2o branch NMS-free (top-k), o2m with NMS."""
+                      iou: float = 0.7, one_class: bool = False):
+    """How a head's output becomes detections: the o2o branch NMS-free (top-k; one_class: one
+    class per anchor), o2m with NMS."""
     if branch == "o2o":
-        return topk_detections(boxes, scores, max_det, conf)
+        return topk_detections(boxes, scores, max_det, conf, one_class)
     return nms_detections(boxes, scores, max_det, conf, iou)
