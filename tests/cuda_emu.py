@@ -121,7 +121,7 @@ def build(name: str | None = None, mutations: dict[str, list[tuple[str, str]]] |
     tree = os.path.join(BUILD, name, "csrc")
     sources = _copy_tree(tree, mutations or {})
     out = os.path.join(BUILD, name, "obj")
-    lib = os.path.join(out, f"dualhead_emu_{name.replace('-', '_')}.so")
+    lib = _lib_path(name)
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     torch_dir = os.path.dirname(torch.__file__)
     incs = [os.path.join(tree, "cuda", "emu", "include"), tree, os.path.join(torch_dir, "include")]
@@ -159,8 +159,12 @@ def _ninja() -> str:
     return found
 
 
+def _lib_path(name: str) -> str:
+    return os.path.join(BUILD, name, "obj", f"dualhead_emu_{name.replace('-', '_')}.so")
+
+
 def _built(name: str) -> str:
-    lib = os.path.join(BUILD, name, "obj", f"dualhead_emu_{name.replace('-', '_')}.so")
+    lib = _lib_path(name)
     if not os.path.exists(lib):
         raise RuntimeError(f"{lib} is not built: python tests/cuda_emu.py build {name}")
     return lib
@@ -194,16 +198,10 @@ def load() -> str:
         path = build(name) if name == "plain" else _built(name)
         import torch
 
-        if not hasattr(torch.ops, "dualhead_emu") or not _has_op("assign"):
+        if not torch._C._dispatch_has_kernel("dualhead_emu::assign"):
             torch.ops.load_library(path)
         _loaded = path
     return _loaded
-
-
-def _has_op(op: str) -> bool:
-    import torch
-
-    return torch._C._dispatch_has_kernel(f"dualhead_emu::{op}")
 
 
 @contextlib.contextmanager
