@@ -96,3 +96,29 @@ def test_freed_memory_is_kept_mapped():
     for _ in range(8):
         faults_of_alloc()
     assert max(faults_of_alloc() for _ in range(4)) < 400  # 4096 pages of 4 KB if they were unmapped
+
+
+def test_clip_branches_clips_the_o2o_head_apart():
+    """--clip-branches: the o2o head's gradient norm and the rest's each clipped to grad_clip (the
+    global clip would scale both by one factor)."""
+    from dualhead.nn import Detector
+    from dualhead.train.step import clip_sets
+
+    m = Detector(3, 0.0625, ("o2m", "o2o"), 64)
+    params = [p for p in m.parameters() if p.requires_grad]
+    assert clip_sets(m, params, False) == [params]
+    rest, o2o = clip_sets(m, params, True)
+    assert len(rest) + len(o2o) == len(params) and o2o
+    assert {id(p) for p in o2o} == {id(p) for p in m.head.heads["o2o"].parameters()}
+    for p in rest:
+        p.grad = torch.full_like(p, 1e-4)
+    for p in o2o:
+        p.grad = torch.full_like(p, 10.0)
+    for s in clip_sets(m, params, True):
+        torch.nn.utils.clip_grad_norm_(s, 1.0, foreach=True)
+    assert all(torch.equal(p.grad, torch.full_like(p, 1e-4)) for p in rest)  # small: untouched
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in o2o]))
+    assert abs(norm.item() - 1.0) < 1e-4
+    single = Detector(3, 0.0625, ("o2m",), 64)
+    sp = list(single.parameters())
+    assert clip_sets(single, sp, True) == [sp]

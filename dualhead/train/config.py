@@ -62,6 +62,8 @@ class TrainConfig:
                                "kernels; the first steps compile (minutes on a small CPU), results not bitwise the "
                                "eager ones")
     grad_clip: float = opt(10.0, "gradient norm clip (> 0)")
+    clip_branches: bool = opt(False, "dual mode: clip the o2o head's gradient norm and the rest's separately, each "
+                                     "to --grad-clip (one global clip couples the two branches' steps)")
     # run
     device: str = opt("auto", "'auto' (a GPU if visible), 'cpu', 'cuda' or 'cuda:N'")
     workers: int | None = opt(None, "data loader worker processes (>= 0; unset: on CPU 0 for the embedded data, "
@@ -110,6 +112,7 @@ class TrainConfig:
         need(is_num(self.o2o_gain) and self.o2o_gain > 0, "o2o_gain", "a number > 0")
         need(isinstance(self.o2o_detach, bool), "o2o_detach", "True or False")
         need(isinstance(self.compile, bool), "compile", "True or False")
+        need(isinstance(self.clip_branches, bool), "clip_branches", "True or False")
         need(is_num(self.o2o_lr) and self.o2o_lr > 0, "o2o_lr", "a number > 0")
         need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an int >= 1")
         need(is_int(self.batch) and self.batch >= 1, "batch", "an int >= 1")

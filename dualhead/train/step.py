@@ -54,6 +54,17 @@ def param_groups(model, weight_decay, lr: float, o2o_lr: float = 1.0):
     return groups
 
 
+def clip_sets(model, params, per_branch: bool) -> list[list[torch.Tensor]]:
+    """The parameter sets whose gradient norms are clipped one by one: all together, or (per_branch,
+    a model with an o2o head) the o2o head's apart from the rest, so a large o2o gradient does not
+    shrink the o2m branch's step and the other way round."""
+    o2o = model.head.heads["o2o"] if per_branch and "o2o" in model.head.heads else None
+    if o2o is None:
+        return [params]
+    own = {id(p) for p in o2o.parameters()}
+    return [[p for p in params if id(p) not in own], [p for p in params if id(p) in own]]
+
+
 def make_optimizer(model, cfg, device: torch.device) -> torch.optim.AdamW:
     """AdamW over the trainer's parameter groups (decay on weights only; the o2o branch at
     lr * o2o_lr): fused on CUDA, foreach on CPU (bitwise the default there; fused is not)."""
@@ -70,12 +81,14 @@ class TrainStep:
     world size brings the step back to one process seeing the whole batch, as ultralytics)."""
 
     def __init__(self, model, criterion, opt, sched, scaler, ema, device, grad_clip: float, amp: bool,
-                 amp_dtype=torch.float16, memory_format=torch.contiguous_format, ddp=None, scale: float = 1.0):
+                 amp_dtype=torch.float16, memory_format=torch.contiguous_format, ddp=None, scale: float = 1.0,
+                 clip_branches: bool = False):
         self.model, self.ddp = model, ddp if ddp is not None else model
         self.criterion, self.opt, self.sched, self.scaler, self.ema = criterion, opt, sched, scaler, ema
         self.device, self.grad_clip, self.amp, self.amp_dtype = device, grad_clip, amp, amp_dtype
         self.memory_format, self.scale = memory_format, scale
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.clip_sets = clip_sets(model, self.params, clip_branches)
 
     @classmethod
     def build(cls, cfg, nc: int, device: torch.device, total_iters: int) -> "TrainStep":
@@ -100,7 +113,8 @@ class TrainStep:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_iters))
         scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
         ema = ModelEMA(model, tau=cfg.ema_tau) if cfg.ema else None
-        step = cls(model, criterion, opt, sched, scaler, ema, device, cfg.grad_clip, amp, amp_dtype, fmt)
+        step = cls(model, criterion, opt, sched, scaler, ema, device, cfg.grad_clip, amp, amp_dtype, fmt,
+                   clip_branches=cfg.clip_branches)
         if cfg.compile:
             step.compile()
         return step
@@ -119,7 +133,8 @@ class TrainStep:
             loss, items, stats = self.criterion(out, anchors, strides, gl, gb, gm)
         self.scaler.scale(loss * self.scale).backward()
         self.scaler.unscale_(self.opt)
-        torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
+        for params in self.clip_sets:
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
