@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: install train test bench ablate info compat compat-ultralytics cuda-emu cuda-emu-mutants clean
+.PHONY: install train test test-slow lint format bench ablate info compat compat-ultralytics cuda-emu cuda-emu-mutants clean
 install: $(VENV)/.installed
 $(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,7 +28,28 @@ ablate: install
 	$(BIN)/dualhead ablate --seeds 3 --anchors yolov10n,yolov8n --ablate-out runs/ablate
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+# The end-to-end runs marked slow (training to a set mAP, DDP, torch.compile, the ablation's
+# failure handling and its ultralytics anchor, the static-libstdc++ build): CI runs them too.
+test-slow: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
+
+# Linters and formatters, configured in pyproject.toml ([tool.ruff]) and .clang-format; CI runs
+# `make lint` on the tree, `make format` rewrites it.
+LINT_TOOLS := ruff==0.17.6 clang-format==23.1.5
+CXX_SOURCES = $(shell git ls-files 'csrc/*.h' 'csrc/*.cpp' 'csrc/*.cu' 'csrc/*.cuh')
+lint: install
+	$(BIN)/pip install -q $(LINT_TOOLS)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/clang-format --dry-run -Werror $(CXX_SOURCES)
+
+format: install
+	$(BIN)/pip install -q $(LINT_TOOLS)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/clang-format -i $(CXX_SOURCES)
 
 # The CUDA kernels on CPU (csrc/cuda/emu, tests/test_cuda.py) under AddressSanitizer +
 # UndefinedBehaviorSanitizer, then under ThreadSanitizer; ends with every __global__ kernel of

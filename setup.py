@@ -38,8 +38,10 @@ TORCH_TARGET_VERSION = hex((TARGET_TORCH[0] << 56) | (TARGET_TORCH[1] << 48))
 
 
 def _is_toolkit(root):
-    return bool(root) and os.path.isfile(os.path.join(root, "bin", "nvcc")) and os.path.isfile(
-        os.path.join(root, "include", "cuda_runtime.h")
+    return (
+        bool(root)
+        and os.path.isfile(os.path.join(root, "bin", "nvcc"))
+        and os.path.isfile(os.path.join(root, "include", "cuda_runtime.h"))
     )
 
 
@@ -59,7 +61,7 @@ def find_cuda_home():
         candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
         # A wrapper script: look for the toolkit path it execs.
         try:
-            with open(nvcc, "r", errors="ignore") as f:
+            with open(nvcc, errors="ignore") as f:
                 for word in f.read(4096).split():
                     if word.endswith("/bin/nvcc"):
                         candidates.append(os.path.dirname(os.path.dirname(word)))

@@ -41,11 +41,14 @@ def child() -> dict:
     from dualhead.integrations import ultralytics as dhu
 
     def batch(g, B=2, imgsz=320, n=14, nc=80):
-        return {"img": torch.rand(B, 3, imgsz, imgsz, generator=g),
-                "batch_idx": torch.randint(0, B, (n,), generator=g).sort().values.float(),
-                "cls": torch.randint(0, nc, (n, 1), generator=g).float(),
-                "bboxes": torch.cat((torch.rand(n, 2, generator=g) * 0.8 + 0.1,
-                                     torch.rand(n, 2, generator=g) * 0.3 + 0.01), 1)}
+        return {
+            "img": torch.rand(B, 3, imgsz, imgsz, generator=g),
+            "batch_idx": torch.randint(0, B, (n,), generator=g).sort().values.float(),
+            "cls": torch.randint(0, nc, (n, 1), generator=g).float(),
+            "bboxes": torch.cat(
+                (torch.rand(n, 2, generator=g) * 0.8 + 0.1, torch.rand(n, 2, generator=g) * 0.3 + 0.01), 1
+            ),
+        }
 
     def rel(a, b):
         return float(((a - b).abs() / b.abs().clamp_min(1e-12)).max())
@@ -107,8 +110,12 @@ def child() -> dict:
                 losses.append(loss.detach())
             steps.append(losses)
         step_diff = max(rel(d, u) for u, d in zip(*steps))
-        out["models"][cfg] = {"loss_rel_diff": loss_diff, "grad_rel_diff": grad_diff, "train_step_rel_diff": step_diff,
-                              "loss": type(own).__name__}
+        out["models"][cfg] = {
+            "loss_rel_diff": loss_diff,
+            "grad_rel_diff": grad_diff,
+            "train_step_rel_diff": step_diff,
+            "loss": type(own).__name__,
+        }
     return out
 
 
@@ -119,10 +126,28 @@ def run(releases) -> int:
         t0 = time.time()
         target = os.path.join(cache, v)
         if not os.path.isdir(os.path.join(target, "ultralytics")):
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", target,
-                            f"ultralytics=={v}"], check=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([target, ROOT, os.environ.get("PYTHONPATH", "")]),
-               "OMP_NUM_THREADS": "2", "YOLO_VERBOSE": "False", "YOLO_OFFLINE": "1"}
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-deps",
+                    "--no-compile",
+                    "--target",
+                    target,
+                    f"ultralytics=={v}",
+                ],
+                check=True,
+            )
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([target, ROOT, os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "2",
+            "YOLO_VERBOSE": "False",
+            "YOLO_OFFLINE": "1",
+        }
         r = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, env=env, timeout=1200)
         if r.returncode != 0:
             rows.append({"release": v, "status": "error", "error": r.stderr.strip().splitlines()[-1:]})
@@ -137,10 +162,16 @@ def run(releases) -> int:
         exact = worst <= 1e-5
         if res["status"] == "supported" and not exact:
             status = 1  # a supported release that is silently different: the bug this matrix exists for
-        res["verdict"] = ("exact" if exact else "DIFFERENT") if res["status"] == "supported" else (
-            f"refused (would differ by {worst:.1e})" if not exact else "refused (no difference seen)")
-        print(f"{v}: {res['verdict']}  " + "  ".join(f"{k.split('.')[0]} {m.get('loss_rel_diff', 0):.1e}"
-                                                     for k, m in present.items()), flush=True)
+        res["verdict"] = (
+            ("exact" if exact else "DIFFERENT")
+            if res["status"] == "supported"
+            else (f"refused (would differ by {worst:.1e})" if not exact else "refused (no difference seen)")
+        )
+        print(
+            f"{v}: {res['verdict']}  "
+            + "  ".join(f"{k.split('.')[0]} {m.get('loss_rel_diff', 0):.1e}" for k, m in present.items()),
+            flush=True,
+        )
     with open(os.path.join(cache, "matrix.json"), "w") as f:
         json.dump(rows, f, indent=1)
     print("\n| ultralytics | verdict | YOLOv10n | YOLOv8n | YOLO11n | YOLO26n |\n|---|---|---|---|---|---|")
@@ -148,8 +179,9 @@ def run(releases) -> int:
         cells = []
         for cfg in MODELS:
             m = r.get("models", {}).get(cfg, {})
-            cells.append("—" if not m or "absent" in m else
-                         f"{m['loss_rel_diff']:.1e} / {m['train_step_rel_diff']:.1e}")
+            cells.append(
+                "—" if not m or "absent" in m else f"{m['loss_rel_diff']:.1e} / {m['train_step_rel_diff']:.1e}"
+            )
         print(f"| {r['release']} | {r.get('verdict', r['status'])} | " + " | ".join(cells) + " |")
     print("\n(loss relative difference over 3 batches / over 2 SGD steps, patch against ultralytics' own)")
     return status

@@ -20,9 +20,9 @@ import torch
 
 
 def study(run: Path) -> dict:
-    from dualhead.data import DetectionSet, build_dataset, collate
-    from dualhead.evaluate import coco_ground_truth, evaluate
-    from dualhead.train.checkpoint import load_checkpoint, load_model
+    from dualhead.detector.data import DetectionSet, build_dataset, collate
+    from dualhead.detector.evaluate import coco_ground_truth, evaluate
+    from dualhead.detector.train.checkpoint import load_checkpoint, load_model
 
     cfg = load_checkpoint(run / "last.pt")["train_config"]
     model, _ = load_model(run / "last.pt")
@@ -31,8 +31,9 @@ def study(run: Path) -> dict:
     gt = coco_ground_truth(val)
     out = {}
     for name, one in (("multi_label", False), ("one_class", True)):
-        ev = evaluate(model, loader, gt, torch.device("cpu"), branches=("o2o",), max_det=cfg["eval_max_det"],
-                      one_class=one)["o2o"]
+        ev = evaluate(
+            model, loader, gt, torch.device("cpu"), branches=("o2o",), max_det=cfg["eval_max_det"], one_class=one
+        )["o2o"]
         out[name] = {k: ev[k] for k in ("map", "map50", "map_nms", "fp_dup", "fp_cls", "prec", "rec")}
     return out
 
@@ -45,21 +46,30 @@ def main() -> None:
     rows = {}
     for run in args.runs:
         rows[str(run)] = r = study(run)
-        print(f"{run}: o2o mAP multi-label {r['multi_label']['map']:.4f}, one class {r['one_class']['map']:.4f}",
-              flush=True)
+        print(
+            f"{run}: o2o mAP multi-label {r['multi_label']['map']:.4f}, one class {r['one_class']['map']:.4f}",
+            flush=True,
+        )
     groups: dict[str, list[dict]] = {}
     for run, r in rows.items():
         groups.setdefault(str(Path(run).parent.parent), []).append(r)
-    print("\n| runs | seeds | o2o mAP multi-label | one class per anchor | difference | FP cls share @0.25 (multi / one) |")
+    print(
+        "\n| runs | seeds | o2o mAP multi-label | one class per anchor | difference | FP cls share @0.25 (multi / one) |"
+    )
     print("|---|---|---|---|---|---|")
     for g, rs in groups.items():
         ml = [r["multi_label"]["map"] for r in rs]
         oc = [r["one_class"]["map"] for r in rs]
         d = [b - a for a, b in zip(ml, oc)]
-        sd = (lambda x: statistics.stdev(x) if len(x) > 1 else 0.0)
-        fc = (statistics.mean(r["multi_label"]["fp_cls"] for r in rs), statistics.mean(r["one_class"]["fp_cls"] for r in rs))
-        print(f"| {g} | {len(rs)} | {statistics.mean(ml):.3f} ± {sd(ml):.3f} | {statistics.mean(oc):.3f} ± {sd(oc):.3f} "
-              f"| {statistics.mean(d):+.4f} ± {sd(d):.4f} | {fc[0]:.0%} / {fc[1]:.0%} |")
+        sd = lambda x: statistics.stdev(x) if len(x) > 1 else 0.0
+        fc = (
+            statistics.mean(r["multi_label"]["fp_cls"] for r in rs),
+            statistics.mean(r["one_class"]["fp_cls"] for r in rs),
+        )
+        print(
+            f"| {g} | {len(rs)} | {statistics.mean(ml):.3f} ± {sd(ml):.3f} | {statistics.mean(oc):.3f} ± {sd(oc):.3f} "
+            f"| {statistics.mean(d):+.4f} ± {sd(d):.4f} | {fc[0]:.0%} / {fc[1]:.0%} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -61,7 +61,7 @@ step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, record the exit cod
 }
 built() { $PY -c "from dualhead import _ext; import sys; sys.exit(0 if _ext.cuda_built() else 1)" 2> /dev/null; }
 ensure_built() { built || step build $PY setup.py build_ext --inplace; }
-BENCH="$PY -m dualhead.cli bench --device cuda"
+BENCH="$PY -m dualhead.detector.cli bench --device cuda"
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(build tests sanitize bench)
 for s in "${steps[@]}"; do
@@ -69,7 +69,7 @@ for s in "${steps[@]}"; do
     build)
       step env bash -c "nvidia-smi; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'; git log -1 --format='commit %H %cd' 2>/dev/null; echo CC=\${CC:-} CXX=\${CXX:-}"
       step build $PY setup.py build_ext --inplace
-      step info $PY -m dualhead.cli info ;;
+      step info $PY -m dualhead.detector.cli info ;;
     tests)
       ensure_built
       if $PY -c "import xdist" 2> /dev/null; then
@@ -93,17 +93,17 @@ for s in "${steps[@]}"; do
         --json "$OUT/bench_cuda_w3_b128.json" ;;
     train)
       ensure_built
-      step train timeout 560 $PY -m dualhead.cli train --device cuda --out "$RUNS/train"
+      step train timeout 560 $PY -m dualhead.detector.cli train --device cuda --out "$RUNS/train"
       cp "$RUNS/train/results.csv" "$OUT/train_results.csv" 2>/dev/null
-      step train_loop timeout 300 $PY -m dualhead.cli bench --train-loop --device cuda --workers 8 \
+      step train_loop timeout 300 $PY -m dualhead.detector.cli bench --train-loop --device cuda --workers 8 \
         --json "$OUT/train_loop_cuda.json" ;;
     train-compile)
       ensure_built
-      step train_compile timeout 560 $PY -m dualhead.cli train --device cuda --compile --out "$RUNS/train_compile"
+      step train_compile timeout 560 $PY -m dualhead.detector.cli train --device cuda --compile --out "$RUNS/train_compile"
       cp "$RUNS/train_compile/results.csv" "$OUT/train_compile_results.csv" 2>/dev/null ;;
     ablate)
       ensure_built
-      step ablate timeout ${ABLATE_TIMEOUT:-560} $PY -m dualhead.cli ablate --device cuda --workers 4 --seeds 3 \
+      step ablate timeout ${ABLATE_TIMEOUT:-560} $PY -m dualhead.detector.cli ablate --device cuda --workers 4 --seeds 3 \
         --jobs 4 --anchors ${ABLATE_ANCHORS:-yolov10n,yolov8n} --ablate-out "$RUNS/ablate"
       cp "$RUNS/ablate/ablation.md" "$RUNS/ablate/ablation.json" "$OUT/" 2>/dev/null
       tar -czf "$OUT/ablate_runs.tar.gz" -C "$RUNS/ablate" --exclude='*.pt' --exclude=data_yolo \
@@ -111,7 +111,7 @@ for s in "${steps[@]}"; do
     lease)
       step env bash -c "nvidia-smi; $PY -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'; echo CC=\${CC:-} CXX=\${CXX:-}"
       built || step build timeout 240 $PY setup.py build_ext --inplace
-      step info timeout 30 $PY -m dualhead.cli info
+      step info timeout 30 $PY -m dualhead.detector.cli info
       step tests timeout 150 $PY -m pytest -q -rfE -p no:cacheprovider -m cuda -n 8 tests/
       SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
       for tool in memcheck racecheck synccheck initcheck; do

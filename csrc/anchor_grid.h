@@ -58,7 +58,7 @@ struct GridSearch {
   int64_t w;
   float stride;
   int phase;
-  bool breaks[kGridLanes];   // this round's probes: the pattern breaks there
+  bool breaks[kGridLanes];  // this round's probes: the pattern breaks there
 };
 
 // Starts a level at g.start (or ends the search): its stride from its first anchor.
@@ -96,9 +96,8 @@ DH_HD void grid_probe(const float* anc, int64_t N, GridSearch& s, int lane) {
   bool brk = k >= s.hi;
   if (!brk) {
     const int64_t a = s.phase == kRowLength ? s.start + k : s.start + k * s.w;
-    brk = s.phase == kRowLength
-              ? !(anc[2 * a] == grid_coord(k, s.stride) && anc[2 * a + 1] == grid_coord(0, s.stride))
-              : !(anc[2 * a] == grid_coord(0, s.stride) && anc[2 * a + 1] == grid_coord(k, s.stride));
+    brk = s.phase == kRowLength ? !(anc[2 * a] == grid_coord(k, s.stride) && anc[2 * a + 1] == grid_coord(0, s.stride))
+                                : !(anc[2 * a] == grid_coord(0, s.stride) && anc[2 * a + 1] == grid_coord(k, s.stride));
   }
   s.breaks[lane] = brk;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -18,13 +19,20 @@ namespace dualhead {
 
 using AssignResult = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
+// One head's settings as the schema passes them (o2m_topk, o2m_topk2, o2m_alpha, o2m_beta; the
+// same for o2o), before they are checked and narrowed into HeadSettings.
+struct HeadArg {
+  int64_t topk, topk2;
+  double alpha, beta;
+};
+using HeadArgs = std::array<HeadArg, 2>;
+
 // Checks the arguments and fills the scalar fields of the kernel parameters (sizes, top-k,
 // exponents, ...); the pointers are set by prepare_assign().
 inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes, const std::optional<Tensor>& scores2,
                                       const std::optional<Tensor>& bboxes2, const Tensor& anc, const Tensor& labels,
-                                      const Tensor& gt, const Tensor& mask, const std::vector<int64_t>& topk,
-                                      const std::vector<double>& exps, double min_side, int64_t conflict, int64_t kind,
-                                      double eps) {
+                                      const Tensor& gt, const Tensor& mask, const HeadArgs& heads, double min_side,
+                                      int64_t conflict, int64_t iou_type, double eps) {
   AssignParams c;
   DH_CHECK(scores.dim() == 3, "pd_scores must be (B, N, C), got ", shape(scores));
   c.B = scores.size(0);
@@ -45,15 +53,16 @@ inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes
              "o2o_bboxes must be (B, N, 4), got ", shape(*bboxes2));
     DH_CHECK(is_float(bboxes2->scalar_type()), "o2o_bboxes must be a float tensor");
   }
-  DH_CHECK(anc.dim() == 2 && anc.size(0) == c.N && anc.size(1) == 2, "anc_points must be (N, 2) = (", c.N,
-           ", 2), got ", shape(anc));
+  DH_CHECK(anc.dim() == 2 && anc.size(0) == c.N && anc.size(1) == 2, "anc_points must be (N, 2) = (", c.N, ", 2), got ",
+           shape(anc));
   DH_CHECK(is_float(anc.scalar_type()), "anc_points must be a float tensor, got ", dtype(anc));
-  DH_CHECK(gt.dim() == 3 && gt.size(0) == c.B && gt.size(2) == 4, "gt_bboxes must be (B, M, 4) with B=", c.B,
-           ", got ", shape(gt));
+  DH_CHECK(gt.dim() == 3 && gt.size(0) == c.B && gt.size(2) == 4, "gt_bboxes must be (B, M, 4) with B=", c.B, ", got ",
+           shape(gt));
   DH_CHECK(is_float(gt.scalar_type()), "gt_bboxes must be a float tensor, got ", dtype(gt));
   c.M = gt.size(1);
-  DH_CHECK(labels.dim() == 2 && labels.size(0) == c.B && labels.size(1) == c.M && labels.scalar_type() == ScalarType::Long,
-           "gt_labels must be int64 (B, M) = (", c.B, ", ", c.M, "), got ", dtype(labels), " ", shape(labels));
+  DH_CHECK(
+      labels.dim() == 2 && labels.size(0) == c.B && labels.size(1) == c.M && labels.scalar_type() == ScalarType::Long,
+      "gt_labels must be int64 (B, M) = (", c.B, ", ", c.M, "), got ", dtype(labels), " ", shape(labels));
   // Anchors and ground truths are indexed with 32 bits inside the kernels (member lists,
   // packed conflict keys).
   DH_CHECK(c.N < (int64_t(1) << 31), "pd_scores has N=", c.N, " anchors, more than 2^31 - 1");
@@ -65,27 +74,27 @@ inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes
   if (c.H == 2)
     DH_CHECK(same_device(*scores2, scores) && same_device(*bboxes2, scores), "o2o inputs must be on ",
              device_str(scores));
-  DH_CHECK(static_cast<int64_t>(topk.size()) == 2 * c.H, "topk must hold 2 values per head, got ", topk.size());
-  DH_CHECK(static_cast<int64_t>(exps.size()) == 2 * c.H, "exps must hold 2 values per head, got ", exps.size());
-  for (int64_t h = 0; h < c.H; ++h) {
-    c.topk[h] = topk[2 * h];
-    c.topk2[h] = topk[2 * h + 1];
-    DH_CHECK(c.topk[h] >= 1 && c.topk[h] <= c.N, "topk must be in [1, N=", c.N, "], got ", c.topk[h]);
-    DH_CHECK(c.topk2[h] >= 1 && c.topk2[h] <= c.N, "topk2 must be in [1, N=", c.N, "], got ", c.topk2[h]);
-    const double a = exps[2 * h], b = exps[2 * h + 1];
-    DH_CHECK(a >= 0 && a < 1e30, "alpha must be a finite number >= 0, got ", a);
-    DH_CHECK(b >= 0 && b < 1e30, "beta must be a finite number >= 0, got ", b);
-    c.alpha[h] = static_cast<float>(a);
-    c.beta[h] = static_cast<float>(b);
+  // The op's own guard for callers of torch.ops.dualhead.assign; dualhead.ops validates the same
+  // settings once, in HeadSettings, with the names users know.
+  static const char* const kHeadName[2] = {"o2m", "o2o"};
+  for (int h = 0; h < c.H; ++h) {
+    const HeadArg& a = heads[h];
+    const char* name = kHeadName[h];
+    DH_CHECK(a.topk >= 1 && a.topk <= c.N, name, "_topk must be in [1, N=", c.N, "], got ", a.topk);
+    DH_CHECK(a.topk2 >= 1 && a.topk2 <= c.N, name, "_topk2 must be in [1, N=", c.N, "], got ", a.topk2);
+    DH_CHECK(a.alpha >= 0 && a.alpha < 1e30, name, "_alpha must be a finite number >= 0, got ", a.alpha);
+    DH_CHECK(a.beta >= 0 && a.beta < 1e30, name, "_beta must be a finite number >= 0, got ", a.beta);
+    c.head[h] = HeadSettings{a.topk, a.topk2, static_cast<float>(a.alpha), static_cast<float>(a.beta)};
   }
   DH_CHECK(min_side >= 0 && min_side < 1e30, "min_side must be a finite number >= 0, got ", min_side);
-  DH_CHECK(conflict == 0 || conflict == 1, "conflict must be 0 (all) or 1 (claimants), got ", conflict);
-  DH_CHECK(kind >= 0 && kind <= 3, "kind must be 0..3 (iou, giou, diou, ciou), got ", kind);
+  DH_CHECK(conflict == kConflictAll || conflict == kConflictClaimants,
+           "conflict must be 0 (all) or 1 (claimants), got ", conflict);
+  DH_CHECK(iou_type >= kIoU && iou_type <= kCIoU, "iou_type must be 0..3 (iou, giou, diou, ciou), got ", iou_type);
   DH_CHECK(eps >= 0 && eps < 1, "eps must be in [0, 1), got ", eps);
   c.min_side = static_cast<float>(min_side);
   c.eps = static_cast<float>(eps);
   c.conflict = static_cast<int>(conflict);
-  c.kind = static_cast<int>(kind);
+  c.iou_type = static_cast<int>(iou_type);
   return c;
 }
 
@@ -95,13 +104,13 @@ inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes
 struct AssignCall {
   AssignParams p;
   AnchorGrid grid;  // the CPU's, recognised on the host (p.grid points here); CUDA's lives on the device
-  Tensor s0, s1, b0, b1, anc, lab, gt, mk;
+  Tensor scores0, scores1, boxes0, boxes1, anchors, labels, gt_boxes, mask;  // contiguous inputs (1: the o2o head)
   Tensor fg, gidx, tscore, pick, rank, gap;
   bool stats = false;
 
   int64_t hbn() const { return p.H * p.B * p.N; }
   int64_t rank_slots() const { return stats ? p.B * p.M * kRankDepth : 0; }
-  int64_t member_slots() const { return (hbn() + 1) / 2; }                   // int32 pairs
+  int64_t member_slots() const { return (hbn() + 1) / 2; }                 // int32 pairs
   int64_t start_slots() const { return (p.H * p.B * (p.M + 1) + 1) / 2; }  // int32 pairs
   int64_t workspace_size() const { return 3 * hbn() + 2 * rank_slots() + member_slots() + start_slots(); }
   void set_workspace(int64_t* ws) {
@@ -121,39 +130,39 @@ struct AssignCall {
 inline AssignCall prepare_assign(const Tensor& scores, const Tensor& bboxes, const std::optional<Tensor>& scores2,
                                  const std::optional<Tensor>& bboxes2, const Tensor& anc_points,
                                  const Tensor& gt_labels, const Tensor& gt_bboxes, const Tensor& mask_gt,
-                                 const std::vector<int64_t>& topk, const std::vector<double>& exps, double min_side,
-                                 int64_t conflict, int64_t kind, double eps, bool with_stats) {
+                                 const HeadArgs& heads, double min_side, int64_t conflict, int64_t iou_type, double eps,
+                                 bool with_stats) {
   AssignCall call;
-  call.p = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk, exps,
-                             min_side, conflict, kind, eps);
+  call.p = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, heads,
+                             min_side, conflict, iou_type, eps);
   const AssignParams& c = call.p;
   // fp16/bf16 scores are read in place and widened per element (a (B, N, C) fp32 copy would
   // cost more than the assignment); boxes and anchors are small, made fp32 contiguous.
-  call.s0 = torch::stable::contiguous(scores);
-  call.s1 = c.H > 1 ? contiguous_as(*scores2, scores.scalar_type()) : call.s0;
-  call.b0 = contiguous_as(bboxes, ScalarType::Float);
-  call.b1 = c.H > 1 ? contiguous_as(*bboxes2, ScalarType::Float) : call.b0;
-  call.anc = contiguous_as(anc_points, ScalarType::Float);
-  call.lab = torch::stable::contiguous(gt_labels);
-  call.gt = contiguous_as(gt_bboxes, ScalarType::Float);
-  call.mk = torch::stable::contiguous(mask_gt);
+  call.scores0 = torch::stable::contiguous(scores);
+  call.scores1 = c.H > 1 ? contiguous_as(*scores2, scores.scalar_type()) : call.scores0;
+  call.boxes0 = contiguous_as(bboxes, ScalarType::Float);
+  call.boxes1 = c.H > 1 ? contiguous_as(*bboxes2, ScalarType::Float) : call.boxes0;
+  call.anchors = contiguous_as(anc_points, ScalarType::Float);
+  call.labels = torch::stable::contiguous(gt_labels);
+  call.gt_boxes = contiguous_as(gt_bboxes, ScalarType::Float);
+  call.mask = torch::stable::contiguous(mask_gt);
 
   call.stats = with_stats && c.H == 2;
-  call.fg = empty({c.H, c.B, c.N}, ScalarType::Bool, call.b0);
-  call.gidx = empty({c.H, c.B, c.N}, ScalarType::Long, call.b0);
-  call.tscore = empty({c.H, c.B, c.N}, ScalarType::Float, call.b0);
+  call.fg = empty({c.H, c.B, c.N}, ScalarType::Bool, call.boxes0);
+  call.gidx = empty({c.H, c.B, c.N}, ScalarType::Long, call.boxes0);
+  call.tscore = empty({c.H, c.B, c.N}, ScalarType::Float, call.boxes0);
   const int64_t S = call.stats ? c.M : 0;
-  call.pick = empty({c.B, S}, ScalarType::Long, call.b0);
-  call.rank = empty({c.B, S}, ScalarType::Long, call.b0);
-  call.gap = empty({c.B, S}, ScalarType::Float, call.b0);
+  call.pick = empty({c.B, S}, ScalarType::Long, call.boxes0);
+  call.rank = empty({c.B, S}, ScalarType::Long, call.boxes0);
+  call.gap = empty({c.B, S}, ScalarType::Float, call.boxes0);
 
   AssignParams& p = call.p;
-  p.boxes[0] = ptr<float>(call.b0);
-  p.boxes[1] = ptr<float>(call.b1);
-  p.anc = ptr<float>(call.anc);
-  p.labels = ptr<int64_t>(call.lab);
-  p.gt = ptr<float>(call.gt);
-  p.mask = ptr<bool>(call.mk);
+  p.boxes[0] = ptr<float>(call.boxes0);
+  p.boxes[1] = ptr<float>(call.boxes1);
+  p.anc = ptr<float>(call.anchors);
+  p.labels = ptr<int64_t>(call.labels);
+  p.gt = ptr<float>(call.gt_boxes);
+  p.mask = ptr<bool>(call.mask);
   p.fg = ptr<bool>(call.fg);
   p.gt_idx = ptr<int64_t>(call.gidx);
   p.scores = ptr<float>(call.tscore);
@@ -164,7 +173,8 @@ inline AssignCall prepare_assign(const Tensor& scores, const Tensor& bboxes, con
 // tensors no copy). CUDA does neither on the host in the hot path (see cuda/assign_cuda.cpp).
 inline void host_checks_and_grid(AssignCall& call) {
   const AssignParams& c = call.p;
-  const Tensor lab = to_cpu(call.lab), gt = to_cpu(call.gt), anc = to_cpu(call.anc), mk = to_cpu(call.mk);
+  const Tensor lab = to_cpu(call.labels), gt = to_cpu(call.gt_boxes), anc = to_cpu(call.anchors),
+               mk = to_cpu(call.mask);
   check_gt_values(ptr<int64_t>(lab), ptr<float>(gt), ptr<bool>(mk), c.B, c.M, c.C);
   check_anchor_values(ptr<float>(anc), c.N);
   call.grid = detect_grid(ptr<float>(anc), c.N);

@@ -29,21 +29,34 @@ namespace dualhead {
 // Class scores are read in their own dtype and widened here (fp16/bf16 computed in fp32).
 // torch builds CUDA with the implicit __half conversions disabled: convert explicitly.
 template <typename S>
-DH_HD float score_to_float(S x) { return static_cast<float>(x); }
+DH_HD float score_to_float(S x) {
+  return static_cast<float>(x);
+}
 #if defined(DH_CUDA_CODE)
 DH_HD float score_to_float(__half x) { return __half2float(x); }
 DH_HD float score_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 #endif
+
+// One head's assignment settings (dualhead/settings.py HeadSettings, the same names): topk
+// candidates per ground truth by metric, topk2 positives kept per ground truth after conflicts,
+// the metric's exponents m = p^alpha * IoU^beta.
+struct HeadSettings {
+  int64_t topk = 1, topk2 = 1;
+  float alpha = 0.f, beta = 0.f;
+};
+enum Head : int { kO2M = 0, kO2O = 1 };  // a single-head call is head kO2M
+// Which claims an anchor with several ground truths resolves by overlap (dualhead.checks CONFLICT_RULES).
+enum ConflictRule : int { kConflictAll = 0, kConflictClaimants = 1 };
 
 // Everything one call needs, as raw pointers (no torch types). Workspace layouts:
 // claims / claim_key / all_key (H, B, N) int64, zeroed; rank_m / rank_a (B, M, kRankDepth).
 struct AssignParams {
   int64_t B = 0, N = 0, C = 0, M = 0;
   int H = 1;
-  int64_t topk[2] = {1, 1}, topk2[2] = {1, 1};
-  float alpha[2] = {0.f, 0.f}, beta[2] = {0.f, 0.f};
+  HeadSettings head[2];
   float min_side = 0.f, eps = 1e-9f;
-  int conflict = 0, kind = kCIoU;
+  int conflict = 0;      // ConflictRule
+  int iou_type = kCIoU;  // IouKind
   // The call's anchor grid (anchor_grid.h), recognised on its own anchors: on the host for the
   // CPU, on the device for CUDA (then in device memory, written by grid_kernel); null or no
   // levels: the general scan.
@@ -58,8 +71,8 @@ struct AssignParams {
   int64_t* all_key = nullptr;
   float* rank_m = nullptr;  // null: no statistics
   int64_t* rank_a = nullptr;
-  int* members = nullptr;       // (H, B, N) anchors grouped by final ground truth (see finish_gt)
-  int* member_start = nullptr;  // (H, B, M + 1) each ground truth's slice of members
+  int* members = nullptr;          // (H, B, N) anchors grouped by final ground truth (see finish_gt)
+  int* member_start = nullptr;     // (H, B, M + 1) each ground truth's slice of members
   uint64_t* atan_cache = nullptr;  // CPU only: (H, B, N) entries of pred_atan, valid when tagged atan_gen
   uint32_t atan_gen = 0;
   bool* fg = nullptr;
@@ -151,7 +164,10 @@ DH_HD float pred_atan(const AssignParams& p, int h, int64_t ba, const Box& pb) {
   if (p.atan_cache != nullptr) {
     uint64_t* slot = p.atan_cache + h * p.B * p.N + ba;
     const uint64_t e = __atomic_load_n(slot, __ATOMIC_RELAXED);
-    union { float f; uint32_t u; } c;
+    union {
+      float f;
+      uint32_t u;
+    } c;
     if (static_cast<uint32_t>(e >> 32) == p.atan_gen) {
       c.u = static_cast<uint32_t>(e);
       return c.f;
@@ -170,8 +186,8 @@ DH_HD void eval_pair(const AssignParams& p, const S* scores, int h, int64_t b, c
                      int64_t label, int64_t a, float* o, float* m) {
   const int64_t ba = b * p.N + a;
   const Box pb = load_box(p.boxes[h] + 4 * ba);
-  *o = sanitize_overlap(box_iou_pre(gb, gt_atan, pb, p.kind == kCIoU ? pred_atan(p, h, ba, pb) : 0.f, p.kind));
-  *m = align_metric(score_to_float(scores[ba * p.C + label]), *o, p.alpha[h], p.beta[h]);
+  *o = sanitize_overlap(box_iou_pre(gb, gt_atan, pb, p.iou_type == kCIoU ? pred_atan(p, h, ba, pb) : 0.f, p.iou_type));
+  *m = align_metric(score_to_float(scores[ba * p.C + label]), *o, p.head[h].alpha, p.head[h].beta);
 }
 
 // One ground truth's pass: its top-k lists (vals/idxs: H lists of kmax entries of scratch),
@@ -196,7 +212,7 @@ DH_HD GtRow gt_row_begin(const AssignParams& p, int64_t row) {
   r.gt_atan = aspect_atan(r.gb);
   r.len[0] = r.len[1] = 0;
   r.rank_len = 0;
-  r.own_rank = p.rank_m != nullptr && p.topk[0] < kRankDepth;
+  r.own_rank = p.rank_m != nullptr && p.head[0].topk < kRankDepth;
   return r;
 }
 
@@ -209,8 +225,9 @@ DH_HD void visit_into(const AssignParams& p, const S* const* scores, const GtRow
   for (int h = 0; h < p.H; ++h) {
     float o, m;
     eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
-    topk_insert(vals + h * kcap, idxs + h * kcap, &len[h], static_cast<int>(p.topk[h]), m, a);
-    if (p.conflict == 0 && o > 0.f) atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
+    topk_insert(vals + h * kcap, idxs + h * kcap, &len[h], static_cast<int>(p.head[h].topk), m, a);
+    if (p.conflict == kConflictAll && o > 0.f)
+      atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
     if (h == 0 && r.own_rank) topk_insert(rank_v, rank_i, rank_len, kRankDepth, m, a);
   }
 }
@@ -231,15 +248,15 @@ DH_HD void gt_row_visit(const AssignParams& p, const S* const* scores, GtRow& r,
 // The lists and the staged tile live in a TileLists (shared memory on CUDA); every function
 // below is one lane's share of a phase, so the CPU twin (DUALHEAD_CPU_TILES=1) runs the lanes
 // of a phase in a loop and the tests compare it bitwise with the sequential pass.
-constexpr int kTile = 32;       // lanes (a warp)
-constexpr int kTileK = 32;      // list capacity: the tile path takes calls whose every topk <= kTileK
-constexpr int kLists = 3;       // head 0, head 1, and head 0's kRankDepth-deep ordering (statistics)
+constexpr int kTile = 32;   // lanes (a warp)
+constexpr int kTileK = 32;  // list capacity: the tile path takes calls whose every topk <= kTileK
+constexpr int kLists = 3;   // head 0, head 1, and head 0's kRankDepth-deep ordering (statistics)
 
 struct TileLists {
-  float v[kLists][kTileK];   // the lists, sorted by ranks_before
+  float v[kLists][kTileK];  // the lists, sorted by ranks_before
   int a[kLists][kTileK];
   int len[kLists];
-  float cv[kLists][kTile];   // the tile's candidates, one per lane (ca = -1: none)
+  float cv[kLists][kTile];  // the tile's candidates, one per lane (ca = -1: none)
   int ca[kLists][kTile];
   float nv[kLists][kTileK];  // merge output
   int na[kLists][kTileK];
@@ -256,7 +273,7 @@ struct RowCells {
 
 DH_HD bool tile_path(const AssignParams& p) {
   for (int h = 0; h < p.H; ++h)
-    if (p.topk[h] > kTileK) return false;
+    if (p.head[h].topk > kTileK) return false;
   return true;
 }
 
@@ -292,7 +309,7 @@ DH_HD int64_t cell_anchor(const AssignParams& p, const RowCells& rc, int64_t c) 
 }
 
 DH_HD int list_cap(const AssignParams& p, const GtRow& r, int x) {
-  return x < p.H ? static_cast<int>(p.topk[x]) : (x == 2 && r.own_rank ? kRankDepth : 0);
+  return x < p.H ? static_cast<int>(p.head[x].topk) : (x == 2 && r.own_rank ? kRankDepth : 0);
 }
 
 DH_HD void tile_reset(TileLists& T, int lane) {
@@ -314,7 +331,8 @@ DH_HD void tile_stage(const AssignParams& p, const S* const* scores, const GtRow
     eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
     T.cv[h][lane] = m;
     T.ca[h][lane] = static_cast<int>(a);
-    if (p.conflict == 0 && o > 0.f) atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
+    if (p.conflict == kConflictAll && o > 0.f)
+      atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
     if (h == 0 && r.own_rank) {
       T.cv[2][lane] = m;
       T.ca[2][lane] = static_cast<int>(a);
@@ -328,8 +346,7 @@ DH_HD bool tile_wants(const TileLists& T, int x, int cap) {
   const int n = T.len[x];
   if (cap == 0) return false;
   for (int l = 0; l < kTile; ++l)
-    if (T.ca[x][l] >= 0 && (n < cap || ranks_before(T.cv[x][l], T.ca[x][l], T.v[x][n - 1], T.a[x][n - 1])))
-      return true;
+    if (T.ca[x][l] >= 0 && (n < cap || ranks_before(T.cv[x][l], T.ca[x][l], T.v[x][n - 1], T.a[x][n - 1]))) return true;
   return false;
 }
 
@@ -400,7 +417,7 @@ DH_HD void tile_finish(const AssignParams& p, const S* const* scores, const GtRo
     p.rank_a[r.row * kRankDepth + lane] = lane < n ? T.a[x][lane] : -1;  // -1 never matches
   }
   for (int h = 0; h < p.H; ++h) {
-    const int keep = topk_keep_count(T.v[h], T.a[h], T.len[h], static_cast<int>(p.topk[h]));
+    const int keep = topk_keep_count(T.v[h], T.a[h], T.len[h], static_cast<int>(p.head[h].topk));
     if (lane >= keep) continue;
     const int64_t a = T.a[h][lane];
     const int64_t slot = (h * p.B + r.b) * p.N + a;
@@ -424,7 +441,7 @@ DH_HD void gt_row_end(const AssignParams& p, const S* const* scores, GtRow& r, c
   }
   for (int h = 0; h < p.H; ++h) {
     const int64_t* ix = idxs + h * kmax;
-    const int keep = topk_keep_count(vals + h * kmax, ix, r.len[h], static_cast<int>(p.topk[h]));
+    const int keep = topk_keep_count(vals + h * kmax, ix, r.len[h], static_cast<int>(p.head[h].topk));
     for (int j = 0; j < keep; ++j) {
       const int64_t slot = (h * p.B + r.b) * p.N + ix[j];
       float o, m;
@@ -448,18 +465,18 @@ DH_HD void gt_row_end(const AssignParams& p, const S* const* scores, GtRow& r, c
 //   5 write_anchor    (anchors) the compact targets
 // Members (anchors grouped by ground truth, ascending) stay for the statistics.
 struct ImageScratch {
-  float* mf;       // (N) final metric per anchor
-  float* of;       // (N) final overlap
-  int64_t* ga;     // (N) final ground truth, -1 background
-  int* count;      // (M) anchors per ground truth, zeroed before phase 1
-  int* cursor;     // (M) fill positions of phase 3
-  float* mg;       // (M) per ground truth max metric
-  float* og;       // (M) per ground truth max overlap
-  float* lv;       // (M * k2) topk2 lists (k2: the largest topk2 of the call)
-  int64_t* li;     // (M * k2)
+  float* anchor_metric;   // (N) final metric per anchor
+  float* anchor_overlap;  // (N) final overlap
+  int64_t* anchor_gt;     // (N) final ground truth, -1 background
+  int* count;             // (M) anchors per ground truth, zeroed before phase 1
+  int* cursor;            // (M) fill positions of phase 3
+  float* gt_max_metric;   // (M) per ground truth max metric
+  float* gt_max_overlap;  // (M) per ground truth max overlap
+  float* topk2_vals;      // (M * k2) topk2 lists (k2: the largest topk2 of the call)
+  int64_t* topk2_idxs;    // (M * k2)
   int64_t k2;
-  int* members;    // (N) this image's slice of AssignParams::members
-  int* start;      // (M + 1) this image's slice of AssignParams::member_start
+  int* members;  // (N) this image's slice of AssignParams::members
+  int* start;    // (M + 1) this image's slice of AssignParams::member_start
 };
 
 DH_HD int* image_members(const AssignParams& p, int h, int64_t b) { return p.members + (h * p.B + b) * p.N; }
@@ -472,24 +489,24 @@ DH_HD void resolve_anchor(const AssignParams& p, const S* const* scores, int h, 
                           const ImageScratch& s) {
   const int64_t base = (h * p.B + b) * p.N;
   const int64_t n = p.claims[base + a];
-  s.mf[a] = s.of[a] = 0.f;
+  s.anchor_metric[a] = s.anchor_overlap[a] = 0.f;
   if (n == 0) {
-    s.ga[a] = -1;
+    s.anchor_gt[a] = -1;
     return;
   }
   int64_t g;
-  if (n == 1 || p.conflict == 1) {
+  if (n == 1 || p.conflict == kConflictClaimants) {
     g = key_gt(static_cast<uint64_t>(p.claim_key[base + a]));
   } else {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
     const uint64_t k = static_cast<uint64_t>(p.all_key[base + a]);
     g = key_overlap(k) > 0.f ? key_gt(k) : 0;
   }
-  s.ga[a] = g;
+  s.anchor_gt[a] = g;
   atomic_add_i32(s.count + g, 1);
   const int64_t row = b * p.M + g;
   const Box gb = load_box(p.gt + 4 * row);
   if (p.mask[row] && in_region(p.anc[2 * a], p.anc[2 * a + 1], candidate_region(gb, p.min_side)))
-    eval_pair(p, scores[h], h, b, gb, aspect_atan(gb), p.labels[row], a, &s.of[a], &s.mf[a]);
+    eval_pair(p, scores[h], h, b, gb, aspect_atan(gb), p.labels[row], a, &s.anchor_overlap[a], &s.anchor_metric[a]);
 }
 
 // Exclusive prefix sum of the counts (serial: the CPU's, and the reference for CUDA's block scan).
@@ -503,7 +520,7 @@ DH_HD void member_offsets(const AssignParams& p, const ImageScratch& s) {
 }
 
 DH_HD void place_member(int64_t a, const ImageScratch& s) {
-  if (s.ga[a] >= 0) s.members[atomic_add_i32(s.cursor + s.ga[a], 1)] = static_cast<int>(a);
+  if (s.anchor_gt[a] >= 0) s.members[atomic_add_i32(s.cursor + s.anchor_gt[a], 1)] = static_cast<int>(a);
 }
 
 DH_HD void finish_gt(const AssignParams& p, int h, int64_t g, const ImageScratch& s) {
@@ -517,36 +534,36 @@ DH_HD void finish_gt(const AssignParams& p, int h, int64_t g, const ImageScratch
     for (; j > 0 && mem[j - 1] > v; --j) mem[j] = mem[j - 1];
     mem[j] = v;
   }
-  if (p.topk2[h] != p.topk[h]) {  // the ground truth keeps its topk2 best remaining positives
-    const int k2 = static_cast<int>(p.topk2[h]);
-    float* lv = s.lv + g * s.k2;
-    int64_t* li = s.li + g * s.k2;
+  if (p.head[h].topk2 != p.head[h].topk) {  // the ground truth keeps its topk2 best remaining positives
+    const int k2 = static_cast<int>(p.head[h].topk2);
+    float* lv = s.topk2_vals + g * s.k2;
+    int64_t* li = s.topk2_idxs + g * s.k2;
     int len = 0;
-    for (int i = 0; i < n; ++i) topk_insert(lv, li, &len, k2, s.mf[mem[i]], mem[i]);
+    for (int i = 0; i < n; ++i) topk_insert(lv, li, &len, k2, s.anchor_metric[mem[i]], mem[i]);
     const int keep = topk_keep_count(lv, li, len, k2);
     for (int i = 0; i < n; ++i) {
       bool kept = false;
       for (int j = 0; j < keep && !kept; ++j) kept = li[j] == mem[i];
-      if (!kept) s.ga[mem[i]] = -1;  // members stay listed; ga says who was dropped
+      if (!kept) s.anchor_gt[mem[i]] = -1;  // members stay listed; anchor_gt says who was dropped
     }
   }
   float mg = 0.f, og = 0.f;
   for (int i = 0; i < n; ++i)
-    if (s.ga[mem[i]] >= 0) {
-      mg = dh_max(mg, s.mf[mem[i]]);
-      og = dh_max(og, s.of[mem[i]]);
+    if (s.anchor_gt[mem[i]] >= 0) {
+      mg = dh_max(mg, s.anchor_metric[mem[i]]);
+      og = dh_max(og, s.anchor_overlap[mem[i]]);
     }
-  s.mg[g] = mg;
-  s.og[g] = og;
+  s.gt_max_metric[g] = mg;
+  s.gt_max_overlap[g] = og;
 }
 
 DH_HD void write_anchor(const AssignParams& p, int h, int64_t b, int64_t a, const ImageScratch& s) {
   const int64_t base = (h * p.B + b) * p.N;
-  const bool fg = s.ga[a] >= 0;
-  const int64_t g = fg ? s.ga[a] : 0;
+  const bool fg = s.anchor_gt[a] >= 0;
+  const int64_t g = fg ? s.anchor_gt[a] : 0;
   p.fg[base + a] = fg;
   p.gt_idx[base + a] = g;
-  p.scores[base + a] = fg ? target_score(s.mf[a], s.og[g], s.mg[g], p.eps) : 0.f;
+  p.scores[base + a] = fg ? target_score(s.anchor_metric[a], s.gt_max_overlap[g], s.gt_max_metric[g], p.eps) : 0.f;
 }
 
 // One ground truth's consistency statistics (dual calls, after both heads): the o2o pick

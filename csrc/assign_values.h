@@ -1,4 +1,4 @@
-// assign_values.h — the input *value* checks of dualhead::assign on the host (SPEC §4: labels in
+// assign_values.h — the input *value* checks of dualhead::assign on the host (contract §4: labels in
 // [0, C), finite upright ground-truth boxes, finite anchors) and their messages. The checks
 // themselves are assign_core.h's gt_value_error / anchor_value_error, which CUDA's check_kernel
 // runs on the device; the messages are written once here for both.
@@ -17,19 +17,19 @@ namespace dualhead {
 // ground-truth row `index` (b * M + g) or anchor `index`: what the CPU raises before any work,
 // and what CUDA raises when its device check reports one. v: the box or anchor values.
 inline std::string input_error_message(int code, int64_t index, int64_t label, const float* v, int64_t C, int64_t M) {
-  const std::string where = code == kAnchorNotFinite
-                                ? ""
-                                : str(" (image ", index / std::max<int64_t>(M, 1), ", slot ", index % std::max<int64_t>(M, 1), ")");
+  const std::string where = code == kAnchorNotFinite ? ""
+                                                     : str(" (image ", index / std::max<int64_t>(M, 1), ", slot ",
+                                                           index % std::max<int64_t>(M, 1), ")");
   switch (code) {
     case kBadLabel:
       return str("gt_labels must be in [0, C=", C, ") for real ground truths, got ", label, where,
-                      label == INT64_MIN ? " (what a NaN, infinite or huge float label becomes as int64)" : "");
+                 label == INT64_MIN ? " (what a NaN, infinite or huge float label becomes as int64)" : "");
     case kBoxNotFinite:
       return str("gt_bboxes must be finite for real ground truths, got [", v[0], ", ", v[1], ", ", v[2], ", ", v[3],
-                      "]", where);
+                 "]", where);
     case kBoxInverted:
-      return str("gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got [", v[0], ", ", v[1], ", ", v[2], ", ",
-                      v[3], "]", where);
+      return str("gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got [", v[0], ", ", v[1], ", ", v[2], ", ", v[3],
+                 "]", where);
     default:
       return str("anc_points must be finite, got (", v[0], ", ", v[1], ") at index ", index);
   }

@@ -103,8 +103,7 @@ DH_HD Box candidate_region(const Box& g, float min_side) {
 
 // Strictly more than 1e-9 px inside all four sides (fp32 differences, as torch computes them).
 DH_HD bool in_region(float ax, float ay, const Box& r) {
-  return (ax - r.x1 > kInBoxEps) && (ay - r.y1 > kInBoxEps) && (r.x2 - ax > kInBoxEps) &&
-         (r.y2 - ay > kInBoxEps);
+  return (ax - r.x1 > kInBoxEps) && (ay - r.y1 > kInBoxEps) && (r.x2 - ax > kInBoxEps) && (r.y2 - ay > kInBoxEps);
 }
 
 // One level of the standard anchor grid (ultralytics make_anchors * stride): anchor
@@ -146,16 +145,14 @@ DH_HD float fast_pow(float x, float e) {
 DH_HD float sanitize_overlap(float o) { return (o > 0.f && o <= 3.402823466e38f) ? o : 0.f; }
 
 // m = p^alpha * o^beta (ultralytics get_box_metrics); non-finite or negative results are 0 so a
-// diverging run never produces non-finite targets (SPEC §4).
+// diverging run never produces non-finite targets (contract §4).
 DH_HD float align_metric(float p, float o, float alpha, float beta) {
   const float m = fast_pow(p, alpha) * fast_pow(o, beta);
   return (m >= 0.f && m <= 3.402823466e38f) ? m : 0.f;
 }
 
 // Candidate order for top-k: larger metric first, the smaller anchor index on equal metrics.
-DH_HD bool ranks_before(float m1, int64_t a1, float m2, int64_t a2) {
-  return m1 > m2 || (m1 == m2 && a1 < a2);
-}
+DH_HD bool ranks_before(float m1, int64_t a1, float m2, int64_t a2) { return m1 > m2 || (m1 == m2 && a1 < a2); }
 
 // Insert (m, a) into the sorted list (vals, idxs) of length *len holding at most k entries.
 // Returns false when it did not make the cut. O(k) per insertion; k is 1..~13 in practice.
@@ -188,7 +185,10 @@ DH_HD int topk_keep_count(const float* vals, const I* idxs, int len, int k) {
   for (int j = n_pos; j < len; ++j) {
     int64_t before = 0;  // positive-metric entries with a smaller anchor index
     for (int i = 0; i < n_pos; ++i) before += idxs[i] < idxs[j];
-    if (n_pos + (idxs[j] - before) < k) keep = j + 1; else break;
+    if (n_pos + (idxs[j] - before) < k)
+      keep = j + 1;
+    else
+      break;
   }
   return keep;
 }
@@ -197,13 +197,21 @@ DH_HD int topk_keep_count(const float* vals, const I* idxs, int len, int k) {
 // like their bits), the low word is ~g so the smaller ground-truth index wins equal overlaps.
 // max() over keys is order-independent, hence deterministic under atomics.
 DH_HD uint64_t pack_overlap_key(float o, int64_t g) {
-  union { float f; uint32_t u; } c;
+  union {
+    float f;
+    uint32_t u;
+  } c;
   c.f = o;
   return (static_cast<uint64_t>(c.u) << 32) | static_cast<uint64_t>(0xFFFFFFFFu - static_cast<uint32_t>(g));
 }
-DH_HD int64_t key_gt(uint64_t key) { return static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(key & 0xFFFFFFFFu)); }
+DH_HD int64_t key_gt(uint64_t key) {
+  return static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(key & 0xFFFFFFFFu));
+}
 DH_HD float key_overlap(uint64_t key) {
-  union { float f; uint32_t u; } c;
+  union {
+    float f;
+    uint32_t u;
+  } c;
   c.u = static_cast<uint32_t>(key >> 32);
   return c.f;
 }

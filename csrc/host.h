@@ -5,7 +5,7 @@
 // appears in dualhead's sources (tests/test_build.py checks).
 //
 // Errors: the stable checks throw std::runtime_error, which Python sees as RuntimeError. A bad
-// input *value* (SPEC §4: ValueError) is thrown with the kValueErrorTag prefix; dualhead.ops
+// input *value* (contract §4: ValueError) is thrown with the kValueErrorTag prefix; dualhead.ops
 // re-raises those as ValueError without the tag (dualhead/_ext.py: value_errors).
 #pragma once
 
@@ -72,14 +72,14 @@ inline bool same_device(const Tensor& a, const Tensor& b) {
 }  // namespace dualhead
 
 // Argument checks: RuntimeError naming the argument and the offending value or shape.
-#define DH_CHECK(cond, ...)                                                    \
-  do {                                                                         \
-    if (!(cond)) throw std::runtime_error(::dualhead::str(__VA_ARGS__));       \
+#define DH_CHECK(cond, ...)                                              \
+  do {                                                                   \
+    if (!(cond)) throw std::runtime_error(::dualhead::str(__VA_ARGS__)); \
   } while (0)
 
-// Input value checks (SPEC §4): ValueError in Python (dualhead.ops strips the tag).
-#define DH_CHECK_VALUE(cond, ...)                                                                   \
-  do {                                                                                              \
+// Input value checks (contract §4): ValueError in Python (dualhead.ops strips the tag).
+#define DH_CHECK_VALUE(cond, ...)                                                                    \
+  do {                                                                                               \
     if (!(cond)) throw std::runtime_error(::dualhead::str(::dualhead::kValueErrorTag, __VA_ARGS__)); \
   } while (0)
 

@@ -33,8 +33,8 @@ STABLE_TORCH_LIBRARY_IMPL(dualhead, CompositeExplicitAutograd, m) {
 
 extern "C" {
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "dualhead kernels (ops live in torch.ops.dualhead)",
-                                   -1, nullptr};
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "dualhead kernels (ops live in torch.ops.dualhead)", -1,
+                                   nullptr};
   return PyModule_Create(&def);
 }
 }

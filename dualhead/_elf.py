@@ -53,7 +53,7 @@ def libstdcxx(path: str) -> str:
     linked in (`-static-libstdc++`, or a compiler wrapper that adds it). That copy's locale
     facet ids differ from those of the libstdc++.so that torch has already loaded, so formatting
     a number into an error message (`TORCH_CHECK(..., n)`) calls the wrong facet: the number
-    vanishes from the message, or the process segfaults (seen on the GPU machine, 2026-11-25)."""
+    vanishes from the message, or the process segfaults."""
     libs = [n for n in needed(path) if n.startswith("libstdc++") or n.startswith("libc++.")]
     return f"dynamic ({', '.join(libs)})" if libs else "static"
 

@@ -41,8 +41,10 @@ def _check_linkage(path: str | None) -> None:
 try:  # importing the module runs the C++ static registrations of torch.ops.dualhead.*
     _so = _find_so()
     if _so is None:  # say so, rather than Python's "partially initialized module" import error
-        raise ImportError("the compiled extension dualhead._C is not built (a source checkout): build it with "
-                          "`pip install -e .` or `make install`")
+        raise ImportError(
+            "the compiled extension dualhead._C is not built (a source checkout): build it with "
+            "`pip install -e .` or `make install`"
+        )
     _check_linkage(_so)
     from dualhead import _C  # noqa: F401
 except (ImportError, OSError) as e:  # not built, built against another torch (ABI), or refused
@@ -51,6 +53,15 @@ except (ImportError, OSError) as e:  # not built, built against another torch (A
 
 _warned = False
 _has_kernel: dict[tuple[str, str], bool] = {}
+
+
+def _constant_for_compile(fn):
+    """torch.compiler.assume_constant_result(fn) (torch.compile folds fn's result: it is fixed for
+    the process) without its import of torch._dynamo, which costs about a second at `import
+    dualhead`; the attribute is what that decorator sets (tests/test_compile.py checks)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
 
 if _C is not None:
     from dualhead import _fake
@@ -68,13 +79,15 @@ def load_error() -> BaseException | None:
     return _error
 
 
-@torch.compiler.assume_constant_result  # fixed for the process: torch.compile folds it
+@_constant_for_compile
 def has_kernel(op: str, dispatch_key: str) -> bool:
     """Whether op (e.g. "box_iou") has a kernel for dispatch_key ("CPU", "CUDA"). Memoised: the
-    dispatcher query costs ~10 us, a tenth of a CUDA assignment call."""
+    dispatcher query costs a noticeable share of a CUDA assignment call's host time."""
     key = (op, dispatch_key)
     if key not in _has_kernel:
-        _has_kernel[key] = available() and torch._C._dispatch_has_kernel_for_dispatch_key(f"dualhead::{op}", dispatch_key)
+        _has_kernel[key] = available() and torch._C._dispatch_has_kernel_for_dispatch_key(
+            f"dualhead::{op}", dispatch_key
+        )
     return _has_kernel[key]
 
 
@@ -94,7 +107,7 @@ def cuda_archs() -> list[str]:
     return [a for a in re.split(r"[;\s]+", info.get("cuda_archs", "")) if a]  # "8.0;9.0" (setup.py), "80 90" (CMake)
 
 
-@torch.compiler.assume_constant_result  # fixed for the process: torch.compile folds it
+@_constant_for_compile
 def reference_forced() -> bool:
     """DUALHEAD_REFERENCE=1 sends every op to the pure-torch reference on every device (for
     debugging: the kernels against the oracle on the same inputs, without rebuilding)."""
@@ -112,7 +125,7 @@ VALUE_ERROR_TAG = "ValueError: "  # csrc/host.h kValueErrorTag
 
 @contextlib.contextmanager
 def value_errors():
-    """Re-raises the kernels' input-value errors as ValueError (SPEC §4). The stable ABI's checks
+    """Re-raises the kernels' input-value errors as ValueError (contract §4). The stable ABI's checks
     throw std::runtime_error, which torch turns into RuntimeError; the kernels tag value errors
     (csrc/host.h DH_CHECK_VALUE), and the tag is dropped here."""
     try:
@@ -121,7 +134,7 @@ def value_errors():
         msg = str(e)
         if not msg.startswith(VALUE_ERROR_TAG):
             raise
-        raise ValueError(msg[len(VALUE_ERROR_TAG):].split("\nException raised from")[0]) from None
+        raise ValueError(msg[len(VALUE_ERROR_TAG) :].split("\nException raised from")[0]) from None
 
 
 def warn_fallback() -> None:

@@ -19,25 +19,62 @@ def register() -> None:
         return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]), dtype=torch.float32)
 
     @torch.library.register_fake("dualhead::assign")
-    def _assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk, exps, min_side,
-                conflict, kind, eps, with_stats):
+    def _assign(
+        scores,
+        bboxes,
+        scores2,
+        bboxes2,
+        anc_points,
+        gt_labels,
+        gt_bboxes,
+        mask_gt,
+        o2m_topk,
+        o2m_topk2,
+        o2m_alpha,
+        o2m_beta,
+        o2o_topk,
+        o2o_topk2,
+        o2o_alpha,
+        o2o_beta,
+        min_side,
+        conflict,
+        iou_type,
+        eps,
+        with_stats,
+    ):
         torch._check(scores.dim() == 3, lambda: f"pd_scores must be (B, N, C), got {tuple(scores.shape)}")
-        torch._check(bboxes.shape == (*scores.shape[:2], 4), lambda: f"pd_bboxes must be (B, N, 4), got {tuple(bboxes.shape)}")
-        torch._check(gt_bboxes.dim() == 3 and gt_bboxes.shape[2] == 4, lambda: f"gt_bboxes must be (B, M, 4), got {tuple(gt_bboxes.shape)}")
+        torch._check(
+            bboxes.shape == (*scores.shape[:2], 4), lambda: f"pd_bboxes must be (B, N, 4), got {tuple(bboxes.shape)}"
+        )
+        torch._check(
+            gt_bboxes.dim() == 3 and gt_bboxes.shape[2] == 4,
+            lambda: f"gt_bboxes must be (B, M, 4), got {tuple(gt_bboxes.shape)}",
+        )
         B, N, _ = scores.shape
-        torch._check(anc_points.shape == (N, 2), lambda: f"anc_points must be (N, 2) = ({N}, 2), got {tuple(anc_points.shape)}")
-        torch._check(gt_labels.shape == gt_bboxes.shape[:2] and mask_gt.shape == gt_bboxes.shape[:2],
-                     lambda: f"gt_labels and mask_gt must be (B, M) = {tuple(gt_bboxes.shape[:2])}")
+        torch._check(
+            anc_points.shape == (N, 2), lambda: f"anc_points must be (N, 2) = ({N}, 2), got {tuple(anc_points.shape)}"
+        )
+        torch._check(
+            gt_labels.shape == gt_bboxes.shape[:2] and mask_gt.shape == gt_bboxes.shape[:2],
+            lambda: f"gt_labels and mask_gt must be (B, M) = {tuple(gt_bboxes.shape[:2])}",
+        )
         for t in (bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt):
             # a meta tensor among real ones dispatches here, not to the backend that checks devices
-            torch._check(t is None or t.device == scores.device,
-                         lambda: f"all inputs must be on {scores.device}, got one on {t.device}")
+            torch._check(
+                t is None or t.device == scores.device,
+                lambda t=t: f"all inputs must be on {scores.device}, got one on {t.device}",
+            )
         H = 1 if scores2 is None else 2
         S = gt_bboxes.shape[1] if (with_stats and H == 2) else 0
         f = bboxes.new_empty
-        return (f((H, B, N), dtype=torch.bool), f((H, B, N), dtype=torch.long), f((H, B, N), dtype=torch.float32),
-                f((B, S), dtype=torch.long),
-                f((B, S), dtype=torch.long), f((B, S), dtype=torch.float32))
+        return (
+            f((H, B, N), dtype=torch.bool),
+            f((H, B, N), dtype=torch.long),
+            f((H, B, N), dtype=torch.float32),
+            f((B, S), dtype=torch.long),
+            f((B, S), dtype=torch.long),
+            f((B, S), dtype=torch.float32),
+        )
 
     @torch.library.register_fake("dualhead::to_dense")
     def _to_dense(labels, scores, num_classes):
@@ -46,10 +83,6 @@ def register() -> None:
 
     @torch.library.register_fake("dualhead::to_dense_out")
     def _to_dense_out(labels, scores, out):
-        return None
-
-    @torch.library.register_fake("dualhead::batch_norm_train")
-    def _batch_norm_train(input, weight, bias, running_mean, running_var, out, save_mean, save_invstd, momentum, eps):
         return None
 
     @torch.library.register_fake("dualhead::anchor_grid")

@@ -35,7 +35,7 @@ def cubins(path: str) -> list[tuple[int, list[str]]]:
             arch = struct.unpack_from("<I", d, ep + 28)[0]
             if kind == 2:
                 payload = d[ep + ehsz : ep + ehsz + esz]
-                names = [n[len(".text."):] for n in _sections(payload) if n.startswith(".text.")]
+                names = [n[len(".text.") :] for n in _sections(payload) if n.startswith(".text.")]
                 out.append((arch, sorted(names)))
             ep += ehsz + esz
         pos = end

@@ -1,4 +1,4 @@
-"""nn.Module assigners with ultralytics' interfaces (SPEC §2)."""
+"""nn.Module assigners with ultralytics' interfaces (contract §2)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from torch import nn
 
 from dualhead import ops
 from dualhead.assignment import DualAssignment
+from dualhead.settings import O2M, O2O, dual_settings
 
 
 def _min_side(stride) -> float:
@@ -16,11 +17,13 @@ def _min_side(stride) -> float:
 
 
 def _check_classes(scores, num_classes, name="pd_scores"):
-    """The scores' class dimension must be the assigner's num_classes (SPEC §4: a shape error is
+    """The scores' class dimension must be the assigner's num_classes (contract §4: a shape error is
     an error; a mismatch would give positives with all-zero dense targets)."""
     if isinstance(scores, torch.Tensor) and scores.dim() == 3 and scores.shape[-1] != num_classes:
-        raise ValueError(f"{name} has {scores.shape[-1]} classes (shape {tuple(scores.shape)}) but the assigner was "
-                         f"built with num_classes={num_classes}")
+        raise ValueError(
+            f"{name} has {scores.shape[-1]} classes (shape {tuple(scores.shape)}) but the assigner was "
+            f"built with num_classes={num_classes}"
+        )
 
 
 class TaskAlignedAssigner(nn.Module):
@@ -30,8 +33,19 @@ class TaskAlignedAssigner(nn.Module):
     Extra keyword-only options: conflict ("all" as ultralytics, or "claimants"), iou_type.
     """
 
-    def __init__(self, topk: int = 13, num_classes: int = 80, alpha: float = 1.0, beta: float = 6.0, stride=None,
-                 eps: float = 1e-9, topk2: int | None = None, *, conflict: str = "all", iou_type: str = "ciou"):
+    def __init__(
+        self,
+        topk: int = 13,
+        num_classes: int = 80,
+        alpha: float = 1.0,
+        beta: float = 6.0,
+        stride=None,
+        eps: float = 1e-9,
+        topk2: int | None = None,
+        *,
+        conflict: str = "all",
+        iou_type: str = "ciou",
+    ):
         super().__init__()
         self.topk = topk
         self.topk2 = topk2 or topk
@@ -47,9 +61,22 @@ class TaskAlignedAssigner(nn.Module):
     def assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
         """Compact form (dualhead.Assignment): no (B, N, C) tensor."""
         _check_classes(pd_scores, self.num_classes)
-        return ops.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=self.topk,
-                          topk2=self.topk2, alpha=self.alpha, beta=self.beta, min_side=self.stride_val,
-                          conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
+        return ops.assign(
+            pd_scores,
+            pd_bboxes,
+            anc_points,
+            gt_labels,
+            gt_bboxes,
+            mask_gt,
+            topk=self.topk,
+            topk2=self.topk2,
+            alpha=self.alpha,
+            beta=self.beta,
+            min_side=self.stride_val,
+            conflict=self.conflict,
+            iou_type=self.iou_type,
+            eps=self.eps,
+        )
 
     @torch.no_grad()
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
@@ -64,27 +91,57 @@ class DualAssigner(nn.Module):
     The o2o head uses alpha * r and beta * r (r = 1: the paper's consistent metric).
     min_side=None means stride[1], as ultralytics' small-box floor; 0 gives the original YOLOv10.
     o2o_alpha / o2o_beta set the o2o exponents directly (an inconsistent metric, for ablations).
+    heads: the (o2m, o2o) HeadSettings instead of those options; either way they are checked here
+    and kept as self.o2m, self.o2o (dualhead.settings).
     """
 
-    def __init__(self, num_classes: int = 80, o2m_topk: int = 10, o2o_topk: int = 1, o2o_topk2: int | None = None,
-                 alpha: float = 0.5, beta: float = 6.0, r: float = 1.0, stride=(8, 16, 32), min_side=None,
-                 conflict: str = "all", *, iou_type: str = "ciou", eps: float = 1e-9, o2o_alpha: float | None = None,
-                 o2o_beta: float | None = None):
+    def __init__(
+        self,
+        num_classes: int = 80,
+        o2m_topk: int = O2M.topk,
+        o2o_topk: int = O2O.topk,
+        o2o_topk2: int | None = O2O.topk2,
+        alpha: float = O2M.alpha,
+        beta: float = O2M.beta,
+        r: float = 1.0,
+        stride=(8, 16, 32),
+        min_side=None,
+        conflict: str = "all",
+        *,
+        iou_type: str = "ciou",
+        eps: float = 1e-9,
+        o2o_alpha: float | None = None,
+        o2o_beta: float | None = None,
+        heads=None,
+    ):
         super().__init__()
         self.num_classes = num_classes
-        self.o2m_topk, self.o2o_topk, self.o2o_topk2 = o2m_topk, o2o_topk, o2o_topk2
-        self.alpha, self.beta, self.r = alpha, beta, r
+        self.o2m, self.o2o = (
+            heads
+            if heads is not None
+            else dual_settings(o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
+        )
         self.stride = tuple(stride)
         self.min_side = _min_side(self.stride) if min_side is None else min_side
         self.conflict, self.iou_type, self.eps = conflict, iou_type, eps
-        self.o2o_alpha, self.o2o_beta = o2o_alpha, o2o_beta  # None: r * alpha, r * beta
 
     @torch.no_grad()
-    def forward(self, o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
-                mask_gt) -> DualAssignment:
+    def forward(
+        self, o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt
+    ) -> DualAssignment:
         _check_classes(o2m_scores, self.num_classes, "o2m_scores")
-        return ops.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes,
-                               mask_gt, o2m_topk=self.o2m_topk, o2o_topk=self.o2o_topk, o2o_topk2=self.o2o_topk2,
-                               alpha=self.alpha, beta=self.beta, r=self.r, min_side=self.min_side,
-                               conflict=self.conflict, iou_type=self.iou_type, eps=self.eps,
-                               o2o_alpha=self.o2o_alpha, o2o_beta=self.o2o_beta)
+        return ops.dual_assign(
+            o2m_scores,
+            o2m_bboxes,
+            o2o_scores,
+            o2o_bboxes,
+            anc_points,
+            gt_labels,
+            gt_bboxes,
+            mask_gt,
+            heads=(self.o2m, self.o2o),
+            min_side=self.min_side,
+            conflict=self.conflict,
+            iou_type=self.iou_type,
+            eps=self.eps,
+        )

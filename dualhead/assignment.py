@@ -9,13 +9,13 @@ import torch
 RANK_DEPTH = 10  # the o2m ordering is tracked this deep per ground truth (csrc kRankDepth)
 
 
-def check_dense_out(a: "Assignment", num_classes: int, out: torch.Tensor | None) -> None:
+def check_dense_out(a: Assignment, num_classes: int, out: torch.Tensor | None) -> None:
     """The caller's buffer for the dense scores must be (B, N, num_classes)."""
     if out is not None and out.shape != (*a.fg_mask.shape, num_classes):
         raise ValueError(f"out must be {(*a.fg_mask.shape, num_classes)}, got {tuple(out.shape)}")
 
 
-def dense_torch(a: "Assignment", num_classes: int, out: torch.Tensor | None = None):
+def dense_torch(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
     """Compact -> ultralytics' (labels, bboxes, scores (B, N, C), fg_mask, gt_idx) in pure torch
     (the reference's; dualhead.ops.to_dense runs the kernel). out: a (B, N, C) fp32 buffer."""
     check_dense_out(a, num_classes, out)
@@ -42,12 +42,15 @@ class Assignment:
 
     __slots__ = ("fg_mask", "gt_idx", "scores", "_labels", "_bboxes", "_gt_labels", "_gt_bboxes", "_dense")
 
-    def __init__(self, fg_mask, gt_idx, labels=None, bboxes=None, scores=None, *, gt_labels=None, gt_bboxes=None,
-                 dense=None):
+    def __init__(
+        self, fg_mask, gt_idx, labels=None, bboxes=None, scores=None, *, gt_labels=None, gt_bboxes=None, dense=None
+    ):
         """dense(assignment, num_classes, out) -> the 5-tuple of to_dense: dualhead.ops passes its
         kernel; by default (dualhead.reference: a leaf oracle that never runs the kernels) pure torch."""
         if scores is None or (labels is None and gt_labels is None) or (bboxes is None and gt_bboxes is None):
-            raise ValueError("Assignment needs scores, and labels/bboxes or the gt_labels/gt_bboxes to gather them from")
+            raise ValueError(
+                "Assignment needs scores, and labels/bboxes or the gt_labels/gt_bboxes to gather them from"
+            )
         self.fg_mask, self.gt_idx, self.scores = fg_mask, gt_idx, scores
         self._labels, self._bboxes = labels, bboxes
         self._gt_labels, self._gt_bboxes = gt_labels, gt_bboxes
@@ -97,6 +100,7 @@ class ConsistencyStats:
     rank: torch.Tensor
     gap: torch.Tensor
     valid: torch.Tensor
+
     # The summaries are computed on first access (a host sync), not at construction, so code
     # that only needs the tensors -- e.g. under torch.compile(fullgraph=True) -- never syncs.
     def _rates(self):

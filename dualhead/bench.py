@@ -1,4 +1,4 @@
-"""`dualhead bench`: the SPEC §5 workloads against the baselines, in one process, interleaved.
+"""`dualhead bench`: the contract §5 workloads against the baselines, in one process, interleaved.
 
 Implementations compared on identical inputs (each checked equal to ultralytics once before
 timing, tie-aware as in the tests):
@@ -27,32 +27,25 @@ import time
 
 import torch
 
+from dualhead.settings import O2M, O2O_E2E
 from dualhead.synthetic import WORKLOADS, make_batch
 
-O2M = dict(topk=10)
-O2O = dict(topk=7, topk2=1)
+# The contract's workloads (docs/contract.md §5) assign both heads as ultralytics' E2ELoss does (o2m top-10; o2o top-7 then topk2 1)
+HEADS = (O2M, O2O_E2E)
 
 
 def add_arguments(p):
-    p.add_argument("--workloads", default="W1,W2,W3,W4", help="comma list of SPEC §5 ids (default all)")
+    p.add_argument("--workloads", default="W1,W2,W3,W4", help="comma list of contract §5 ids (default all)")
     p.add_argument("--impls", default="dualhead,reference,ultralytics")
     p.add_argument("--modes", default="dual-compact,dual-dense", help="also: single-compact,single-dense")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (SPEC: 2)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the contract's: 2)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per measurement")
     p.add_argument("--batch", type=int, default=None, help="override B (W3 on GPU: 128)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--kernels", action="store_true", help="CUDA: also GPU time per kernel of dualhead (torch.profiler)")
     p.add_argument("--sweep-m", default="", help="comma list of M for a W1-like sweep over ground truths per image")
-    p.add_argument("--train-step", action="store_true",
-                   help="instead: a whole ultralytics YOLOv10n training step with and without dualhead's assigner")
-    p.add_argument("--train-loop", action="store_true",
-                   help="instead: images/s of `dualhead train`'s data pipeline alone, its step alone and the whole loop")
-    p.add_argument("--workers", type=int, default=None,
-                   help="data workers for --train-loop (default: dualhead train's for the embedded data: 0 on CPU, "
-                        "up to 8 on a GPU)")
-    p.add_argument("--loop-images", type=int, default=512, help="training images --train-loop renders and loads")
     p.add_argument("--json", default="bench_results.json")
     p.add_argument("--mem-child", nargs=4, help=argparse.SUPPRESS)
 
@@ -87,8 +80,7 @@ def make_fn(impl, mode, bt, s2, b2, C):
     if impl == "ultralytics":
         from ultralytics.utils.tal import TaskAlignedAssigner as UT
 
-        u1 = UT(num_classes=C, alpha=0.5, beta=6.0, **O2M)
-        u2 = UT(num_classes=C, alpha=0.5, beta=6.0, **O2O)
+        u1, u2 = (UT(topk=h.topk, topk2=h.topk2, num_classes=C, alpha=h.alpha, beta=h.beta) for h in HEADS)
         if mode.endswith("compact"):
             return None  # ultralytics has no compact form; its dense call is the baseline
         if single:
@@ -96,15 +88,16 @@ def make_fn(impl, mode, bt, s2, b2, C):
         return lambda: (u1(a[0], a[1], *rest), u2(s2, b2, *rest))
     mod = dualhead.ops if impl == "dualhead" else dualhead.reference
     if single:
+
         def one():
-            return mod.assign(*a, topk=10)
+            return mod.assign(*a, topk=O2M.topk, alpha=O2M.alpha, beta=O2M.beta)
 
         if mode == "single-compact":
             return one
         return lambda: as_dense(one(), "single-compact", C)
 
     def dual():
-        return mod.dual_assign(a[0], a[1], s2, b2, *rest, o2m_topk=10, o2o_topk=7, o2o_topk2=1)
+        return mod.dual_assign(a[0], a[1], s2, b2, *rest, heads=HEADS)
 
     if mode == "dual-compact":
         return dual
@@ -147,7 +140,8 @@ def time_fn(fn, min_time, threads=None):
 
     # Timer runs with num_threads=1 unless told otherwise: pass the thread count being measured.
     m = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads or torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_time)
+        min_run_time=min_time
+    )
     return m.median
 
 
@@ -179,7 +173,7 @@ def mem_child(impl, mode, wid, device, batch):
 
 def measure_memory(impl, mode, wid, device, batch):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="2")
-    cmd = [sys.executable, "-m", "dualhead.cli", "bench", "--mem-child", impl, mode, wid, f"{device}:{batch or 0}"]
+    cmd = [sys.executable, "-m", "dualhead.bench", "--mem-child", impl, mode, wid, f"{device}:{batch or 0}"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return None
@@ -225,7 +219,8 @@ def _finish_group(group, base, args):
         r["speedup_vs_ultralytics"] = b / r["median_s"] if b and r["median_s"] else None
         if not args.no_memory and r["workload"] in WORKLOADS:
             r["peak_extra_mb"] = (lambda v: None if v is None else v / 2**20)(
-                measure_memory(r["impl"], r["mode"], r["workload"], args.device, args.batch))
+                measure_memory(r["impl"], r["mode"], r["workload"], args.device, args.batch)
+            )
         print_row(r)
         for k, us in (r.get("kernels") or {}).items():
             print(f"{'':<12}  kernel {us:9.1f} us  {k[:90]}")
@@ -240,14 +235,6 @@ def run(args) -> int:
         print(mem_child(impl, mode, wid, device, batch))
         return 0
     torch.set_num_threads(args.threads)
-    if args.train_step:
-        from dualhead import bench_train_step
-
-        return bench_train_step.run(args)
-    if args.train_loop:
-        from dualhead import bench_train
-
-        return bench_train.run(args)
     impls = [i for i in args.impls.split(",") if i]
     if "ultralytics" in impls and not have_ultralytics():
         print("ultralytics not installed: baseline 'ultralytics' skipped (pip install ultralytics==8.4.190)")
@@ -257,8 +244,13 @@ def run(args) -> int:
     modes = sorted((m for m in args.modes.split(",") if m), key=lambda m: m.endswith("compact"))
     cases = [(w, None) for w in args.workloads.split(",") if w]
     cases += [("W1", int(m)) for m in args.sweep_m.split(",") if m]
-    meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), torch=torch.__version__,
-                threads=args.threads, command=" ".join(["dualhead", "bench"] + sys.argv[2:]))
+    meta = dict(
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        machine=machine(),
+        torch=torch.__version__,
+        threads=args.threads,
+        command=" ".join(["dualhead", "bench"] + sys.argv[2:]),
+    )
     print(f"{meta['date']}  {meta['machine']}  torch {meta['torch']}  threads {args.threads}")
     print_header()
     rows, base = [], {}
@@ -275,8 +267,9 @@ def run(args) -> int:
             notes = {}
             ref = None
             if "ultralytics" in impls:  # assert equal once before timing
-                ref, notes["ultralytics"] = first_call(make_fn("ultralytics", mode.replace("compact", "dense"), bt, s2,
-                                                              b2, C))
+                ref, notes["ultralytics"] = first_call(
+                    make_fn("ultralytics", mode.replace("compact", "dense"), bt, s2, b2, C)
+                )
             for i, f in fns.items():
                 if i == "ultralytics":
                     continue
@@ -297,9 +290,20 @@ def run(args) -> int:
                     times[i].append(time_fn(f, args.min_time, args.threads))
             group = []
             for i in ran:
-                group.append(dict(workload=name, mode=mode, impl=i, B=bt.pd_scores.shape[0], M=bt.gt_bboxes.shape[1],
-                                  n_gt=n_gt, candidates=n_cand, device=args.device, note=notes.get(i),
-                                  median_s=statistics.median(times[i]) if times.get(i) else None))
+                group.append(
+                    dict(
+                        workload=name,
+                        mode=mode,
+                        impl=i,
+                        B=bt.pd_scores.shape[0],
+                        M=bt.gt_bboxes.shape[1],
+                        n_gt=n_gt,
+                        candidates=n_cand,
+                        device=args.device,
+                        note=notes.get(i),
+                        median_s=statistics.median(times[i]) if times.get(i) else None,
+                    )
+                )
                 if args.kernels and i == "dualhead" and args.device.startswith("cuda") and i in fns:
                     group[-1]["kernels"] = kernel_times(fns[i])
                 if i == "ultralytics" and group[-1]["median_s"]:
@@ -317,8 +321,10 @@ def run(args) -> int:
     return 1 if any((r.get("note") or "").startswith("NOT EQUAL") for r in rows) else 0
 
 
-HEADER = (f"{'workload':<12}{'mode':<16}{'impl':<13}{'B':>4}{'M':>6}{'cands':>9}{'median ms':>12}"
-          f"{'x ultralytics':>15}{'peak MB':>10}")
+HEADER = (
+    f"{'workload':<12}{'mode':<16}{'impl':<13}{'B':>4}{'M':>6}{'cands':>9}{'median ms':>12}"
+    f"{'x ultralytics':>15}{'peak MB':>10}"
+)
 
 
 def print_header():
@@ -330,11 +336,29 @@ def print_row(r):
     sp = r.get("speedup_vs_ultralytics")
     mem = r.get("peak_extra_mb")
     t = f"{r['median_s'] * 1e3:.3f}" if r["median_s"] else ("OOM" if r.get("note") == "out of memory" else "-")
-    print(f"{r['workload']:<12}{r['mode']:<16}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['candidates']:>9}{t:>12}"
-          f"{(f'{sp:.1f}x' if sp else '-'):>15}{(f'{mem:.0f}' if mem is not None else '-'):>10}", flush=True)
+    print(
+        f"{r['workload']:<12}{r['mode']:<16}{r['impl']:<13}{r['B']:>4}{r['M']:>6}{r['candidates']:>9}{t:>12}"
+        f"{(f'{sp:.1f}x' if sp else '-'):>15}{(f'{mem:.0f}' if mem is not None else '-'):>10}",
+        flush=True,
+    )
 
 
 def print_table(rows):
     print_header()
     for r in rows:
         print_row(r)
+
+
+def main(argv=None) -> int:
+    """`python -m dualhead.bench` (the same as `dualhead bench`, without the detector's options)."""
+    p = argparse.ArgumentParser(
+        prog="python -m dualhead.bench",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

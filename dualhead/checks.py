@@ -1,4 +1,4 @@
-"""Input checks shared by every assigner entry point (SPEC §4).
+"""Input checks shared by every assigner entry point (contract §4).
 
 Each failure is a ValueError naming the argument and the offending value or shape. The checks
 that need data (labels in range, finite non-inverted boxes) look only at real ground truths.
@@ -28,25 +28,15 @@ def _float(name, t):
         raise ValueError(f"{name} must be a float tensor (fp32/fp16/bf16), got {t.dtype}")
 
 
-def check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, n_anchors, num_classes=None):
-    """Validate scalar parameters; returns (topk2 resolved, conflict id, iou kind id)."""
-    for name, k in (("topk", topk), ("topk2", topk2)):
-        if k is None and name == "topk2":
-            continue
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k > n_anchors:
-            raise ValueError(f"{name} must be an int in [1, N={n_anchors}], got {k!r}")
-    for name, v in (("alpha", alpha), ("beta", beta)):
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or not v >= 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+def check_call(min_side, conflict, iou_type):
+    """The call-wide parameters (a head's own are HeadSettings'); returns (conflict id, iou kind id)."""
     if not isinstance(min_side, (int, float)) or not min_side >= 0 or not math.isfinite(min_side):
         raise ValueError(f"min_side must be a finite number >= 0, got {min_side!r}")
     if conflict not in CONFLICT_RULES:
         raise ValueError(f"conflict must be one of {sorted(CONFLICT_RULES)}, got {conflict!r}")
     if iou_type not in IOU_KINDS:
         raise ValueError(f"iou_type must be one of {sorted(IOU_KINDS)}, got {iou_type!r}")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    return (topk if topk2 is None else topk2), CONFLICT_RULES[conflict], IOU_KINDS[iou_type]
+    return CONFLICT_RULES[conflict], IOU_KINDS[iou_type]
 
 
 def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="", check_values=True):
@@ -101,7 +91,9 @@ def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt
             raise ValueError(f"gt_labels must be in [0, C={C}) for real ground truths, got {bad}")
         boxes = gt_bboxes[mask]
         if not bool(torch.isfinite(boxes).all()):
-            raise ValueError(f"gt_bboxes must be finite for real ground truths, got {boxes[~torch.isfinite(boxes).all(1)][0].tolist()}")
+            raise ValueError(
+                f"gt_bboxes must be finite for real ground truths, got {boxes[~torch.isfinite(boxes).all(1)][0].tolist()}"
+            )
         inv = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
         if bool(inv.any()):
             raise ValueError(f"gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got {boxes[inv][0].tolist()}")
@@ -122,25 +114,30 @@ def _values_ok(labels, mask, gt_bboxes, anc_points, C) -> bool:
     return bool((good | ~mask).all() & torch.isfinite(anc_points).all())
 
 
-def check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt,
-                      o2m_topk, o2o_topk, o2o_topk2, alpha, beta, o2o_alpha, o2o_beta, min_side, conflict, iou_type,
-                      check_values=True):
-    """check_inputs for both heads (ground-truth values once) and check_params for both heads'
-    parameters; returns (gt_labels (B, M) int64, mask_gt (B, M) bool, o2o_topk2 resolved)."""
-    labels, mask = check_inputs(o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_",
-                                check_values=check_values)
+def check_dual_inputs(
+    o2m_scores,
+    o2m_bboxes,
+    o2o_scores,
+    o2o_bboxes,
+    anc_points,
+    gt_labels,
+    gt_bboxes,
+    mask_gt,
+    heads,
+    min_side,
+    conflict,
+    iou_type,
+    check_values=True,
+):
+    """check_inputs for both heads (ground-truth values once), the call's parameters and both
+    heads' settings against the anchors; returns (gt_labels (B, M) int64, mask_gt (B, M) bool)."""
+    labels, mask = check_inputs(
+        o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_", check_values=check_values
+    )
     check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_", check_values=False)
     if o2o_scores.shape != o2m_scores.shape:
         raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
-    N = o2m_scores.shape[1]
-    check_params(o2m_topk, None, alpha, beta, min_side, conflict, iou_type, N)
-    o2o_topk2, _, _ = check_params(o2o_topk, o2o_topk2, o2o_alpha, o2o_beta, min_side, conflict, iou_type, N)
-    return labels, mask, o2o_topk2
-
-
-def o2o_exponents(alpha, beta, r, o2o_alpha=None, o2o_beta=None):
-    """The o2o head's (alpha, beta): r * (alpha, beta) -- the paper's consistent metric -- unless
-    given explicitly (an inconsistent metric, for the metric study)."""
-    if not isinstance(r, (int, float)) or not (r >= 0) or r == float("inf"):
-        raise ValueError(f"r must be a finite number >= 0, got {r!r}")
-    return (r * alpha if o2o_alpha is None else o2o_alpha), (r * beta if o2o_beta is None else o2o_beta)
+    check_call(min_side, conflict, iou_type)
+    for h in heads:
+        h.check_anchors(o2m_scores.shape[1])
+    return labels, mask

@@ -1,4 +1,4 @@
-"""Functional API over torch.ops.dualhead.* (SPEC §2), with the pure-torch reference as the
+"""Functional API over torch.ops.dualhead.* (contract §2), with the pure-torch reference as the
 fallback when the extension is not built (one warning per process).
 
 Shapes: B images, N anchors, C classes, M ground-truth slots. Boxes are xyxy in pixels.
@@ -10,8 +10,9 @@ import torch
 
 from dualhead import _ext, reference
 from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, check_dense_out, dense_torch
-from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_dual_inputs, check_inputs, check_params, o2o_exponents
+from dualhead.checks import IOU_KINDS, check_call, check_dual_inputs, check_inputs
 from dualhead.reference.assign import empty_assignment
+from dualhead.settings import HeadSettings, dual_settings
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense", "check_errors"]
 
@@ -43,67 +44,180 @@ def _use_kernel(op: str, t) -> bool:
     return False
 
 
-def _run(heads, anc_points, labels, gt_bboxes, mask, topk, exps, min_side, conflict, iou_type, eps, with_stats):
-    """torch.ops.dualhead.assign on inputs of checked shapes, dtypes and devices -> ([Assignment
-    per head], stats or None). The value checks (labels in range, finite upright boxes, finite
-    anchors) are the kernel's: on CPU before any work, on CUDA on the device (see check_errors);
-    their errors come back tagged and are raised here as ValueError."""
-    (s1, b1), second = heads[0], (heads[1] if len(heads) > 1 else (None, None))
-    args = (s1, b1, second[0], second[1], anc_points, labels, gt_bboxes, mask, topk, exps, float(min_side),
-            CONFLICT_RULES[conflict], IOU_KINDS[iou_type], float(eps), with_stats)
+def _run(preds, heads, anc_points, labels, gt_bboxes, mask, min_side, conflict, iou_type, eps, with_stats):
+    """torch.ops.dualhead.assign on inputs of checked shapes, dtypes and devices: preds [(scores,
+    boxes)] and heads [HeadSettings] of one or two heads -> ([Assignment per head], stats or None).
+    The value checks (labels in range, finite upright boxes, finite anchors) are the kernel's: on
+    CPU before any work, on CUDA on the device (see check_errors); their errors come back tagged
+    and are raised here as ValueError."""
+    (s1, b1), (s2, b2) = preds[0], (preds[1] if len(preds) > 1 else (None, None))
+    o2m, o2o = heads[0], heads[-1]  # one head: its settings fill both slots, the second unused
+    conflict_id, kind_id = check_call(min_side, conflict, iou_type)
+    args = (
+        s1,
+        b1,
+        s2,
+        b2,
+        anc_points,
+        labels,
+        gt_bboxes,
+        mask,
+        o2m.topk,
+        o2m.kept,
+        float(o2m.alpha),
+        float(o2m.beta),
+        o2o.topk,
+        o2o.kept,
+        float(o2o.alpha),
+        float(o2o.beta),
+        float(min_side),
+        conflict_id,
+        kind_id,
+        float(eps),
+        with_stats,
+    )
     if torch.compiler.is_compiling():  # traced: errors stay the kernel's RuntimeError
         fg, gt, t, pick, rank, gap = _lib.assign(*args)
     else:
         with _ext.value_errors():
             fg, gt, t, pick, rank, gap = _lib.assign(*args)
-    out = [Assignment(fg[h], gt[h], scores=t[h], gt_labels=labels, gt_bboxes=gt_bboxes, dense=to_dense)
-           for h in range(len(heads))]
+    out = [
+        Assignment(fg[h], gt[h], scores=t[h], gt_labels=labels, gt_bboxes=gt_bboxes, dense=to_dense)
+        for h in range(len(preds))
+    ]
     return out, (ConsistencyStats(pick, rank, gap, mask) if with_stats else None)
 
 
-def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, topk=10, topk2=None, alpha=0.5,
-           beta=6.0, min_side=16.0, conflict="all", iou_type="ciou", eps=1e-9) -> Assignment:
-    """Single-head task-aligned assignment (SPEC §1), compact output.
+def assign(
+    pd_scores,
+    pd_bboxes,
+    anc_points,
+    gt_labels,
+    gt_bboxes,
+    mask_gt,
+    *,
+    topk=10,
+    topk2=None,
+    alpha=0.5,
+    beta=6.0,
+    min_side=16.0,
+    conflict="all",
+    iou_type="ciou",
+    eps=1e-9,
+) -> Assignment:
+    """Single-head task-aligned assignment (contract §1), compact output.
 
     pd_scores (B, N, C) probabilities, pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
     gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels. See dualhead.reference.assign."""
     if not _use_kernel("assign", pd_scores):
-        return reference.assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, topk=topk,
-                                topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict,
-                                iou_type=iou_type, eps=eps)
+        return reference.assign(
+            pd_scores,
+            pd_bboxes,
+            anc_points,
+            gt_labels,
+            gt_bboxes,
+            mask_gt,
+            topk=topk,
+            topk2=topk2,
+            alpha=alpha,
+            beta=beta,
+            min_side=min_side,
+            conflict=conflict,
+            iou_type=iou_type,
+            eps=eps,
+        )
+    head = HeadSettings(topk, topk2, alpha, beta)
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, check_values=False)
-    topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
+    check_call(min_side, conflict, iou_type)
+    head.check_anchors(pd_scores.shape[1])
     if mask.shape[1] == 0:  # no ground-truth slots: labels = C (ultralytics)
         return empty_assignment(*pd_scores.shape, pd_scores.device)
-    out, _ = _run([(pd_scores, pd_bboxes)], anc_points, labels, gt_bboxes, mask, [topk, topk2], [alpha, beta],
-                     min_side, conflict, iou_type, eps, False)
+    out, _ = _run(
+        [(pd_scores, pd_bboxes)], [head], anc_points, labels, gt_bboxes, mask, min_side, conflict, iou_type, eps, False
+    )
     return out[0]
 
 
-def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *,
-                o2m_topk=10, o2o_topk=1, o2o_topk2=None, alpha=0.5, beta=6.0, r=1.0, min_side=16.0,
-                conflict="all", iou_type="ciou", eps=1e-9, o2o_alpha=None, o2o_beta=None, stats=True) -> DualAssignment:
+def dual_assign(
+    o2m_scores,
+    o2m_bboxes,
+    o2o_scores,
+    o2o_bboxes,
+    anc_points,
+    gt_labels,
+    gt_bboxes,
+    mask_gt,
+    *,
+    o2m_topk=10,
+    o2o_topk=1,
+    o2o_topk2=None,
+    alpha=0.5,
+    beta=6.0,
+    r=1.0,
+    min_side=16.0,
+    conflict="all",
+    iou_type="ciou",
+    eps=1e-9,
+    o2o_alpha=None,
+    o2o_beta=None,
+    stats=True,
+    heads=None,
+) -> DualAssignment:
     """Both heads in one call sharing the candidate search: o2m (alpha, beta, o2m_topk) and o2o
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus the consistency
     statistics (stats=False skips them: DualAssignment.stats is then None). o2o_alpha / o2o_beta
-    override r*alpha / r*beta (an inconsistent o2o metric, for the metric study)."""
+    override r*alpha / r*beta (an inconsistent o2o metric, for the metric study). heads: the
+    (o2m, o2o) HeadSettings instead of those options (dualhead.settings)."""
+    if heads is None:
+        heads = dual_settings(o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
     kernel = _use_kernel("assign", o2m_scores)
     if kernel:
-        a2, b2 = o2o_exponents(alpha, beta, r, o2o_alpha, o2o_beta)
-        labels, mask, o2o_topk2_ = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points,
-                                                     gt_labels, gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2,
-                                                     alpha, beta, a2, b2, min_side, conflict, iou_type,
-                                                     check_values=False)
+        labels, mask = check_dual_inputs(
+            o2m_scores,
+            o2m_bboxes,
+            o2o_scores,
+            o2o_bboxes,
+            anc_points,
+            gt_labels,
+            gt_bboxes,
+            mask_gt,
+            heads,
+            min_side,
+            conflict,
+            iou_type,
+            check_values=False,
+        )
     if not kernel or mask.shape[1] == 0:  # no extension, or no ground-truth slots (labels = C)
-        return reference.dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
-                                     gt_bboxes, mask_gt, o2m_topk=o2m_topk, o2o_topk=o2o_topk, o2o_topk2=o2o_topk2,
-                                     alpha=alpha, beta=beta, r=r, min_side=min_side, conflict=conflict,
-                                     iou_type=iou_type, eps=eps, o2o_alpha=o2o_alpha, o2o_beta=o2o_beta)
+        return reference.dual_assign(
+            o2m_scores,
+            o2m_bboxes,
+            o2o_scores,
+            o2o_bboxes,
+            anc_points,
+            gt_labels,
+            gt_bboxes,
+            mask_gt,
+            min_side=min_side,
+            conflict=conflict,
+            iou_type=iou_type,
+            eps=eps,
+            heads=heads,
+        )
     if o2o_scores.dtype != o2m_scores.dtype:
         o2o_scores = o2o_scores.to(o2m_scores.dtype)
-    (o2m, o2o), st = _run([(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)], anc_points, labels,
-                                    gt_bboxes, mask, [o2m_topk, o2m_topk, o2o_topk, o2o_topk2_],
-                                    [alpha, beta, a2, b2], min_side, conflict, iou_type, eps, stats)
+    (o2m, o2o), st = _run(
+        [(o2m_scores, o2m_bboxes), (o2o_scores, o2o_bboxes)],
+        list(heads),
+        anc_points,
+        labels,
+        gt_bboxes,
+        mask,
+        min_side,
+        conflict,
+        iou_type,
+        eps,
+        stats,
+    )
     return DualAssignment(o2m, o2o, st)
 
 
@@ -124,7 +238,7 @@ def to_dense(a: Assignment, num_classes: int, out: torch.Tensor | None = None):
 
 
 def check_errors(device=None) -> None:
-    """Raises the ValueError that a CUDA device-side input check recorded, if any (SPEC §4).
+    """Raises the ValueError that a CUDA device-side input check recorded, if any (contract §4).
 
     On CUDA the input values (labels in [0, C), finite upright ground-truth boxes, finite
     anchors) are checked on the device, so a call never waits for the GPU: a bad row is left out

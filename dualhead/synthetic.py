@@ -1,4 +1,4 @@
-"""Synthetic assignment inputs: the SPEC §5 workloads and the parity-test distributions.
+"""Synthetic assignment inputs: the contract §5 workloads and the parity-test distributions.
 
 Predictions are built so that the metric is informative (boxes near the ground truths they
 overlap, scores spread over (0, 1)), as in a detector a few epochs into training.
@@ -10,16 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-STRIDES = (8, 16, 32)
-
-
-def make_anchors(imgsz: int, strides=STRIDES, offset: float = 0.5, device="cpu") -> torch.Tensor:
-    """Anchor centres in pixels, (N, 2), level by level, row-major -- as ultralytics'
-    make_anchors(...) * stride_tensor builds them."""
-    from dualhead.nn.head import make_anchors as grid_anchors
-
-    pts, st = grid_anchors([(imgsz // s, imgsz // s) for s in strides], strides, offset, device)
-    return pts * st
+from dualhead.anchors import STRIDES, anchor_points
 
 
 @dataclass
@@ -44,7 +35,9 @@ class Batch:
         logit = torch.logit(s.clamp(1e-6, 1 - 1e-6)) + 0.5 * noise(s.shape)
         scale = (self.pd_bboxes[..., 2:] - self.pd_bboxes[..., :2]).float().abs().repeat(1, 1, 2) + 1
         boxes = self.pd_bboxes.float() + 0.05 * scale * noise(self.pd_bboxes.shape)
-        boxes = torch.cat((torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])), -1)
+        boxes = torch.cat(
+            (torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])), -1
+        )
         return torch.sigmoid(logit).to(self.pd_scores.dtype), boxes.to(self.pd_bboxes.dtype)
 
 
@@ -67,7 +60,7 @@ def make_batch(B=4, imgsz=640, C=80, n_gt=(1, 30), kind="coco", seed=0, dtype=to
     kind: 'coco' (COCO-like sizes), 'tiny' (2-20 px), 'crowded' (4-40 px, clustered, hundreds
     of overlapping boxes per image)."""
     g = torch.Generator().manual_seed(seed)
-    anc = make_anchors(imgsz)
+    anc = anchor_points(imgsz)
     N = anc.shape[0]
     counts = torch.randint(n_gt[0], n_gt[1] + 1, (B,), generator=g)
     M = int(counts.max()) if B else 0
@@ -95,11 +88,17 @@ def make_batch(B=4, imgsz=640, C=80, n_gt=(1, 30), kind="coco", seed=0, dtype=to
     pc = anc[None] + torch.randn(B, N, 2, generator=g) * stride[None, :, None] * 0.5
     pd_bboxes = torch.cat((pc - pwh / 2, pc + pwh / 2), -1)
     pd_scores = torch.sigmoid(torch.randn(B, N, C, generator=g) * 1.5 - 1.0)
-    return Batch(pd_scores.to(dtype).to(device), pd_bboxes.to(dtype).to(device), anc.to(device),
-                 gt_labels.to(device), gt_bboxes.to(device), mask.to(device))
+    return Batch(
+        pd_scores.to(dtype).to(device),
+        pd_bboxes.to(dtype).to(device),
+        anc.to(device),
+        gt_labels.to(device),
+        gt_bboxes.to(device),
+        mask.to(device),
+    )
 
 
-# SPEC §5 workloads: (B, imgsz, C, ground truths per image, kind)
+# contract §5 workloads: (B, imgsz, C, ground truths per image, kind)
 WORKLOADS = {
     "W1": dict(B=16, imgsz=640, C=80, n_gt=(1, 50), kind="coco"),
     "W2": dict(B=16, imgsz=640, C=365, n_gt=(300, 300), kind="coco"),

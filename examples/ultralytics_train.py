@@ -14,8 +14,16 @@ import argparse
 import contextlib
 
 
-def train_losses(data: str, model: str = "yolov10n.yaml", patch: bool = False, epochs: int = 1, imgsz: int = 64,
-                 batch: int = 4, project: str = "runs/ultralytics", name: str | None = None):
+def train_losses(
+    data: str,
+    model: str = "yolov10n.yaml",
+    patch: bool = False,
+    epochs: int = 1,
+    imgsz: int = 64,
+    batch: int = 4,
+    project: str = "runs/ultralytics",
+    name: str | None = None,
+):
     """Train and return (per-batch loss vectors [box, cls, dfl] as lists, the assigner class used)."""
     from ultralytics import YOLO
 
@@ -32,9 +40,24 @@ def train_losses(data: str, model: str = "yolov10n.yaml", patch: bool = False, e
     yolo.add_callback("on_train_batch_end", on_batch_end)
     ctx = dh_ultralytics.patched() if patch else contextlib.nullcontext()
     with ctx:
-        yolo.train(data=data, epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=0, seed=0,
-                   deterministic=True, amp=False, plots=False, val=False, exist_ok=True, verbose=False,
-                   project=project, name=name or ("patched" if patch else "ultralytics"), mosaic=0.0)
+        yolo.train(
+            data=data,
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            device="cpu",
+            workers=0,
+            seed=0,
+            deterministic=True,
+            amp=False,
+            plots=False,
+            val=False,
+            exist_ok=True,
+            verbose=False,
+            project=project,
+            name=name or ("patched" if patch else "ultralytics"),
+            mosaic=0.0,
+        )
     return losses, assigner.get("class")
 
 
@@ -49,8 +72,8 @@ def main():
     for patch in (False, True):
         losses, cls = train_losses(a.data, a.model, patch, a.epochs, a.imgsz, a.batch)
         print(f"{'dualhead' if patch else 'ultralytics'} assigner ({cls.__module__}.{cls.__name__}):")
-        for i, l in enumerate(losses):
-            print(f"  batch {i}: box {l[0]:.5f} cls {l[1]:.5f} dfl {l[2]:.5f}")
+        for i, items in enumerate(losses):
+            print(f"  batch {i}: box {items[0]:.5f} cls {items[1]:.5f} dfl {items[2]:.5f}")
 
 
 if __name__ == "__main__":

@@ -33,12 +33,21 @@ EMU = os.path.join(CSRC, "cuda", "emu")
 BUILD = os.path.join(ROOT, "build", "cuda_emu")
 
 TARGET_VERSION = "0x20a000000000000"  # setup.py: TORCH_TARGET_VERSION (torch 2.10)
-COMMON = ["-std=c++20", "-g", "-ffp-contract=off", "-fvisibility=hidden", "-DDH_LIB=dualhead_emu",
-          f"-DTORCH_TARGET_VERSION={TARGET_VERSION}", "-Wno-tsan"]
+COMMON = [
+    "-std=c++20",
+    "-g",
+    "-ffp-contract=off",
+    "-fvisibility=hidden",
+    "-DDH_LIB=dualhead_emu",
+    f"-DTORCH_TARGET_VERSION={TARGET_VERSION}",
+    "-Wno-tsan",
+]
 VARIANTS = {
     "plain": (["-O2"], []),
-    "asan": (["-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
-             ["-fsanitize=address,undefined"]),
+    "asan": (
+        ["-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
+        ["-fsanitize=address,undefined"],
+    ),
     "tsan": (["-O1", "-fsanitize=thread"], ["-fsanitize=thread"]),
 }
 RUNTIMES = {"asan": "libasan.so", "tsan": "libtsan.so"}
@@ -66,7 +75,7 @@ def _bound_checks(text: str, path: str) -> str:
         brace = text.index("{", i)
         if text[i:brace].strip():
             raise RuntimeError(f"{path}: unexpected text between {m.group(2)}'s parameters and its body")
-        out += [text[pos:brace + 1], f" DH_EMU_LAUNCH_BOUNDS({m.group(1)});"]
+        out += [text[pos : brace + 1], f" DH_EMU_LAUNCH_BOUNDS({m.group(1)});"]
         pos = brace + 1
     return "".join(out) + text[pos:]
 
@@ -99,16 +108,19 @@ def _copy_tree(dst: str, mutations: dict[str, list[tuple[str, str]]]) -> list[st
             text, target = _bound_checks(text, rel), target + ".cpp"
         _write_if_changed(target, f'#line 1 "{src}"\n{text}')
         top = rel.split(os.sep)[0]
-        compiled = (rel in ("assign.cpp", "box_iou.cpp", "anchor_grid.cpp", "to_dense.cpp")
-                    or (top == "cuda" and os.path.dirname(rel) == "cuda")
-                    or rel in (os.path.join("cuda", "emu", "runtime.cpp"), os.path.join("cuda", "emu", "ops.cpp")))
+        compiled = (
+            rel in ("assign.cpp", "box_iou.cpp", "anchor_grid.cpp", "to_dense.cpp")
+            or (top == "cuda" and os.path.dirname(rel) == "cuda")
+            or rel in (os.path.join("cuda", "emu", "runtime.cpp"), os.path.join("cuda", "emu", "ops.cpp"))
+        )
         if compiled and rel.endswith((".cpp", ".cu")):
             sources.append(target)
     return sources
 
 
-def build(name: str | None = None, mutations: dict[str, list[tuple[str, str]]] | None = None,
-          verbose: bool = False) -> str:
+def build(
+    name: str | None = None, mutations: dict[str, list[tuple[str, str]]] | None = None, verbose: bool = False
+) -> str:
     """Builds the emulation library of variant name (default: DUALHEAD_CUDA_EMU) with ninja and
     returns its path (built, not loaded: a sanitizer build loads only under its runtime)."""
     import subprocess
@@ -126,13 +138,25 @@ def build(name: str | None = None, mutations: dict[str, list[tuple[str, str]]] |
     torch_dir = os.path.dirname(torch.__file__)
     incs = [os.path.join(tree, "cuda", "emu", "include"), tree, os.path.join(torch_dir, "include")]
     cxx = os.environ.get("CXX", "c++")
-    flags = (["-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + COMMON + cflags
-             + ["-include", os.path.join(tree, "cuda", "emu", "cuda_emu.h")] + [f"-I{i}" for i in incs])
+    flags = (
+        ["-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+        + COMMON
+        + cflags
+        + ["-include", os.path.join(tree, "cuda", "emu", "cuda_emu.h")]
+        + [f"-I{i}" for i in incs]
+    )
     torch_lib = os.path.join(torch_dir, "lib")
-    lines = [f"cxx = {cxx}", f"flags = {' '.join(flags)}",
-             f"ldflags = -shared {' '.join(ldflags)} -L{torch_lib} -lc10 -ltorch -ltorch_cpu -Wl,-rpath,{torch_lib}",
-             "rule cxx", "  command = $cxx -MMD -MF $out.d $flags -c $in -o $out", "  depfile = $out.d", "  deps = gcc",
-             "rule link", "  command = $cxx $in $ldflags -o $out"]
+    lines = [
+        f"cxx = {cxx}",
+        f"flags = {' '.join(flags)}",
+        f"ldflags = -shared {' '.join(ldflags)} -L{torch_lib} -lc10 -ltorch -ltorch_cpu -Wl,-rpath,{torch_lib}",
+        "rule cxx",
+        "  command = $cxx -MMD -MF $out.d $flags -c $in -o $out",
+        "  depfile = $out.d",
+        "  deps = gcc",
+        "rule link",
+        "  command = $cxx $in $ldflags -o $out",
+    ]
     objs = []
     for src in sources:
         obj = os.path.join(out, os.path.relpath(src, tree).replace(os.sep, "_") + ".o")
@@ -141,8 +165,12 @@ def build(name: str | None = None, mutations: dict[str, list[tuple[str, str]]] |
     lines.append(f"build {lib}: link {' '.join(objs)}")
     _write_if_changed(os.path.join(out, "build.ninja"), "\n".join(lines) + "\n")
     jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 2))
-    run = subprocess.run([_ninja(), "-C", out, "-j", jobs] + ([] if verbose else ["--quiet"]),
-                         stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.run(
+        [_ninja(), "-C", out, "-j", jobs] + ([] if verbose else ["--quiet"]),
+        stdout=None if verbose else subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if run.returncode:
         raise RuntimeError(f"building the CUDA emulation library {name} failed:\n{run.stdout}")
     return lib
@@ -178,8 +206,10 @@ def runtime_missing(kind: str) -> str | None:
     with open("/proc/self/maps") as f:
         if lib.split(".")[0] in f.read():
             return None
-    return (f"the {kind} emulation library needs its sanitizer runtime preloaded (LD_PRELOAD={lib}): "
-            "run it through `make cuda-emu`")
+    return (
+        f"the {kind} emulation library needs its sanitizer runtime preloaded (LD_PRELOAD={lib}): "
+        "run it through `make cuda-emu`"
+    )
 
 
 _loaded: str | None = None

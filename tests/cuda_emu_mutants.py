@@ -25,24 +25,54 @@ BIG_ROWS = "tiles_big_rows_and_fallback and emu-grid"
 
 # (name, variant, file under csrc/, text, replacement, tests)
 MUTANTS = [
-    ("__syncwarp removed (tile merge -> commit)", "tsan", "cuda/assign_kernel.cu",
-     "    const int n = tile_merged_len(T, x, cap);\n    __syncwarp();\n",
-     "    const int n = tile_merged_len(T, x, cap);\n", ONE_CALL),
-    ("__syncthreads removed (big rows: tiles -> pairwise merge)", "tsan", "cuda/assign_kernel.cu",
-     "    warp_tiles(p, sc, r, rc, lists[warp], warp, kBigWarps, lane);\n    __syncthreads();\n",
-     "    warp_tiles(p, sc, r, rc, lists[warp], warp, kBigWarps, lane);\n", BIG_ROWS),
-    ("__syncthreads removed (block scan: carry read -> update)", "tsan", "cuda/assign_kernel.cu",
-     "    __syncthreads();  // every thread has read carry; tmp may be reused\n", "",
-     "dual_assign_equals_cpu_kernel and crowded and o2o1"),
-    ("__syncwarp removed (grid search: probes -> narrowing)", "tsan", "cuda/anchor_grid_kernel.cu",
-     "    grid_probe(anc, N, s, lane);\n    __syncwarp();\n", "    grid_probe(anc, N, s, lane);\n",
-     "grid_recognised_on_the_device and square"),
-    ("shared-memory index off by one (tile staging)", "asan", "assign_core.h",
-     "  for (int x = 0; x < kLists; ++x) T.ca[x][lane] = -1;",
-     "  for (int x = 0; x < kLists; ++x) T.ca[x][lane + 1] = -1;", ONE_CALL),
-    ("block size above the launch bound (gt_tiles_kernel)", "plain", "cuda/assign_kernel.cu",
-     "blocks_for(p.B * p.M, kTileWarps), kTileWarps * kTile, 0, st)",
-     "blocks_for(p.B * p.M, kTileWarps), 2 * kTileWarps * kTile, 0, st)", ONE_CALL),
+    (
+        "__syncwarp removed (tile merge -> commit)",
+        "tsan",
+        "cuda/assign_kernel.cu",
+        "    const int n = tile_merged_len(T, x, cap);\n    __syncwarp();\n",
+        "    const int n = tile_merged_len(T, x, cap);\n",
+        ONE_CALL,
+    ),
+    (
+        "__syncthreads removed (big rows: tiles -> pairwise merge)",
+        "tsan",
+        "cuda/assign_kernel.cu",
+        "    warp_tiles(p, sc, r, rc, lists[warp], warp, kBigWarps, lane);\n    __syncthreads();\n",
+        "    warp_tiles(p, sc, r, rc, lists[warp], warp, kBigWarps, lane);\n",
+        BIG_ROWS,
+    ),
+    (
+        "__syncthreads removed (block scan: carry read -> update)",
+        "tsan",
+        "cuda/assign_kernel.cu",
+        "    __syncthreads();  // every thread has read carry; tmp may be reused\n",
+        "",
+        "dual_assign_equals_cpu_kernel and crowded and o2o1",
+    ),
+    (
+        "__syncwarp removed (grid search: probes -> narrowing)",
+        "tsan",
+        "cuda/anchor_grid_kernel.cu",
+        "    grid_probe(anc, N, s, lane);\n    __syncwarp();\n",
+        "    grid_probe(anc, N, s, lane);\n",
+        "grid_recognised_on_the_device and square",
+    ),
+    (
+        "shared-memory index off by one (tile staging)",
+        "asan",
+        "assign_core.h",
+        "  for (int x = 0; x < kLists; ++x) T.ca[x][lane] = -1;",
+        "  for (int x = 0; x < kLists; ++x) T.ca[x][lane + 1] = -1;",
+        ONE_CALL,
+    ),
+    (
+        "block size above the launch bound (gt_tiles_kernel)",
+        "plain",
+        "cuda/assign_kernel.cu",
+        "blocks_for(p.B * p.M, kTileWarps), kTileWarps * kTile, 0, st)",
+        "blocks_for(p.B * p.M, kTileWarps), 2 * kTileWarps * kTile, 0, st)",
+        ONE_CALL,
+    ),
 ]
 
 CAUGHT_BY = [
@@ -60,7 +90,7 @@ def verdict(rc: int, out: str) -> str:
         if m:
             what = label or m.group(0)
             if label == "barrier fault":
-                what += ": " + re.sub(r"\S*/csrc/", "csrc/", m.group(0)[len("dh_emu: "):])[:160]
+                what += ": " + re.sub(r"\S*/csrc/", "csrc/", m.group(0)[len("dh_emu: ") :])[:160]
             return f"caught ({what})"
     if rc != 0:
         return "caught (wrong results only: no sanitizer or layer report)"
@@ -71,10 +101,22 @@ def run(name, variant, path, old, new, tests) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40]
     build = f"{variant}-{slug}"
     cuda_emu.build(build, mutations={path: [(old, new)]})
-    env = dict(os.environ, DUALHEAD_CUDA_EMU=build, DUALHEAD_CUDA_EMU_PREBUILT="1",
-               DUALHEAD_CUDA_EMU_COUNTS=os.devnull, DH_EMU_HANG_S="60")
-    proc = subprocess.run(["bash", "tests/cuda_emu_run.sh", build, "-x", "-k", tests], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    env = dict(
+        os.environ,
+        DUALHEAD_CUDA_EMU=build,
+        DUALHEAD_CUDA_EMU_PREBUILT="1",
+        DUALHEAD_CUDA_EMU_COUNTS=os.devnull,
+        DH_EMU_HANG_S="60",
+    )
+    proc = subprocess.run(
+        ["bash", "tests/cuda_emu_run.sh", build, "-x", "-k", tests],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
     with open(os.path.join(cuda_emu.BUILD, build, "run.log"), "w") as f:
         f.write(proc.stdout)
     return verdict(proc.returncode, proc.stdout)

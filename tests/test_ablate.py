@@ -9,16 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-from dualhead.ablate import ablate, format_table, mean_std, parse_list
-from dualhead.data import CLASSES, ShapesDataset, YoloDataset
-from dualhead.data.export import export_yolo
-from dualhead.train import TrainConfig
+from dualhead.detector.ablate import ablate, format_table, mean_std, parse_list
+from dualhead.detector.data import CLASSES, ShapesDataset, YoloDataset
+from dualhead.detector.data.export import export_yolo
+from dualhead.detector.train import TrainConfig
 
 TINY = dict(data="shapes-easy", imgsz=64, train_len=48, val_len=16, epochs=1, batch=8, workers=0, eval_max_det=20)
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "dualhead.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "dualhead.detector.cli", *args], capture_output=True, text=True)
 
 
 def test_mean_std():
@@ -26,7 +26,7 @@ def test_mean_std():
     assert mean_std([0.5]) == (0.5, None)  # one seed: no error bar, not a zero one
     m, s = mean_std([])
     assert m != m and s is None
-    assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(2 ** 0.5))
+    assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(2**0.5))
 
 
 def test_parse_list_names_the_option():
@@ -61,6 +61,7 @@ def test_seeds_summary_and_rerun(tmp_path):
     assert "| o2o only (no NMS) | 0 | — |" in format_table(part)
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_rest_go_on(tmp_path):
     out = tmp_path / "abl"
     (out / "o2o" / "seed0").mkdir(parents=True)
@@ -100,6 +101,7 @@ def test_export_reads_back_as_the_same_data(tmp_path):
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
+@pytest.mark.slow
 def test_ultralytics_anchor_runs_and_is_evaluated_by_our_code(tmp_path):
     pytest.importorskip("ultralytics")
     out = tmp_path / "abl"

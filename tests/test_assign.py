@@ -1,4 +1,4 @@
-"""dualhead::assign (the fused single and dual assignment) against dualhead.reference (SPEC §3):
+"""dualhead::assign (the fused single and dual assignment) against dualhead.reference (contract §3):
 parity, properties, determinism, bad input, fuzzing, the CPU twins of the CUDA-only paths, registration."""
 
 import subprocess
@@ -6,16 +6,17 @@ import sys
 
 import pytest
 import torch
+from conftest import CONFIGS, DEVICES, DISTS, fresh_seed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dualhead
 from dualhead import _ext
-from dualhead.synthetic import make_batch
-from conftest import CONFIGS, DEVICES, DISTS, fresh_seed
 from dualhead.compare import assert_same_targets
+from dualhead.synthetic import make_batch
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")
+
 
 def compare(bt_args, kw, C, device="cpu"):
     args = [t.to(device) for t in bt_args]
@@ -69,7 +70,9 @@ def test_bitwise_deterministic_across_threads_and_runs():
         for n in (1, 2, 2, 1):
             torch.set_num_threads(n)
             r = dualhead.ops.dual_assign(*args, o2o_topk=7, o2o_topk2=1)
-            outs.append([r.o2m.scores, r.o2m.gt_idx, r.o2o.scores, r.o2o.gt_idx, r.o2o.fg_mask, r.stats.gap, r.stats.rank])
+            outs.append(
+                [r.o2m.scores, r.o2m.gt_idx, r.o2o.scores, r.o2o.gt_idx, r.o2o.fg_mask, r.stats.gap, r.stats.rank]
+            )
     finally:
         torch.set_num_threads(old)
     for o in outs[1:]:
@@ -80,23 +83,32 @@ def test_bitwise_deterministic_across_threads_and_runs():
 @pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    B=st.integers(1, 3), imgsz=st.sampled_from([64, 96, 160, 320]), C=st.integers(1, 6),
-    n_hi=st.integers(0, 25), kind=st.sampled_from(["coco", "tiny", "crowded"]),
-    topk=st.integers(1, 15), topk2=st.one_of(st.none(), st.integers(1, 15)),
-    alpha=st.sampled_from([0.0, 0.5, 1.0, 1.7]), beta=st.sampled_from([0.0, 1.0, 2.0, 6.0, 3.3]),
-    min_side=st.sampled_from([0.0, 8.0, 16.0, 40.5]), conflict=st.sampled_from(["all", "claimants"]),
-    iou_type=st.sampled_from(["iou", "giou", "diou", "ciou"]), seed=st.integers(0, 2**31 - 1),
+    B=st.integers(1, 3),
+    imgsz=st.sampled_from([64, 96, 160, 320]),
+    C=st.integers(1, 6),
+    n_hi=st.integers(0, 25),
+    kind=st.sampled_from(["coco", "tiny", "crowded"]),
+    topk=st.integers(1, 15),
+    topk2=st.one_of(st.none(), st.integers(1, 15)),
+    alpha=st.sampled_from([0.0, 0.5, 1.0, 1.7]),
+    beta=st.sampled_from([0.0, 1.0, 2.0, 6.0, 3.3]),
+    min_side=st.sampled_from([0.0, 8.0, 16.0, 40.5]),
+    conflict=st.sampled_from(["all", "claimants"]),
+    iou_type=st.sampled_from(["iou", "giou", "diou", "ciou"]),
+    seed=st.integers(0, 2**31 - 1),
     general=st.booleans(),
 )
-def test_property_kernel_equals_reference(device, B, imgsz, C, n_hi, kind, topk, topk2, alpha, beta, min_side,
-                                          conflict, iou_type, seed, general):
+def test_property_kernel_equals_reference(
+    device, B, imgsz, C, n_hi, kind, topk, topk2, alpha, beta, min_side, conflict, iou_type, seed, general
+):
     bt = make_batch(B=B, imgsz=imgsz, C=C, n_gt=(0, n_hi), kind=kind, seed=seed)
     args = list(bt.args())
     if general:  # arbitrary anchor points: jittered, general scan path
         g = torch.Generator().manual_seed(seed)
         args[2] = args[2] + torch.randn(args[2].shape, generator=g) * 3
     N = args[0].shape[1]
-    topk, topk2 = min(topk, N), (None if topk2 is None else min(topk2, N))
+    topk = min(topk, N)
+    topk2 = None if topk2 is None else min(topk2, topk)  # HeadSettings: topk2 in [1, topk]
     kw = dict(topk=topk, topk2=topk2, alpha=alpha, beta=beta, min_side=min_side, conflict=conflict, iou_type=iou_type)
     got = dualhead.ops.assign(*[t.to(device) for t in args], **kw)
     ref = dualhead.reference.assign(*args, **kw)
@@ -125,8 +137,58 @@ def test_opcheck_assign(device):
     bt = make_batch(B=2, C=5, seed=1, n_gt=(1, 6), device=device)
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
     s2, b2 = (t.to(device) for t in bt.second_head(2))
-    torch.library.opcheck(torch.ops.dualhead.assign.default, (bt.pd_scores, bt.pd_bboxes, None, None, bt.anc_points, labels, bt.gt_bboxes, mask, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False))
-    torch.library.opcheck(torch.ops.dualhead.assign.default, (bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, labels, bt.gt_bboxes, mask, [10, 10, 7, 1], [0.5, 6.0, 0.5, 6.0], 16.0, 0, 3, 1e-9, True))
+    torch.library.opcheck(
+        torch.ops.dualhead.assign.default,
+        (
+            bt.pd_scores,
+            bt.pd_bboxes,
+            None,
+            None,
+            bt.anc_points,
+            labels,
+            bt.gt_bboxes,
+            mask,
+            10,
+            10,
+            0.5,
+            6.0,
+            10,
+            10,
+            0.5,
+            6.0,
+            16.0,
+            0,
+            3,
+            1e-9,
+            False,
+        ),
+    )
+    torch.library.opcheck(
+        torch.ops.dualhead.assign.default,
+        (
+            bt.pd_scores,
+            bt.pd_bboxes,
+            s2,
+            b2,
+            bt.anc_points,
+            labels,
+            bt.gt_bboxes,
+            mask,
+            10,
+            10,
+            0.5,
+            6.0,
+            7,
+            1,
+            0.5,
+            6.0,
+            16.0,
+            0,
+            3,
+            1e-9,
+            True,
+        ),
+    )
 
 
 def test_torch_compile_fullgraph():
@@ -134,7 +196,9 @@ def test_torch_compile_fullgraph():
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
 
     def f(s, b, anc, lab, gt, m):
-        fg, gi, t, *_ = torch.ops.dualhead.assign(s, b, None, None, anc, lab, gt, m, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False)
+        fg, gi, t, *_ = torch.ops.dualhead.assign(
+            s, b, None, None, anc, lab, gt, m, 10, 10, 0.5, 6.0, 10, 10, 0.5, 6.0, 16.0, 0, 3, 1e-9, False
+        )
         return torch.ops.dualhead.to_dense(lab.gather(1, gi[0]), t[0], 5), fg[0]
 
     args = (bt.pd_scores, bt.pd_bboxes, bt.anc_points, labels, bt.gt_bboxes, mask)
@@ -149,20 +213,48 @@ def test_kernel_bad_input_messages(device, monkeypatch):
     monkeypatch.setenv("DUALHEAD_SYNC_CHECKS", "1")  # CUDA: value errors within the call (else deferred)
     bt = make_batch(B=2, C=5, seed=3, n_gt=(2, 6), device=device)
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
-    base = [bt.pd_scores, bt.pd_bboxes, None, None, bt.anc_points, labels, bt.gt_bboxes, mask, [10, 10], [0.5, 6.0], 16.0, 0, 3, 1e-9, False]
+    base = [
+        bt.pd_scores,
+        bt.pd_bboxes,
+        None,
+        None,
+        bt.anc_points,
+        labels,
+        bt.gt_bboxes,
+        mask,
+        10,
+        10,
+        0.5,
+        6.0,
+        10,
+        10,
+        0.5,
+        6.0,
+        16.0,
+        0,
+        3,
+        1e-9,
+        False,
+    ]
     cases = [
         (5, labels + 100, "gt_labels must be in"),
         (5, labels.int(), "gt_labels must be int64"),
         (6, bt.gt_bboxes.flip(-1), "gt_bboxes must be xyxy"),
         (6, bt.gt_bboxes * float("nan"), "gt_bboxes must be finite"),
-        (4, bt.anc_points.index_fill(0, torch.tensor([7], device=device), float("inf")),
-         r"anc_points must be finite, got \(inf"),
+        (
+            4,
+            bt.anc_points.index_fill(0, torch.tensor([7], device=device), float("inf")),
+            r"anc_points must be finite, got \(inf",
+        ),
         (4, bt.anc_points.to("meta"), "must be on"),
-        (8, [0, 10], "topk must be in"),
-        (10, -1.0, "min_side must be"),
+        (8, 0, "o2m_topk must be in"),
+        (9, -3, "o2m_topk2 must be in"),
+        (11, float("nan"), "o2m_beta must be"),
+        (16, -1.0, "min_side must be"),
         (4, bt.anc_points[:-1], "anc_points must be"),
         (1, bt.pd_bboxes[..., :3], "pd_bboxes must be"),
-        (11, 5, "conflict must be"),
+        (17, 5, "conflict must be"),
+        (18, 7, "iou_type must be"),
     ]
     for i, v, msg in cases:
         a = list(base)
@@ -190,9 +282,10 @@ for it in range(150):
         if t.numel() and torch.rand(1, generator=g) < 0.4:
             t.view(-1)[torch.randint(0, t.numel(), (3,), generator=g).to(dev)] = vals[int(torch.randint(0, 6, (1,), generator=g))]
     topk = [int(torch.randint(-1, N + 3, (1,), generator=g)) for _ in range(2)]
-    args = [s, b, None, None, anc, lab, gt, mask, topk, [0.5, 6.0], float(torch.randint(-2, 40, (1,), generator=g)), 0, 3, 1e-9, False]
+    args = [s, b, None, None, anc, lab, gt, mask, *topk, 0.5, 6.0, *topk, 0.5, 6.0,
+            float(torch.randint(-2, 40, (1,), generator=g)), 0, 3, 1e-9, False]
     if torch.rand(1, generator=g) < 0.3:
-        args[2], args[3], args[8], args[9], args[14] = s, b, topk * 2, [0.5, 6.0, 1.0, 2.0], True
+        args[2], args[3], args[14], args[15], args[20] = s, b, 1.0, 2.0, True
     try:
         out = torch.ops.dualhead.assign(*args)
         assert torch.isfinite(out[4]).all()
@@ -233,8 +326,15 @@ def _twin_bitwise_equal(monkeypatch, env, args, kw):
     return twin
 
 
-@pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=5, o2o_topk=3),
-                                 dict(o2m_topk=32, o2o_topk=1), dict(o2m_topk=13, conflict="claimants")])
+@pytest.mark.parametrize(
+    "o2o",
+    [
+        dict(o2o_topk=7, o2o_topk2=1),
+        dict(o2m_topk=5, o2o_topk=3),
+        dict(o2m_topk=32, o2o_topk=1),
+        dict(o2m_topk=13, conflict="claimants"),
+    ],
+)
 @pytest.mark.parametrize("grid", [True, False], ids=["grid", "general"])
 def test_tiles_cpu_twin(monkeypatch, o2o, grid):
     """CUDA's warp-per-row path (one candidate cell per lane, 32-cell tiles merged into the
@@ -255,8 +355,9 @@ def test_tiles_cpu_twin(monkeypatch, o2o, grid):
     assert torch.equal(tiles.stats.rank, ref.stats.rank)
 
 
-@pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=9, o2o_topk=4, o2o_topk2=2),
-                                 dict(conflict="claimants")])
+@pytest.mark.parametrize(
+    "o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=9, o2o_topk=4, o2o_topk2=2), dict(conflict="claimants")]
+)
 @pytest.mark.parametrize("dist_name,dist", [DISTS[0], DISTS[2]], ids=["coco", "crowded"])
 def test_resolve_order_cpu_twin(monkeypatch, o2o, dist_name, dist):
     """CUDA's resolve kernel runs each phase's anchors and ground truths on many threads, so the

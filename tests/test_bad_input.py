@@ -1,12 +1,12 @@
-"""SPEC §4: every bad input is a clear error naming the argument; diverging predictions never
+"""contract §4: every bad input is a clear error naming the argument; diverging predictions never
 produce non-finite targets."""
 
 import pytest
 import torch
+from conftest import DEVICES
 
 import dualhead
 from dualhead.synthetic import make_batch
-from conftest import DEVICES
 
 C = 6
 
@@ -31,7 +31,9 @@ def _at(t, *idx):
 ASSIGNERS = {
     "reference": lambda a, **kw: dualhead.reference.assign(*a, **kw),
     "ops": lambda a, **kw: dualhead.ops.assign(*a, **kw),
-    "module": lambda a, **kw: dualhead.TaskAlignedAssigner(num_classes=C, **{k: v for k, v in kw.items() if k in ("topk", "topk2")})(*a),
+    "module": lambda a, **kw: dualhead.TaskAlignedAssigner(
+        num_classes=C, **{k: v for k, v in kw.items() if k in ("topk", "topk2")}
+    )(*a),
 }
 
 
@@ -53,11 +55,23 @@ CASES = [
     ("device mix", lambda a: bad(a, 1, lambda t: torch.empty(t.shape, device="meta")), "device"),
     ("label negative", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], -1.0, t)), r"gt_labels.*-1"),
     ("label >= C", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float(C), t)), rf"gt_labels.*{C}"),
-    ("gt box nan", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 2), torch.tensor(float("nan"), device=t.device))), r"gt_bboxes.*finite"),
-    ("gt box inf", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 3), torch.tensor(float("inf"), device=t.device))), r"gt_bboxes.*finite"),
+    (
+        "gt box nan",
+        lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 2), torch.tensor(float("nan"), device=t.device))),
+        r"gt_bboxes.*finite",
+    ),
+    (
+        "gt box inf",
+        lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 3), torch.tensor(float("inf"), device=t.device))),
+        r"gt_bboxes.*finite",
+    ),
     ("anchor nan", lambda a: bad(a, 2, lambda t: t.index_fill(0, _at(t, 5)[0], float("nan"))), r"anc_points.*finite"),
     ("label nan", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float("nan"), t)), r"gt_labels"),
-    ("gt box inverted", lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 0), t[0, 0, 2] + 5)), r"gt_bboxes.*x2 >= x1"),
+    (
+        "gt box inverted",
+        lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 0), t[0, 0, 2] + 5)),
+        r"gt_bboxes.*x2 >= x1",
+    ),
 ]
 
 
@@ -68,16 +82,20 @@ def test_bad_tensor_raises(args, which, name, make, match):
         ASSIGNERS[which](make(args))
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(topk=0), r"topk .*got 0"),
-    (dict(topk=10**7), r"topk .*got 10000000"),
-    (dict(topk=10, topk2=0), r"topk2 .*got 0"),
-    (dict(min_side=-1.0), r"min_side.*-1.0"),
-    (dict(min_side=float("nan")), r"min_side.*nan"),
-    (dict(alpha=float("inf")), r"alpha.*inf"),
-    (dict(conflict="nearest"), r"conflict.*nearest"),
-    (dict(iou_type="siou"), r"iou_type.*siou"),
-], ids=lambda x: str(x) if isinstance(x, str) else None)
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(topk=0), r"topk .*got 0"),
+        (dict(topk=10**7), r"topk .*got 10000000"),
+        (dict(topk=10, topk2=0), r"topk2 .*got 0"),
+        (dict(min_side=-1.0), r"min_side.*-1.0"),
+        (dict(min_side=float("nan")), r"min_side.*nan"),
+        (dict(alpha=float("inf")), r"alpha.*inf"),
+        (dict(conflict="nearest"), r"conflict.*nearest"),
+        (dict(iou_type="siou"), r"iou_type.*siou"),
+    ],
+    ids=lambda x: str(x) if isinstance(x, str) else None,
+)
 def test_bad_parameter_raises(args, kw, match):
     with pytest.raises(ValueError, match=match):
         dualhead.ops.assign(*args, **kw)

@@ -3,9 +3,11 @@ reports an out-of-memory baseline (ultralytics on W3 at B = 128 on a GPU) instea
 
 import json
 
+import pytest
 import torch
 
-from dualhead import bench, cli
+from dualhead import bench
+from dualhead.detector import cli
 
 
 def test_first_call_reports_out_of_memory():
@@ -18,8 +20,22 @@ def test_first_call_reports_out_of_memory():
 
 def test_bench_cli_small_run(tmp_path, capsys):
     out = tmp_path / "r.json"
-    rc = cli.main(["bench", "--workloads", "W1", "--modes", "dual-compact,dual-dense", "--rounds", "1",
-                   "--min-time", "0.01", "--no-memory", "--json", str(out)])
+    rc = cli.main(
+        [
+            "bench",
+            "--workloads",
+            "W1",
+            "--modes",
+            "dual-compact,dual-dense",
+            "--rounds",
+            "1",
+            "--min-time",
+            "0.01",
+            "--no-memory",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
     impls = {r["impl"]: r for r in rows if r["mode"] == "dual-compact"}
@@ -35,15 +51,33 @@ def test_bench_oom_row_is_reported(monkeypatch, tmp_path, capsys):
     def make_fn(impl, mode, *a):
         f = real(impl, mode, *a)
         if impl == "reference" and f is not None:
+
             def oom():
                 raise torch.OutOfMemoryError("out of memory")
+
             return oom
         return f
 
     monkeypatch.setattr(bench, "make_fn", make_fn)
     out = tmp_path / "r.json"
-    rc = cli.main(["bench", "--workloads", "W1", "--modes", "dual-compact", "--impls", "dualhead,reference",
-                   "--rounds", "1", "--min-time", "0.01", "--no-memory", "--json", str(out)])
+    rc = cli.main(
+        [
+            "bench",
+            "--workloads",
+            "W1",
+            "--modes",
+            "dual-compact",
+            "--impls",
+            "dualhead,reference",
+            "--rounds",
+            "1",
+            "--min-time",
+            "0.01",
+            "--no-memory",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     ref = [r for r in json.loads(out.read_text())["rows"] if r["impl"] == "reference"][0]
     assert ref["median_s"] is None and ref["note"] == "out of memory"
@@ -62,14 +96,31 @@ def test_bench_rows_survive_a_killed_run(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(bench, "workload_batch", workload_batch)
     out = tmp_path / "r.json"
-    rc = cli.main(["bench", "--workloads", "W1,W4", "--modes", "dual-compact", "--impls", "dualhead",
-                   "--rounds", "1", "--min-time", "0.01", "--no-memory", "--json", str(out)])
+    rc = cli.main(
+        [
+            "bench",
+            "--workloads",
+            "W1,W4",
+            "--modes",
+            "dual-compact",
+            "--impls",
+            "dualhead",
+            "--rounds",
+            "1",
+            "--min-time",
+            "0.01",
+            "--no-memory",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 130  # the CLI's clean stop
     rows = json.loads(out.read_text())["rows"]
     assert [(r["workload"], r["impl"]) for r in rows] == [("W1", "dualhead")]
     assert "W1          dual-compact    dualhead" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_train_loop(tmp_path, capsys):
     """`bench --train-loop`: the data pipeline (one process, and the default workers: none on
     CPU), the trainer's step, its up-front render on all cores, the whole loop and an epoch-end
@@ -78,9 +129,13 @@ def test_bench_train_loop(tmp_path, capsys):
     assert cli.main(["bench", "--train-loop", "--loop-images", "64", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     rows = res["rows"]
-    assert res["workers"] == 0 and set(rows) == {"data, 0 worker(s)", "step (batch in memory)",
-                                                 "prerender (all cores)", "loop (loader + step)",
-                                                 "evaluation (per epoch)"}
+    assert res["workers"] == 0 and set(rows) == {
+        "data, 0 worker(s)",
+        "step (batch in memory)",
+        "prerender (all cores)",
+        "loop (loader + step)",
+        "evaluation (per epoch)",
+    }
     assert all(rows[k]["first_epoch"] > 0 and rows[k]["later_epochs"] > 0 for k in rows if k.startswith("data"))
     assert rows["step (batch in memory)"]["img_s"] > 0 and 0 <= rows["loop (loader + step)"]["data_wait"] < 1
     assert rows["prerender (all cores)"]["img_s"] > 0 and rows["prerender (all cores)"]["processes"] >= 1

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import DEVICES
 
 import dualhead
 from dualhead import _ext
-from conftest import DEVICES
 
 needs_ext = pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")
 

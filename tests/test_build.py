@@ -34,12 +34,21 @@ def test_cuda_built_with_sm90_kernels():
     assert 90 in by_arch and 80 in by_arch, f"embedded cubins: {sorted(by_arch)}"
     kernels = by_arch[90]
     assert len(kernels) >= 3, sorted(kernels)
-    for name in ("box_iou_kernel", "gt_tiles_kernel", "gt_rows_kernel", "anchors_kernel", "image_kernel", "stats_kernel"):
+    for name in (
+        "box_iou_kernel",
+        "gt_tiles_kernel",
+        "gt_rows_kernel",
+        "anchors_kernel",
+        "image_kernel",
+        "stats_kernel",
+    ):
         assert any(name in k for k in kernels), f"{name} missing from sm_90 code"
 
 
 def test_info_command():
-    out = subprocess.run([sys.executable, "-m", "dualhead.cli", "info"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "dualhead.detector.cli", "info"], capture_output=True, text=True, check=True
+    ).stdout
     assert "torch" in out
     if _ext.available():
         assert "CPU kernels : yes" in out
@@ -49,7 +58,7 @@ def test_info_command():
 
 
 def test_extension_links_libstdcxx_dynamically():
-    """SPEC §4 (nothing segfaults, however the extension was built): the built _C must use the
+    """contract §4 (nothing segfaults, however the extension was built): the built _C must use the
     libstdc++.so that torch loaded, not a copy of its own (see dualhead._elf.libstdcxx)."""
     if not _ext.available():
         pytest.skip(f"extension not built: {_ext.load_error()!r}")
@@ -73,6 +82,7 @@ except RuntimeError as e:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def test_static_libstdcxx_build_is_refused(tmp_path):
     """The broken configuration of the first GPU run, reproduced with a 4-line extension built
@@ -88,8 +98,25 @@ def test_static_libstdcxx_build_is_refused(tmp_path):
     results = {}
     for name, extra in (("dynamic", []), ("static", ["-static-libstdc++"])):
         so = str(tmp_path / f"boom_{name}.so")
-        subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-std=c++20", *inc, str(src), "-o", so, f"-L{lib}", "-lc10",
-                        "-ltorch_cpu", *extra], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "g++",
+                "-O1",
+                "-shared",
+                "-fPIC",
+                "-std=c++20",
+                *inc,
+                str(src),
+                "-o",
+                so,
+                f"-L{lib}",
+                "-lc10",
+                "-ltorch_cpu",
+                *extra,
+            ],
+            check=True,
+            capture_output=True,
+        )
         r = subprocess.run([sys.executable, "-c", CALL_BOOM, so], capture_output=True, text=True, timeout=120)
         results[name] = (so, r.returncode, r.stdout.strip())
     so, rc, out = results["dynamic"]
@@ -111,8 +138,10 @@ def test_sources_use_only_the_stable_abi():
     """The host layer is written on the LibTorch stable ABI (torch/csrc/stable, torch/headeronly)
     so one binary loads under every torch >= 2.10: no ATen / c10 header or type in csrc/."""
     root = os.path.join(os.path.dirname(__file__), "..", "csrc")
-    banned = re.compile(r"#include <(ATen|c10)/|#include <torch/(library|extension)\.h>|\b(at|c10)::|"
-                        r"\bTORCH_CHECK\(|(?<!STABLE_)TORCH_LIBRARY(_IMPL|_FRAGMENT)?\(")
+    banned = re.compile(
+        r"#include <(ATen|c10)/|#include <torch/(library|extension)\.h>|\b(at|c10)::|"
+        r"\bTORCH_CHECK\(|(?<!STABLE_)TORCH_LIBRARY(_IMPL|_FRAGMENT)?\("
+    )
     found = []
     for d, _, files in os.walk(root):
         for f in files:

@@ -3,13 +3,13 @@ no graph breaks, same results as eager."""
 
 import pytest
 import torch
+from conftest import DEVICES
 
 import dualhead
 from dualhead import _ext
-from dualhead.loss import DetectionLoss
-from dualhead.nn import Detector
+from dualhead.detector.loss import DetectionLoss
+from dualhead.detector.nn import Detector
 from dualhead.synthetic import make_batch
-from conftest import DEVICES
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason="compiled extension not built")
 
@@ -79,3 +79,28 @@ def test_compile_detection_loss():
     torch.testing.assert_close(i1, i0, rtol=1e-5, atol=1e-6)
     for a, c in zip(g1, g0):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-7)
+
+
+def test_constant_marker_is_the_one_torch_compile_reads():
+    """_ext marks has_kernel / reference_forced constant for torch.compile without importing
+    torch._dynamo: the attribute it sets must be the one torch's own decorator sets."""
+    from dualhead import _ext
+
+    def f():
+        return 1
+
+    torch.compiler.assume_constant_result(f)
+    assert f.__dict__ == {"_dynamo_marked_constant": True}
+    assert _ext.has_kernel._dynamo_marked_constant and _ext.reference_forced._dynamo_marked_constant
+
+
+def test_import_is_cheap():
+    """`import dualhead` loads neither torch._dynamo nor the detector application."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dualhead; bad = [m for m in sys.modules if m.startswith(('torch._dynamo', "
+        "'dualhead.detector'))]; print(bad); assert not bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,21 +14,26 @@ anchors: dualhead.compare). Shapes are small: an emulated block is up to 512 OS 
 
 import contextlib
 
+import cuda_emu
 import pytest
 import torch
-
-import dualhead
-import cuda_emu
-from dualhead.compare import assert_same_targets
-from dualhead.nn.head import make_anchors
-from dualhead.synthetic import make_batch
 from conftest import fresh_seed
 
-pytestmark = pytest.mark.skipif(not dualhead._ext.available(),
-                                reason=f"extension not built: {dualhead._ext.load_error()!r}")
+import dualhead
+from dualhead.anchors import make_anchors
+from dualhead.compare import assert_same_targets
+from dualhead.synthetic import make_batch
+
+pytestmark = pytest.mark.skipif(
+    not dualhead._ext.available(), reason=f"extension not built: {dualhead._ext.load_error()!r}"
+)
 
 C = 11
-DUALS = [dict(o2o_topk=7, o2o_topk2=1), dict(o2o_topk=1), dict(o2m_topk=5, o2o_topk=4, o2o_topk2=2, conflict="claimants")]
+DUALS = [
+    dict(o2o_topk=7, o2o_topk2=1),
+    dict(o2o_topk=1),
+    dict(o2m_topk=5, o2o_topk=4, o2o_topk2=2, conflict="claimants"),
+]
 DISTS = [
     ("coco", dict(imgsz=256, n_gt=(1, 30), kind="coco")),
     ("tiny", dict(imgsz=256, n_gt=(1, 30), kind="tiny")),
@@ -127,8 +132,11 @@ def test_tiles_big_rows_and_fallback(dev, grid):
         args[:4] = [t.flip(1) for t in args[:4]]
         args[4] = args[4].flip(0)
     assert torch.ops.dualhead.anchor_grid(args[4]).shape[0] == (3 if grid else 0)
-    for kw in (dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=32, o2o_topk=32, o2o_topk2=3),
-               dict(o2m_topk=40, o2o_topk=33, o2o_topk2=1)):
+    for kw in (
+        dict(o2o_topk=7, o2o_topk2=1),
+        dict(o2m_topk=32, o2o_topk=32, o2o_topk2=3),
+        dict(o2m_topk=40, o2o_topk=33, o2o_topk2=1),
+    ):
         _compare(dev, args, f"grid={grid} {kw}", **kw)
 
 
@@ -141,8 +149,12 @@ def test_score_dtypes(dev, dtype):
 def test_single_head_and_conflict_rules(dev):
     args = _dual_args(fresh_seed(), imgsz=256, n_gt=(10, 40), kind="tiny")
     one = [args[i] for i in (0, 1, 4, 5, 6, 7)]
-    for kw in (dict(topk=10), dict(topk=13, alpha=1.0, conflict="claimants", iou_type="diou", min_side=0.0),
-               dict(topk=9, topk2=3, iou_type="giou"), dict(topk=10, iou_type="iou")):
+    for kw in (
+        dict(topk=10),
+        dict(topk=13, alpha=1.0, conflict="claimants", iou_type="diou", min_side=0.0),
+        dict(topk=9, topk2=3, iou_type="giou"),
+        dict(topk=10, iou_type="iou"),
+    ):
         cpu = dualhead.ops.assign(*one, **kw)
         with dev:
             got = dualhead.ops.assign(*dev.put(one), **kw)
@@ -160,9 +172,23 @@ def test_empty_images_and_empty_calls(dev):
     B, N = args[0].shape[:2]
     with dev:  # no ground-truth slots: the op itself (dualhead.ops answers M = 0 in Python)
         d = dev.put(args)
-        fg, gt, t, pick, rank, gap = dev.ops.assign(d[0], d[1], d[2], d[3], d[4], d[5][:, :0, 0].long(), d[6][:, :0],
-                                                    d[7][:, :0, 0].bool(), [10, 10, 7, 1], [0.5, 6.0, 0.5, 6.0],
-                                                    16.0, 0, 3, 1e-9, True)
+        fg, gt, t, pick, rank, gap = dev.ops.assign(
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            d[5][:, :0, 0].long(),
+            d[6][:, :0],
+            d[7][:, :0, 0].bool(),
+            *(10, 10, 0.5, 6.0),  # o2m: topk, topk2, alpha, beta
+            *(7, 1, 0.5, 6.0),  # o2o
+            16.0,
+            0,
+            3,
+            1e-9,
+            True,
+        )
     assert fg.shape == (2, B, N) and not fg.any() and not t.any() and pick.shape == (B, 0)
 
 
@@ -176,8 +202,17 @@ def test_deterministic_across_runs(dev):
 
 
 def _outputs(r):
-    return [r.o2m.fg_mask, r.o2m.gt_idx, r.o2m.scores, r.o2o.fg_mask, r.o2o.gt_idx, r.o2o.scores,
-            r.stats.pick, r.stats.rank, r.stats.gap]
+    return [
+        r.o2m.fg_mask,
+        r.o2m.gt_idx,
+        r.o2m.scores,
+        r.o2o.fg_mask,
+        r.o2o.gt_idx,
+        r.o2o.scores,
+        r.stats.pick,
+        r.stats.rank,
+        r.stats.gap,
+    ]
 
 
 def test_box_iou_and_to_dense(dev):
@@ -287,14 +322,20 @@ def test_check_errors_reads_the_named_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
     monkeypatch.setattr(dualhead._ext, "has_op", lambda op: True)
     monkeypatch.setattr(ops, "_lib", FakeLib())
-    for device, want in (("cuda", [2]), ("cuda:1", [1]), (torch.device("cuda", 0), [0]), (None, [0, 1, 2]),
-                         ("cpu", [])):
+    for device, want in (
+        ("cuda", [2]),
+        ("cuda:1", [1]),
+        (torch.device("cuda", 0), [0]),
+        (None, [0, 1, 2]),
+        ("cpu", []),
+    ):
         read.clear()
         ops.check_errors(device)
         assert read == want, (device, read)
 
 
 # --- the anchor grid: recognised on the device for every call, from its own anchors -------------
+
 
 def _layout(shapes, strides):
     pts, st = make_anchors(shapes, strides)
@@ -339,7 +380,7 @@ def test_grid_recognised_on_the_device(dev, name):
 
 def test_grid_not_recognised_beyond_eight_levels(dev):
     shapes = [(1, 1)] * 9
-    anc = _layout(shapes, tuple(2.0 ** i for i in range(9)))
+    anc = _layout(shapes, tuple(2.0**i for i in range(9)))
     assert torch.ops.dualhead.anchor_grid(anc).shape == (0, 4)
     with dev:
         assert dev.ops.anchor_grid(dev.put([anc])[0]).shape == (0, 4)
@@ -352,8 +393,14 @@ def _layout_args(anc, M, g):
     wh = 4 + torch.rand(2, M, 2, generator=g) * hi * 0.5
     gt = torch.cat([xy, xy + wh], -1)
     pred = (torch.cat([anc - 10, anc + 10], 1) + torch.randn(2, N, 4, generator=g) * 3).contiguous()
-    return [torch.rand(2, N, 5, generator=g), pred, anc, torch.randint(0, 5, (2, M), generator=g), gt,
-            torch.rand(2, M, generator=g) < 0.8]
+    return [
+        torch.rand(2, N, 5, generator=g),
+        pred,
+        anc,
+        torch.randint(0, 5, (2, M), generator=g),
+        gt,
+        torch.rand(2, M, generator=g) < 0.8,
+    ]
 
 
 def test_layouts_alternate_without_host_reads(dev):
@@ -399,6 +446,7 @@ def test_cuda_assign_host_code_reads_nothing_back():
 
 
 # --- GPU only ---------------------------------------------------------------------------------
+
 
 def _cuda(args):
     return [t.cuda() if isinstance(t, torch.Tensor) else t for t in args]
@@ -471,11 +519,23 @@ def test_cuda_training_step_amp(tmp_path):
     """The trainer on CUDA (AMP fp16 + GradScaler, the CUDA assign kernel): a short run learns
     nothing in particular but must produce finite losses and loadable checkpoints."""
     pytest.importorskip("pycocotools", reason="mAP needs pycocotools (benchmarks/gpu_wheels.sh fetches it)")
-    from dualhead.train import TrainConfig, train
-    from dualhead.train.checkpoint import load_checkpoint
+    from dualhead.detector.train import TrainConfig, train
+    from dualhead.detector.train.checkpoint import load_checkpoint
 
-    m = train(TrainConfig(data="shapes-easy", imgsz=128, train_len=64, val_len=16, batch=16, workers=0, epochs=1,
-                          device="cuda", amp="on", out=str(tmp_path)))
+    m = train(
+        TrainConfig(
+            data="shapes-easy",
+            imgsz=128,
+            train_len=64,
+            val_len=16,
+            batch=16,
+            workers=0,
+            epochs=1,
+            device="cuda",
+            amp="on",
+            out=str(tmp_path),
+        )
+    )
     assert all(v == v for v in m.values() if isinstance(v, float))  # no NaN
     assert load_checkpoint(tmp_path / "last.pt") is not None
 

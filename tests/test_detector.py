@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dualhead.data import DetectionSet, ShapesDataset, YoloDataset, as_float, collate
-from dualhead.nn import Detector, decode_dist, nms_detections, topk_detections
-from dualhead.train.checkpoint import load_checkpoint, save_atomic
+from dualhead.detector.data import DetectionSet, ShapesDataset, YoloDataset, as_float, collate
+from dualhead.detector.nn import Detector, decode_dist, nms_detections, topk_detections
+from dualhead.detector.train.checkpoint import load_checkpoint, save_atomic
 
 
 def test_o2o_branch_sees_detached_features():
@@ -64,8 +64,9 @@ def test_image_size_must_be_multiple_of_32():
         Detector(2, 0.125).eval()(torch.rand(1, 3, 100, 96))
 
 
-@pytest.mark.parametrize("kw,match", [(dict(nc=0), "nc"), (dict(nc=2, width=0), "width"),
-                                      (dict(nc=2, branches=("o2x",)), "branches")])
+@pytest.mark.parametrize(
+    "kw,match", [(dict(nc=0), "nc"), (dict(nc=2, width=0), "width"), (dict(nc=2, branches=("o2x",)), "branches")]
+)
 def test_detector_bad_args(kw, match):
     with pytest.raises(ValueError, match=match):
         Detector(**kw)
@@ -149,8 +150,8 @@ def test_prerender_fills_the_cache_with_the_lazy_renders(processes):
 
 
 def test_ema_update_equals_the_per_tensor_formula():
-    from dualhead.nn import Detector
-    from dualhead.train.ema import ModelEMA
+    from dualhead.detector.nn import Detector
+    from dualhead.detector.train.ema import ModelEMA
 
     torch.manual_seed(0)
     model = Detector(3, 0.0625, ("o2m", "o2o"), 64)
@@ -176,8 +177,11 @@ def _write_yolo(root, n=6, imgsz=96, seed=0):
     for i in range(n):
         img, boxes, labels = src[i]
         Image.fromarray(img).save(root / "images" / f"im{i}.png")
-        rows = [f"{c} {(b[0] + b[2]) / 2 / imgsz} {(b[1] + b[3]) / 2 / imgsz} {(b[2] - b[0]) / imgsz} "
-                f"{(b[3] - b[1]) / imgsz}" for b, c in zip(boxes, labels)]
+        rows = [
+            f"{c} {(b[0] + b[2]) / 2 / imgsz} {(b[1] + b[3]) / 2 / imgsz} {(b[2] - b[0]) / imgsz} "
+            f"{(b[3] - b[1]) / imgsz}"
+            for b, c in zip(boxes, labels)
+        ]
         (root / "labels" / f"im{i}.txt").write_text("\n".join(rows))
     return src
 
@@ -226,7 +230,7 @@ def test_load_checkpoint_bad_input(tmp_path):
 
 
 def test_o2o_lr_puts_the_o2o_branch_in_groups_of_its_own():
-    from dualhead.train.step import param_groups
+    from dualhead.detector.train.step import param_groups
 
     m = Detector(3, 0.125, imgsz=64)
     plain = param_groups(m, 0.05, 1e-3)

@@ -1,9 +1,9 @@
-"""The false-positive breakdown (dualhead.diagnose) on hand-built cases, one per kind."""
+"""The false-positive breakdown (dualhead.detector.diagnose) on hand-built cases, one per kind."""
 
 import torch
 
-from dualhead.diagnose import KINDS, breakdown_metrics, error_counts, image_errors
-from dualhead.evaluate import with_nms
+from dualhead.detector.diagnose import KINDS, breakdown_metrics, error_counts, image_errors
+from dualhead.detector.evaluate import with_nms
 
 GT = torch.tensor([[10.0, 10, 50, 50], [100, 100, 140, 160]])
 LAB = torch.tensor([0, 1])
@@ -14,12 +14,14 @@ def det(*rows):
 
 
 def test_each_kind():
-    d = det([10, 10, 50, 50, 0.9, 0],  # TP on gt 0
-            [12, 11, 51, 50, 0.8, 0],  # duplicate of the first (IoU > 0.5, same class, worse score)
-            [100, 100, 140, 160, 0.7, 0],  # right place, wrong class (gt 1 is class 1)
-            [100, 100, 140, 125, 0.6, 1],  # gt 1's class, IoU 25/60 = 0.42: localisation
-            [200, 200, 230, 230, 0.5, 1],  # nothing there: background
-            [30, 30, 70, 70, 0.1, 0])  # below the operating point: ignored
+    d = det(
+        [10, 10, 50, 50, 0.9, 0],  # TP on gt 0
+        [12, 11, 51, 50, 0.8, 0],  # duplicate of the first (IoU > 0.5, same class, worse score)
+        [100, 100, 140, 160, 0.7, 0],  # right place, wrong class (gt 1 is class 1)
+        [100, 100, 140, 125, 0.6, 1],  # gt 1's class, IoU 25/60 = 0.42: localisation
+        [200, 200, 230, 230, 0.5, 1],  # nothing there: background
+        [30, 30, 70, 70, 0.1, 0],
+    )  # below the operating point: ignored
     c = image_errors(d, GT, LAB, conf=0.25)
     assert c == dict(det=5, tp=1, fn=1, dup=1, cls=1, loc=1, bkg=1)
     m = breakdown_metrics(c)
@@ -52,9 +54,13 @@ def test_empty_image_and_no_detections():
 
 
 def test_error_counts_reads_coco_ground_truth():
-    gt = {"images": [{"id": 0}, {"id": 1}],
-          "annotations": [{"image_id": 0, "category_id": 1, "bbox": [10, 10, 40, 40]},
-                          {"image_id": 1, "category_id": 2, "bbox": [100, 100, 40, 60]}]}
+    gt = {
+        "images": [{"id": 0}, {"id": 1}],
+        "annotations": [
+            {"image_id": 0, "category_id": 1, "bbox": [10, 10, 40, 40]},
+            {"image_id": 1, "category_id": 2, "bbox": [100, 100, 40, 60]},
+        ],
+    }
     dets = {0: det([10, 10, 50, 50, 0.9, 0], [11, 10, 50, 51, 0.8, 0])}  # image 1: no detections
     assert error_counts(gt, dets) == dict(det=2, tp=1, fn=1, dup=1, cls=0, loc=0, bkg=0)
 

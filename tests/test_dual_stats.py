@@ -1,4 +1,4 @@
-"""Dual assignment and its consistency statistics (SPEC §1 'Dual assignment')."""
+"""Dual assignment and its consistency statistics (contract §1 'Dual assignment')."""
 
 import pytest
 import torch
@@ -43,7 +43,9 @@ def test_identical_heads_pick_the_best_anchor(o2o, seed):
 def test_gap_matches_formula_from_assignments():
     bt = make_batch(B=3, C=9, seed=11, n_gt=(5, 40))
     s2, b2 = bt.second_head(seed=3)
-    res = dualhead.DualAssigner(num_classes=9, o2o_topk=7, o2o_topk2=1)(bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt)
+    res = dualhead.DualAssigner(num_classes=9, o2o_topk=7, o2o_topk2=1)(
+        bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt
+    )
     o2m, o2o, st = res.o2m, res.o2o, res.stats
     B, M = bt.mask_gt.shape[:2]
     checked = 0
@@ -72,16 +74,24 @@ def test_rank_matches_sorted_o2m_metric():
     """rank = position of the o2o pick in the o2m ordering, recomputed densely."""
     bt = make_batch(B=2, C=5, seed=4, n_gt=(3, 15))
     s2, b2 = bt.second_head(seed=9)
-    res = dualhead.reference.dual_assign(bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt)
+    res = dualhead.reference.dual_assign(
+        bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt
+    )
     from dualhead.reference.assign import candidate_region
     from dualhead.reference.iou import iou_aligned
+
     anc = bt.anc_points
     for b in range(2):
         for g in range(bt.mask_gt.shape[1]):
             if not bt.mask_gt[b, g, 0] or res.stats.pick[b, g] < 0:
                 continue
             r = candidate_region(bt.gt_bboxes[b, g][None], 16.0)[0]
-            inside = (anc[:, 0] - r[0] > 1e-9) & (anc[:, 1] - r[1] > 1e-9) & (r[2] - anc[:, 0] > 1e-9) & (r[3] - anc[:, 1] > 1e-9)
+            inside = (
+                (anc[:, 0] - r[0] > 1e-9)
+                & (anc[:, 1] - r[1] > 1e-9)
+                & (r[2] - anc[:, 0] > 1e-9)
+                & (r[3] - anc[:, 1] > 1e-9)
+            )
             o = iou_aligned(bt.gt_bboxes[b, g][None], bt.pd_bboxes[b]).clamp(0)
             m = bt.pd_scores[b, :, int(bt.gt_labels[b, g, 0])].pow(0.5) * o.pow(6.0) * inside
             i = int(res.stats.pick[b, g])
@@ -104,8 +114,9 @@ def test_explicit_o2o_exponents_make_an_inconsistent_metric(impl):
     args = (b.pd_scores, b.pd_bboxes, s2, b2, b.anc_points, b.gt_labels, b.gt_bboxes, b.mask_gt)
     fn = getattr(dualhead, impl).dual_assign
     res = fn(*args, o2o_topk=7, o2o_topk2=1, o2o_alpha=0.5, o2o_beta=2.0)
-    single = dualhead.reference.assign(s2, b2, b.anc_points, b.gt_labels, b.gt_bboxes, b.mask_gt, topk=7, topk2=1,
-                                       alpha=0.5, beta=2.0)
+    single = dualhead.reference.assign(
+        s2, b2, b.anc_points, b.gt_labels, b.gt_bboxes, b.mask_gt, topk=7, topk2=1, alpha=0.5, beta=2.0
+    )
     assert torch.equal(res.o2o.fg_mask, single.fg_mask) and torch.equal(res.o2o.gt_idx, single.gt_idx)
     consistent = fn(*args, o2o_topk=7, o2o_topk2=1)
     assert not torch.equal(consistent.o2o.scores, res.o2o.scores)

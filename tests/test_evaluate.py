@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from dualhead.data import ShapesDataset
-from dualhead.evaluate import coco_eval, coco_ground_truth, coco_map
+from dualhead.detector.data import ShapesDataset
+from dualhead.detector.evaluate import coco_eval, coco_ground_truth, coco_map
 
 
 def _detections(ds, seed):
@@ -50,13 +50,16 @@ def test_no_detections_score_zero():
 def test_result_annotations_equal_the_per_row_form():
     """The column-wise COCO result dicts are the per-detection ones exactly (same doubles, ints,
     order), empty images skipped."""
-    from dualhead.evaluate import _result_annotations
+    from dualhead.detector.evaluate import _result_annotations
 
     ds = ShapesDataset("val", 12, 256)
     dets = _detections(ds, 3)
     dets[4] = torch.zeros(0, 6)
-    want = [{"image_id": int(i), "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
-            for i, d in dets.items() for x1, y1, x2, y2, s, c in d.tolist()]
+    want = [
+        {"image_id": int(i), "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+        for i, d in dets.items()
+        for x1, y1, x2, y2, s, c in d.tolist()
+    ]
     got = _result_annotations(dets)
     assert got == want and len(got) > 100
     assert all(type(a["image_id"]) is int and type(a["category_id"]) is int for a in got)

@@ -5,16 +5,19 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dualhead.loss import DetectionLoss, dfl_loss, o2m_weight
-from dualhead.nn import Detector
+from dualhead.detector.loss import DetectionLoss, dfl_loss, o2m_weight
+from dualhead.detector.nn import Detector
 
 ul_loss = pytest.importorskip("ultralytics.utils.loss")
 
 
 def _fake_ultralytics_model(nc):
     head = SimpleNamespace(stride=torch.tensor([8.0, 16.0, 32.0]), nc=nc, reg_max=16)
-    return SimpleNamespace(args=SimpleNamespace(box=7.5, cls=0.5, dfl=1.5, epochs=5), model=[head],
-                           parameters=lambda: iter([torch.zeros(1)]))
+    return SimpleNamespace(
+        args=SimpleNamespace(box=7.5, cls=0.5, dfl=1.5, epochs=5),
+        model=[head],
+        parameters=lambda: iter([torch.zeros(1)]),
+    )
 
 
 def _case(seed, nc=4, B=3, imgsz=128):
@@ -133,7 +136,7 @@ def test_o2o_gain_scales_the_o2o_term_only():
 def test_gathered_dfl_is_bitwise_the_masked_form(seed, monkeypatch):
     """On CPU head_loss gathers the positives for the DFL term; the masked form (CUDA, compile)
     must give bitwise the same gradients, and the same loss up to the order of its sum."""
-    import dualhead.loss as L
+    import dualhead.detector.loss as L
 
     real = L.gather_positives
     assert real(torch.zeros(1)) and not real(torch.zeros(1, device="meta"))

@@ -1,4 +1,4 @@
-"""dualhead.reference against ultralytics 8.4.190's own TaskAlignedAssigner (SPEC §3)."""
+"""dualhead.reference against ultralytics 8.4.190's own TaskAlignedAssigner (contract §3)."""
 
 import zlib
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import dualhead
-from dualhead.synthetic import make_batch
 from dualhead.compare import assert_same_targets
+from dualhead.synthetic import make_batch
 
 tal = pytest.importorskip("ultralytics.utils.tal", reason="ultralytics==8.4.190 is a test extra")
 
@@ -31,7 +31,7 @@ def run_ultralytics(kw, batch, C):
 
 
 def _stable_topk(x, k, dim=-1, largest=True, sorted=True):
-    """torch.topk with the tie rule SPEC §1 fixes: equal values go to the smaller index."""
+    """torch.topk with the tie rule contract §1 fixes: equal values go to the smaller index."""
     v, i = torch.sort(x, dim=dim, descending=largest, stable=True)
     return torch.return_types.topk((v.narrow(dim, 0, k), i.narrow(dim, 0, k)))
 
@@ -41,7 +41,7 @@ def assert_matches_ultralytics(ukw, args, C, got, what, monkeypatch):
     the zero metrics of a ground truth with fewer than topk positive candidates) in an
     implementation-defined way, and such a zero-weight claim can turn an anchor into a conflict
     and change who keeps a *scored* anchor (seen: crowded boxes, 1 in ~1000 seeds). Only then is
-    ultralytics re-run with the tie rule of SPEC §1 (smaller anchor index first), and it must
+    ultralytics re-run with the tie rule of contract §1 (smaller anchor index first), and it must
     match exactly: the difference is the tie order, nothing else."""
     ref = run_ultralytics(ukw, args, C)
     try:
@@ -50,7 +50,7 @@ def assert_matches_ultralytics(ukw, args, C, got, what, monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(torch, "topk", _stable_topk)
             stable = run_ultralytics(ukw, args, C)
-        assert_same_targets(stable, got, what=what + " (ultralytics with SPEC tie order)")
+        assert_same_targets(stable, got, what=what + " (ultralytics with the contract's tie order)")
     return ref
 
 
@@ -84,7 +84,10 @@ def test_drop_in_module_matches_ultralytics():
     """dualhead.TaskAlignedAssigner with ultralytics' constructor is a drop-in replacement."""
     C = 80
     bt = make_batch(B=4, C=C, seed=5, n_gt=(1, 30))
-    for kw in (dict(topk=10, num_classes=C, alpha=0.5, beta=6.0), dict(topk=7, topk2=1, num_classes=C, alpha=0.5, beta=6.0)):
+    for kw in (
+        dict(topk=10, num_classes=C, alpha=0.5, beta=6.0),
+        dict(topk=7, topk2=1, num_classes=C, alpha=0.5, beta=6.0),
+    ):
         ref = tal.TaskAlignedAssigner(**kw)(*bt.args())
         got = dualhead.TaskAlignedAssigner(**kw)(*bt.args())
         assert [t.dtype for t in got] == [torch.int64, torch.float32, torch.float32, torch.bool, torch.int64]
@@ -113,12 +116,16 @@ def test_conflict_quirk_is_reproduced():
     scores = torch.full((1, 4, C), 0.5)
     scores[0, 3, 0] = scores[0, 3, 1] = 1e-6  # gt 0 and gt 1 prefer anchor 0
     scores[0, 3, 2], scores[0, 0, 2] = 0.99, 1e-6  # gt 2 prefers anchor 3
-    ref = tal.TaskAlignedAssigner(topk=1, num_classes=C, alpha=0.5, beta=6.0, stride=[0])(scores, pd_boxes, anc, labels, gt, mask)
+    ref = tal.TaskAlignedAssigner(topk=1, num_classes=C, alpha=0.5, beta=6.0, stride=[0])(
+        scores, pd_boxes, anc, labels, gt, mask
+    )
     got = dualhead.reference.assign(scores, pd_boxes, anc, labels, gt, mask, topk=1, min_side=0.0)
     assert torch.equal(ref[4], got.gt_idx) and torch.equal(ref[3], got.fg_mask)
     assert got.gt_idx[0].tolist()[0] == 2 and got.gt_idx[0].tolist()[3] == 2  # gt 2 won anchor 0 unclaimed
     assert torch.allclose(ref[2].sum(-1), got.scores, atol=1e-6)
-    claim = dualhead.reference.assign(scores, pd_boxes, anc, labels, gt, mask, topk=1, min_side=0.0, conflict="claimants")
+    claim = dualhead.reference.assign(
+        scores, pd_boxes, anc, labels, gt, mask, topk=1, min_side=0.0, conflict="claimants"
+    )
     assert bool(claim.fg_mask[0, 0]) and int(claim.gt_idx[0, 0]) in (0, 1)
 
 
@@ -126,7 +133,7 @@ def test_zero_metric_tie_cascade(monkeypatch):
     """The one seed found (of 997) where torch.topk's order among zero metrics changes a scored
     anchor: gt 78 claims anchor 5 at metric 0 in ultralytics, making it a conflict that gt 71 wins
     (then loses to topk2), so gt 138 keeps anchor 87; with ties to the smaller index gt 78 does
-    not claim anchor 5 and gt 138 takes it. dualhead follows SPEC's tie rule."""
+    not claim anchor 5 and gt 138 takes it. dualhead follows the contract's tie rule (docs/contract.md §1)."""
     C = 17
     bt = make_batch(B=3, C=C, seed=829, imgsz=640, n_gt=(150, 300), kind="crowded")
     ukw = dict(topk=7, topk2=1, alpha=0.5, beta=6.0)

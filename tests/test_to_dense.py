@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import DEVICES, fresh_seed
 
 import dualhead
 from dualhead import _ext
 from dualhead.synthetic import make_batch
-from conftest import DEVICES, fresh_seed
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")
 
@@ -29,8 +29,9 @@ def test_to_dense_opcheck(device):
     bt = make_batch(B=2, C=5, seed=1, n_gt=(1, 6), device=device)
     a = dualhead.ops.assign(*bt.args())
     torch.library.opcheck(torch.ops.dualhead.to_dense.default, (a.labels, a.scores, 5))
-    torch.library.opcheck(torch.ops.dualhead.to_dense_out.default,
-                          (a.labels, a.scores, torch.empty(*a.labels.shape, 5, device=device)))
+    torch.library.opcheck(
+        torch.ops.dualhead.to_dense_out.default, (a.labels, a.scores, torch.empty(*a.labels.shape, 5, device=device))
+    )
 
 
 def test_reference_to_dense_never_runs_the_kernels(monkeypatch):

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from dualhead.train import TrainConfig, train
-from dualhead.train.checkpoint import load_checkpoint
+from dualhead.detector.train import TrainConfig, train
+from dualhead.detector.train.checkpoint import load_checkpoint
 
 EASY = dict(data="shapes-easy", imgsz=128, val_len=48, batch=16, workers=0, eval_max_det=50)
 
@@ -27,6 +27,7 @@ def trained(tmp_path_factory):
     return out, m
 
 
+@pytest.mark.slow
 def test_training_learns(trained):
     out, m = trained
     rows = _rows(out / "results.csv")
@@ -44,20 +45,25 @@ def test_training_learns(trained):
     assert float(rows[-1]["map_o2o_nms"]) >= 0
     for f in ("last.pt", "best.pt", "results.csv", "results.png"):
         assert (out / f).is_file()
-    from dualhead.train.plots import loss_columns, read_csv
+    from dualhead.detector.train.plots import loss_columns, read_csv
 
     losses = [f"{h}_{k}" for h in ("o2m", "o2o") for k in ("box", "cls", "dfl")]
     assert loss_columns(read_csv(out / "results.csv")) == losses  # not fp_cls
 
 
+@pytest.mark.slow
 def test_predict_writes_pictures(trained, tmp_path):
-    from dualhead.predict import detect, predict
-    from dualhead.train.checkpoint import load_model
+    from dualhead.detector.predict import detect, predict
+    from dualhead.detector.train.checkpoint import load_model
 
     out, _ = trained
     paths = predict(out / "best.pt", "shapes", tmp_path, limit=3)
-    assert sorted(p.name for p in paths) == ["contact_sheet.png", "shapes_val_000_pred.png",
-                                             "shapes_val_001_pred.png", "shapes_val_002_pred.png"]
+    assert sorted(p.name for p in paths) == [
+        "contact_sheet.png",
+        "shapes_val_000_pred.png",
+        "shapes_val_001_pred.png",
+        "shapes_val_002_pred.png",
+    ]
     model, names = load_model(out / "best.pt")
     assert names == ("circle", "rectangle")
     dets = detect(model, torch.rand(2, 3, 128, 128), conf=0.0, max_det=7)
@@ -77,13 +83,17 @@ def test_resume_continues(tmp_path):
     assert [r["epoch"] for r in _rows(tmp_path / "results.csv")] == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_single_head_modes_and_yolo_directory(tmp_path):
     from test_detector import _write_yolo
 
     _write_yolo(tmp_path / "data", n=8, imgsz=64)
     for mode in ("o2m", "o2o"):
-        m = train(TrainConfig(data=str(tmp_path / "data"), imgsz=64, batch=4, epochs=1, workers=0, mode=mode,
-                              out=str(tmp_path / mode)))
+        m = train(
+            TrainConfig(
+                data=str(tmp_path / "data"), imgsz=64, batch=4, epochs=1, workers=0, mode=mode, out=str(tmp_path / mode)
+            )
+        )
         assert m["epoch"] == 1 and "map" in m and ("top1" not in m)
 
 
@@ -92,35 +102,73 @@ def test_inconsistent_metric_is_used(tmp_path):
     assert "top1" in m
 
 
+@pytest.mark.slow
 def test_o2o_knobs_train(tmp_path):
-    m = train(TrainConfig(**EASY, train_len=32, epochs=1, out=str(tmp_path), o2o_lr=3.0, o2o_gain=2.0,
-                          o2o_detach=False))
+    m = train(
+        TrainConfig(**EASY, train_len=32, epochs=1, out=str(tmp_path), o2o_lr=3.0, o2o_gain=2.0, o2o_detach=False)
+    )
     assert m["epoch"] == 1 and "map" in m
 
 
-@pytest.mark.parametrize("kw,match", [(dict(mode="both"), "mode"), (dict(imgsz=100), "imgsz"),
-                                      (dict(epochs=0), "epochs"), (dict(o2o_alpha=0.5), "o2o-alpha"),
-                                      (dict(data="/nonexistent/dir"), "YOLO-format"),
-                                      (dict(o2o_lr=0.0), "--o2o-lr must be a number > 0"),
-                                      (dict(o2o_gain=-1.0), "--o2o-gain must be a number > 0")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(mode="both"), "mode"),
+        (dict(imgsz=100), "imgsz"),
+        (dict(epochs=0), "epochs"),
+        (dict(o2o_alpha=0.5), "o2o-alpha"),
+        (dict(data="/nonexistent/dir"), "YOLO-format"),
+        (dict(o2o_lr=0.0), "--o2o-lr must be a number > 0"),
+        (dict(o2o_gain=-1.0), "--o2o-gain must be a number > 0"),
+    ],
+)
 def test_bad_config(kw, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         train(TrainConfig(**{**EASY, "out": str(tmp_path), **kw}))
 
 
 def test_cli_bad_input_is_a_message_not_a_traceback():
-    r = subprocess.run([sys.executable, "-m", "dualhead.cli", "train", "--imgsz", "100"], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "dualhead.detector.cli", "train", "--imgsz", "100"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "--imgsz must be a multiple of 32, at least 32" in r.stderr and "100" in r.stderr
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes(tmp_path):
     """torchrun with two CPU processes (gloo): both ranks train, rank 0 evaluates and saves."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "dualhead.cli", "train", "--data", "shapes-easy", "--imgsz", "64", "--train-len", "32", "--val-len", "8",
-           "--epochs", "2", "--batch", "8", "--workers", "0", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dualhead.detector.cli",
+        "train",
+        "--data",
+        "shapes-easy",
+        "--imgsz",
+        "64",
+        "--train-len",
+        "32",
+        "--val-len",
+        "8",
+        "--epochs",
+        "2",
+        "--batch",
+        "8",
+        "--workers",
+        "0",
+        "--out",
+        str(tmp_path),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 process(es)" in r.stdout
@@ -129,6 +177,7 @@ def test_ddp_two_gloo_processes(tmp_path):
     assert len(_rows(tmp_path / "results.csv")) == 2
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_bf16(tmp_path):
     """amp='on' on CPU: bf16 autocast through the model, the loss and the assignment kernel (bf16
     scores), scaler disabled; finite losses and a checkpoint that resumes. (fp16 + GradScaler:
@@ -142,19 +191,23 @@ def test_amp_on_cpu_bf16(tmp_path):
     assert m2["epoch"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_memory_format_option(tmp_path, channels_last):
     """--channels-last trains NHWC (the convolution weights in that layout), the default NCHW;
     either checkpoint loads into an ordinary Detector for predict."""
-    from dualhead.train.checkpoint import load_model
+    from dualhead.detector.train.checkpoint import load_model
 
     assert not TrainConfig().channels_last  # the default
     m = train(TrainConfig(**EASY, train_len=32, epochs=1, channels_last=channels_last, out=str(tmp_path)))
     assert m["epoch"] == 1 and m["img_s"] > 0 and 0 <= m["data_wait"] <= 1
     w = load_checkpoint(tmp_path / "last.pt")["model"]
-    nhwc = [t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-            for t in w.values() if t.dim() == 4 and t.shape[1] > 1]
-    assert (any(nhwc) if channels_last else not any(nhwc))
+    nhwc = [
+        t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+        for t in w.values()
+        if t.dim() == 4 and t.shape[1] > 1
+    ]
+    assert any(nhwc) if channels_last else not any(nhwc)
     model, _ = load_model(tmp_path / "last.pt")
     assert model(torch.rand(1, 3, 128, 128))["o2o"][0].shape[0] == 1
 
@@ -171,11 +224,23 @@ def test_default_data_workers():
     assert TrainConfig().loader_workers(gpu, world=64) == 1
 
 
+@pytest.mark.slow
 def test_compile_option(tmp_path):
     """--compile: the model's training forward through torch.compile (a tiny model: the compile
     itself takes most of this test); it trains, the eager model is what is saved and evaluated."""
-    cfg = TrainConfig(data="shapes-easy", imgsz=64, width=0.0625, train_len=16, val_len=8, batch=8, workers=0,
-                      epochs=1, eval_max_det=20, compile=True, out=str(tmp_path))
+    cfg = TrainConfig(
+        data="shapes-easy",
+        imgsz=64,
+        width=0.0625,
+        train_len=16,
+        val_len=8,
+        batch=8,
+        workers=0,
+        epochs=1,
+        eval_max_det=20,
+        compile=True,
+        out=str(tmp_path),
+    )
     m = train(cfg)
     assert m["epoch"] == 1 and all(math.isfinite(m[k]) for k in m if k.startswith(("o2m_", "o2o_")))
     assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "last.pt")["model"])

@@ -1,4 +1,4 @@
-"""The trainer's step (dualhead.train.step): its speed-ups change no result on CPU."""
+"""The trainer's step (dualhead.detector.train.step): its speed-ups change no result on CPU."""
 
 import copy
 import resource
@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from dualhead.data import Augment, DetectionSet, ShapesDataset, collate
-from dualhead.train import TrainConfig
-from dualhead.train.step import TrainStep, param_groups
+from dualhead.detector.data import Augment, DetectionSet, ShapesDataset, collate
+from dualhead.detector.train import TrainConfig
+from dualhead.detector.train.step import TrainStep, param_groups
 
 
 def _batches(n, imgsz=64, batch=4):
@@ -54,33 +54,11 @@ def test_cpu_step_is_bitwise_the_per_tensor_defaults():
     _assert_same_state(fast, slow)
 
 
-def test_cpu_step_with_the_batch_norm_kernel_is_bitwise_aten(monkeypatch):
-    """The detector's batch norm layers on the kernel (dualhead.nn.batchnorm) against aten's
-    batch norm, over training steps: every weight, buffer, EMA entry and moment equal."""
-    from dualhead.nn import batchnorm
-
-    if not batchnorm.kernel_matches_aten():
-        pytest.skip("the kernel is not used on this CPU / torch")
-    cfg = TrainConfig(imgsz=64, width=0.0625, ema_tau=3.0)
-    steps = []
-    for _ in range(2):  # the same initial weights (a deepcopy would leave the scheduler on the old optimizer)
-        torch.manual_seed(0)
-        steps.append(TrainStep.build(cfg, 5, torch.device("cpu"), total_iters=10))
-    fast, slow = steps
-    batches = _batches(3)
-    for b in batches:
-        fast(b)
-    monkeypatch.setattr(batchnorm, "kernel_matches_aten", lambda: False)
-    for b in batches:
-        slow(b)
-    _assert_same_state(fast, slow)
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_kept_mapped():
     """After retain_freed_memory a freed multi-megabyte tensor's pages are reused: allocating and
     filling it again costs (almost) no page faults; glibc's defaults fault every page again."""
-    from dualhead.train.heap import retain_freed_memory
+    from dualhead.detector.train.heap import retain_freed_memory
 
     if not retain_freed_memory():
         pytest.skip("not glibc")
@@ -101,8 +79,8 @@ def test_freed_memory_is_kept_mapped():
 def test_clip_branches_clips_the_o2o_head_apart():
     """--clip-branches: the o2o head's gradient norm and the rest's each clipped to grad_clip (the
     global clip would scale both by one factor)."""
-    from dualhead.nn import Detector
-    from dualhead.train.step import clip_sets
+    from dualhead.detector.nn import Detector
+    from dualhead.detector.train.step import clip_sets
 
     m = Detector(3, 0.0625, ("o2m", "o2o"), 64)
     params = [p for p in m.parameters() if p.requires_grad]

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 pytest.importorskip("ultralytics", reason="ultralytics==8.4.190 is a test extra")
+import ultralytics.utils.loss as uloss  # noqa: E402
 from ultralytics.cfg import get_cfg  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
-import ultralytics.utils.loss as uloss  # noqa: E402
 
 from dualhead.integrations import ultralytics as dhu  # noqa: E402
 
@@ -62,17 +62,23 @@ def test_yolov10n_loss_equals_ultralytics(yolov10n):
         assert torch.allclose(gd, gu, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("version,difference", [
-    ("8.2.103", "no small-box floor and no topk2"),
-    ("8.3.253", "no small-box floor and no topk2"),
-    ("8.4.0", "shorter than stride[0] to stride[1]"),
-    ("8.4.127", "shorter than stride[0] to stride[1]"),
-])
+@pytest.mark.parametrize(
+    "version,difference",
+    [
+        ("8.2.103", "no small-box floor and no topk2"),
+        ("8.3.253", "no small-box floor and no topk2"),
+        ("8.4.0", "shorter than stride[0] to stride[1]"),
+        ("8.4.127", "shorter than stride[0] to stride[1]"),
+    ],
+)
 def test_releases_that_assign_differently_are_refused(version, difference):
     """Behaviour changed without a visible constructor parameter (the floor rule at 8.4.128; the
     floor and topk2 at 8.4.0): the patch names the release and the nearest supported one."""
-    with pytest.raises(dhu.UnsupportedRelease, match=rf"installed ultralytics {version} differs: .*"
-                       rf"{re.escape(difference)}.*Nearest supported release: 8\.4\.128"):
+    with pytest.raises(
+        dhu.UnsupportedRelease,
+        match=rf"installed ultralytics {version} differs: .*"
+        rf"{re.escape(difference)}.*Nearest supported release: 8\.4\.128",
+    ):
         dhu.check_release(version)
 
 

@@ -18,8 +18,10 @@ def data_yaml(tmp_path_factory):
     root = tmp_path_factory.mktemp("yolo")
     _write_yolo(root, n=8, imgsz=64)
     yaml = root / "data.yaml"
-    yaml.write_text(f"path: {root}\ntrain: images\nval: images\nnames:\n" +
-                    "".join(f"  {i}: {n}\n" for i, n in enumerate(("circle", "rectangle", "triangle", "cross", "ring"))))
+    yaml.write_text(
+        f"path: {root}\ntrain: images\nval: images\nnames:\n"
+        + "".join(f"  {i}: {n}\n" for i, n in enumerate(("circle", "rectangle", "triangle", "cross", "ring")))
+    )
     return yaml
 
 

@@ -1,4 +1,4 @@
-"""SPEC §4 for what a user touches first: every mistake in CLI options, dataset folders,
+"""contract §4 for what a user touches first: every mistake in CLI options, dataset folders,
 checkpoints, predict sources is one clear line on stderr naming the option, file:line or value,
 a non-zero exit code, never a Python traceback, and found before any work starts; Ctrl-C stops
 cleanly; resume is exact (results file and checkpoint always agree, workers or not)."""
@@ -15,21 +15,41 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-import dualhead
-from dualhead.synthetic import make_batch
-from dualhead.train import TrainConfig, train
-from dualhead.train.checkpoint import load_checkpoint
 from test_detector import _write_yolo
 
-TINY = ["--data", "shapes-easy", "--imgsz", "64", "--train-len", "32", "--val-len", "8", "--batch", "16",
-        "--workers", "0", "--epochs", "1"]
+import dualhead
+from dualhead.detector.train import TrainConfig, train
+from dualhead.detector.train.checkpoint import load_checkpoint
+from dualhead.synthetic import make_batch
+
+TINY = [
+    "--data",
+    "shapes-easy",
+    "--imgsz",
+    "64",
+    "--train-len",
+    "32",
+    "--val-len",
+    "8",
+    "--batch",
+    "16",
+    "--workers",
+    "0",
+    "--epochs",
+    "1",
+]
 DIR = ["--batch", "4", "--workers", "0", "--epochs", "1"]  # with a --data directory
 
 
 def cli(*args, timeout=300, cwd=None, env=None):
-    r = subprocess.run([sys.executable, "-m", "dualhead.cli", *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, cwd=cwd, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "dualhead.detector.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     return r
 
@@ -60,14 +80,18 @@ def tiny_run(tmp_path_factory):
 
 # --- options -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args,match", [
-    (["--device", "gpu"], "--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
-    (["--imgsz", "100"], "--imgsz must be a multiple of 32, at least 32 (e.g. 256, 640), got 100"),
-    (["--epochs", "0"], "--epochs must be an int >= 1, got 0"),
-    (["--o2o-topk", "3", "--o2o-topk2", "5"], "--o2o-topk2 must be an int in [1, o2o_topk=3], got 5"),
-    (["--lr", "-1"], "--lr must be a number > 0, got -1.0"),
-    (["--o2o-alpha", "0.5"], "--o2o-alpha must be given together with --o2o-beta"),
-])
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--device", "gpu"], "--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+        (["--imgsz", "100"], "--imgsz must be a multiple of 32, at least 32 (e.g. 256, 640), got 100"),
+        (["--epochs", "0"], "--epochs must be an int >= 1, got 0"),
+        (["--o2o-topk", "3", "--o2o-topk2", "5"], "--o2o-topk2 must be an int in [1, o2o_topk=3], got 5"),
+        (["--lr", "-1"], "--lr must be a number > 0, got -1.0"),
+        (["--o2o-alpha", "0.5"], "--o2o-alpha must be given together with --o2o-beta"),
+    ],
+)
 def test_bad_options(tmp_path, args, match):
     fails("train", *TINY, "--out", tmp_path, *args, match=match)
 
@@ -100,6 +124,7 @@ def test_unwritable_out_is_found_before_training(tmp_path):
 
 # --- datasets ------------------------------------------------------------------------------
 
+
 def test_corrupt_image_named_before_training(tmp_path, yolo):
     (yolo / "images" / "im3.png").write_bytes(b"\x89PNG not really")
     err = fails("train", *DIR, "--data", yolo, "--imgsz", "64", "--out", tmp_path / "r", match="im3.png")
@@ -117,15 +142,33 @@ def test_corrupt_image_in_a_worker_is_still_one_line(tmp_path, yolo):
 
 def test_label_errors_name_file_and_line(tmp_path, yolo):
     (yolo / "labels" / "im1.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n")
-    fails("train", *DIR, "--data", yolo, "--imgsz", "64", "--out", tmp_path / "r",
-          match=f"{yolo / 'labels' / 'im1.txt'}:2: expected 'class cx cy w h'")
+    fails(
+        "train",
+        *DIR,
+        "--data",
+        yolo,
+        "--imgsz",
+        "64",
+        "--out",
+        tmp_path / "r",
+        match=f"{yolo / 'labels' / 'im1.txt'}:2: expected 'class cx cy w h'",
+    )
 
 
 def test_class_outside_classes_txt(tmp_path, yolo):
     (yolo / "classes.txt").write_text("circle\nrectangle\ntriangle\ncross\nring\n")
     (yolo / "labels" / "im4.txt").write_text("1 0.5 0.5 0.2 0.2\n\n7 0.5 0.5 0.2 0.2\n")
-    fails("train", *DIR, "--data", yolo, "--imgsz", "64", "--out", tmp_path / "r",
-          match=f"im4.txt:3: class 7 is not in {yolo / 'classes.txt'} (5 classes: 0..4)")
+    fails(
+        "train",
+        *DIR,
+        "--data",
+        yolo,
+        "--imgsz",
+        "64",
+        "--out",
+        tmp_path / "r",
+        match=f"im4.txt:3: class 7 is not in {yolo / 'classes.txt'} (5 classes: 0..4)",
+    )
 
 
 def test_no_labels_folder_is_an_error(tmp_path, yolo):
@@ -136,8 +179,18 @@ def test_no_labels_folder_is_an_error(tmp_path, yolo):
 
 
 def test_train_len_with_a_directory(tmp_path, yolo):
-    fails("train", "--data", yolo, "--imgsz", "64", "--train-len", "10", "--out", tmp_path / "r",
-          match="--train-len applies to the embedded data")
+    fails(
+        "train",
+        "--data",
+        yolo,
+        "--imgsz",
+        "64",
+        "--train-len",
+        "10",
+        "--out",
+        tmp_path / "r",
+        match="--train-len applies to the embedded data",
+    )
 
 
 def test_missing_data_folder(tmp_path):
@@ -145,6 +198,7 @@ def test_missing_data_folder(tmp_path):
 
 
 # --- checkpoints and resume ----------------------------------------------------------------
+
 
 def test_resume_without_checkpoint(tmp_path):
     fails("train", *TINY, "--resume", "--out", tmp_path, match="--resume: no checkpoint")
@@ -155,8 +209,9 @@ def test_resume_with_another_model_shape(tiny_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    err = fails("train", *TINY, "--epochs", "2", "--width", "0.25", "--resume", "--out", run,
-                match="holds a different model")
+    err = fails(
+        "train", *TINY, "--epochs", "2", "--width", "0.25", "--resume", "--out", run, match="holds a different model"
+    )
     assert "width 0.125 -> 0.25" in err and "size mismatch" not in err
 
 
@@ -193,12 +248,12 @@ def test_kill_at_each_stage_of_the_epoch_end(tmp_path, monkeypatch, stage):
     """A kill after each file of the epoch end (and a kill inside a save, which leaves a temporary
     file): the resumed run's results.csv holds each epoch once, the checkpoint's epochs exactly,
     and no temporary file is left."""
-    from dualhead.train import trainer
-    from dualhead.train import checkpoint as ck
+    from dualhead.detector.train import checkpoint as ck
+    from dualhead.detector.train import trainer
 
     kw = dict(data="shapes-easy", imgsz=64, train_len=32, val_len=8, batch=16, workers=0)
     train(TrainConfig(**kw, epochs=1, out=str(tmp_path)))
-    real_save, real_csv, real_plot = ck.save_atomic, trainer._write_csv, trainer.plot_results
+    real_save, real_csv, real_plot = ck.save_atomic, trainer.write_csv, trainer.plot_results
 
     class Killed(BaseException):
         pass
@@ -208,10 +263,11 @@ def test_kill_at_each_stage_of_the_epoch_end(tmp_path, monkeypatch, stage):
             fn(*a, **k)
             if name == stage:
                 raise Killed
+
         return f
 
     monkeypatch.setattr(trainer, "save_atomic", lambda obj, path: kill_after(real_save, Path(path).name)(obj, path))
-    monkeypatch.setattr(trainer, "_write_csv", kill_after(real_csv, "results.csv"))
+    monkeypatch.setattr(trainer, "write_csv", kill_after(real_csv, "results.csv"))
     monkeypatch.setattr(trainer, "plot_results", kill_after(real_plot, "plot"))
     real_end = trainer.end_epoch
     monkeypatch.setattr(trainer, "end_epoch", lambda ckpt, m, is_best, out: real_end(ckpt, m, True, out))
@@ -227,12 +283,27 @@ def test_kill_at_each_stage_of_the_epoch_end(tmp_path, monkeypatch, stage):
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    args = [sys.executable, "-m", "dualhead.cli", "train", *TINY[:-2], "--epochs", "50", "--out", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "dualhead.detector.cli",
+        "train",
+        *TINY[:-2],
+        "--epochs",
+        "50",
+        "--out",
+        str(tmp_path),
+    ]
     # A child inherits an ignored SIGINT (a shell's background job, some CI runners), and Python
     # then installs no KeyboardInterrupt handler: give the child the default disposition, as a
     # terminal's foreground process has.
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 240
     while not (tmp_path / "last.pt").exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.5)
@@ -245,12 +316,27 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 def test_ctrl_c_while_the_images_are_drawn(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the prerender pool
     draws the training images: the pool stops, one line, no traceback from it or its workers."""
-    args = [sys.executable, "-m", "dualhead.cli", "train", "--train-len", "20000", "--out", str(tmp_path)]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
-    deadline = time.time() + 120
-    while p.poll() is None and time.time() < deadline and len(children.read_text().split()) < 2:
+    args = [sys.executable, "-m", "dualhead.detector.cli", "train", "--train-len", "20000", "--out", str(tmp_path)]
+    p = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+    def children():  # of every thread of the process
+        n = 0
+        for t in Path(f"/proc/{p.pid}/task").iterdir():
+            try:
+                n += len(t.joinpath("children").read_text().split())
+            except OSError:  # a thread that just ended
+                pass
+        return n
+
+    deadline = time.time() + 60
+    while p.poll() is None and time.time() < deadline and children() < 2:
         time.sleep(0.2)  # until the pool's processes run
     assert p.poll() is None, p.communicate()
     time.sleep(1)
@@ -259,14 +345,22 @@ def test_ctrl_c_while_the_images_are_drawn(tmp_path):
     assert p.returncode == 130, (out[-1000:], err[-2000:])
     # one line: no traceback, nor a pool worker's "Process ForkPoolWorker-N:" header
     assert [line for line in err.splitlines() if line.strip()] == [
-        "dualhead train: interrupted before the first epoch finished: nothing was saved"], err[-2000:]
+        "dualhead train: interrupted before the first epoch finished: nothing was saved"
+    ], err[-2000:]
 
 
 # --- predict -------------------------------------------------------------------------------
 
+
 def test_predict_weights_that_are_not_a_checkpoint(tmp_path, yolo):
-    fails("predict", "--weights", yolo / "images" / "im0.png", "--out", tmp_path / "p",
-          match="is not a dualhead checkpoint")
+    fails(
+        "predict",
+        "--weights",
+        yolo / "images" / "im0.png",
+        "--out",
+        tmp_path / "p",
+        match="is not a dualhead checkpoint",
+    )
     fails("predict", "--weights", tmp_path / "none.pt", "--out", tmp_path / "p", match="(not found)")
 
 
@@ -293,7 +387,7 @@ def test_predict_on_originals_skips_bad_images_never_overwrites(tiny_run, tmp_pa
 
 
 def test_predicted_boxes_are_mapped_back_and_clipped():
-    from dualhead.predict import unletterbox
+    from dualhead.detector.predict import unletterbox
 
     dets = torch.tensor([[-10.0, 20.0, 100.0, 70.0, 0.9, 1.0]])
     got = unletterbox(dets, (0.5, 0, 16), 200, 90)  # 200x90 image letterboxed to 100: scale 0.5, pad y 16
@@ -301,6 +395,7 @@ def test_predicted_boxes_are_mapped_back_and_clipped():
 
 
 # --- the library ---------------------------------------------------------------------------
+
 
 def test_assigner_rejects_wrong_num_classes():
     bt = make_batch(B=2, C=5, seed=0, n_gt=(1, 4))
@@ -320,3 +415,24 @@ def test_info_from_an_unbuilt_checkout(tmp_path):
     r = cli("info", cwd=tmp_path, env=env)
     assert r.returncode == 0 and "NOT built" in r.stdout and "pip install -e ." in r.stdout
     assert "circular" not in r.stdout
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_taken_after_it(tmp_path, monkeypatch):
+    """SIGINT in the middle of torch.save: the file is written whole, then KeyboardInterrupt (not
+    the RuntimeError torch's writer would make of it)."""
+    import torch
+
+    from dualhead.detector.train import checkpoint as ck
+
+    real_save = torch.save
+
+    def interrupted_save(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save_atomic({"x": torch.arange(10)}, tmp_path / "last.pt")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.equal(torch.load(tmp_path / "last.pt")["x"], torch.arange(10))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

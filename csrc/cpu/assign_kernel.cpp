@@ -24,8 +24,8 @@ namespace {
 constexpr int64_t kPrefetch = 16;  // candidates ahead whose loads are issued early
 
 // Scratch memory reused across calls on the calling thread, never returned to the caller (so
-// reuse is invisible). On small machines first-touching fresh pages costs ~1.3 ms/MB while
-// re-zeroing mapped ones costs ~50x less; the workspace is a few MB per call.
+// reuse is invisible). First-touching fresh pages (a page fault each) costs far more than
+// re-zeroing mapped ones, and the workspace is a few MB per call.
 int64_t* workspace(int64_t n) {
   thread_local std::vector<int64_t> ws;
   if (static_cast<int64_t>(ws.size()) < n) ws.resize(n);
@@ -94,7 +94,7 @@ void tile_row(const AssignParams& p, const S* const* scores, const GtRow& r, Til
 
 template <typename S>
 void pass_candidates(const AssignParams& p, const S* const* scores) {
-  const int64_t kmax = std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);
+  const int64_t kmax = std::max(p.head[0].topk, p.H > 1 ? p.head[1].topk : 0);
   const bool tiles = cpu_tiles() && tile_path(p);
   torch::stable::parallel_for(0, p.B * p.M, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> vals(2 * kmax);
@@ -154,14 +154,14 @@ struct VisitOrder {
 // CPU takes CUDA's loop structure instead (every anchor, any order).
 template <typename S>
 void pass_anchors(const AssignParams& p, const S* const* scores) {
-  const int64_t k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
+  const int64_t k2 = std::max(p.head[0].topk2, p.H > 1 ? p.head[1].topk2 : 0);
   const VisitOrder at_{cpu_scramble()};
   torch::stable::parallel_for(0, p.B * p.H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> mf(p.N), of(p.N), mg(p.M), og(p.M), lv(p.M * k2);
     std::vector<int64_t> ga(p.N), li(p.M * k2), claimed;
     std::vector<int> count(p.M), cursor(p.M);
-    ImageScratch s{mf.data(), of.data(), ga.data(), count.data(), cursor.data(), mg.data(), og.data(),
-                   lv.data(),  li.data(), k2,        nullptr,      nullptr};
+    ImageScratch s{mf.data(), of.data(), ga.data(), count.data(), cursor.data(), mg.data(),
+                   og.data(), lv.data(), li.data(), k2,           nullptr,       nullptr};
     for (int64_t hb = begin; hb < end; ++hb) {
       const int h = static_cast<int>(hb / p.B);
       const int64_t b = hb % p.B, base = hb * p.N;
@@ -200,17 +200,19 @@ void pass_stats(const AssignParams& p, int64_t* pick, int64_t* rank, float* gap)
 
 template <typename S>
 void run_passes(const AssignParams& p, const AssignCall& call) {
-  const S* sp[2] = {ptr<S>(call.s0), ptr<S>(call.s1)};
+  const S* sp[2] = {ptr<S>(call.scores0), ptr<S>(call.scores1)};
   pass_candidates<S>(p, sp);
   pass_anchors<S>(p, sp);
 }
 
 AssignResult assign_cpu(Tensor scores, Tensor bboxes, std::optional<Tensor> scores2, std::optional<Tensor> bboxes2,
-                        Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt, std::vector<int64_t> topk,
-                        std::vector<double> exps, double min_side, int64_t conflict, int64_t kind, double eps,
-                        bool with_stats) {
-  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk,
-                                   exps, min_side, conflict, kind, eps, with_stats);
+                        Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt, int64_t o2m_topk,
+                        int64_t o2m_topk2, double o2m_alpha, double o2m_beta, int64_t o2o_topk, int64_t o2o_topk2,
+                        double o2o_alpha, double o2o_beta, double min_side, int64_t conflict, int64_t iou_type,
+                        double eps, bool with_stats) {
+  const HeadArgs heads{{{o2m_topk, o2m_topk2, o2m_alpha, o2m_beta}, {o2o_topk, o2o_topk2, o2o_alpha, o2o_beta}}};
+  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, heads,
+                                   min_side, conflict, iou_type, eps, with_stats);
   host_checks_and_grid(call);
   const AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {
@@ -221,17 +223,26 @@ AssignResult assign_cpu(Tensor scores, Tensor bboxes, std::optional<Tensor> scor
   torch::stable::parallel_for(0, 3 * call.hbn(), 1 << 16,
                               [&](int64_t b, int64_t e) { std::fill(ws + b, ws + e, int64_t(0)); });
   call.set_workspace(ws);
-  if (p.kind == kCIoU) {
+  if (p.iou_type == kCIoU) {
     const AtanCache c = atan_cache(call.hbn());
     call.p.atan_cache = c.data;
     call.p.atan_gen = c.gen;
   }
-  switch (call.s0.scalar_type()) {  // scores are read in their dtype, widened per element
-    case ScalarType::Float: run_passes<float>(p, call); break;
-    case ScalarType::Double: run_passes<double>(p, call); break;
-    case ScalarType::Half: run_passes<torch::headeronly::Half>(p, call); break;
-    case ScalarType::BFloat16: run_passes<torch::headeronly::BFloat16>(p, call); break;
-    default: DH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", dtype(call.s0));
+  switch (call.scores0.scalar_type()) {  // scores are read in their dtype, widened per element
+    case ScalarType::Float:
+      run_passes<float>(p, call);
+      break;
+    case ScalarType::Double:
+      run_passes<double>(p, call);
+      break;
+    case ScalarType::Half:
+      run_passes<torch::headeronly::Half>(p, call);
+      break;
+    case ScalarType::BFloat16:
+      run_passes<torch::headeronly::BFloat16>(p, call);
+      break;
+    default:
+      DH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", dtype(call.scores0));
   }
   if (call.stats) pass_stats(p, ptr<int64_t>(call.pick), ptr<int64_t>(call.rank), ptr<float>(call.gap));
   return call.result();

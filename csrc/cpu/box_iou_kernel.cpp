@@ -1,5 +1,5 @@
 // CPU backend of dualhead::box_iou.
-#include "../checks.h"
+#include "../box_iou_args.h"
 #include "../dualhead_math.h"
 #include "../host.h"
 
@@ -10,7 +10,7 @@ Tensor box_iou_cpu(Tensor boxes1, Tensor boxes2, int64_t kind) {
   check_boxes(boxes1, "boxes1");
   check_boxes(boxes2, "boxes2");
   check_iou_kind(kind);
-  // Inputs in fp16/bf16 are computed in fp32 (SPEC §3).
+  // Inputs in fp16/bf16 are computed in fp32 (contract §3).
   const Tensor b1 = contiguous_as(boxes1, ScalarType::Float);
   const Tensor b2 = contiguous_as(boxes2, ScalarType::Float);
   const int64_t n = b1.size(0), m = b2.size(0);

@@ -2,7 +2,7 @@
 // (launch_anchor_grid), its result read back (an inspection op: this read is a sync).
 #include "../anchor_grid_rows.h"
 #include "cuda_host.h"
-#include "launchers.h"
+#include "anchor_grid_launch.h"
 
 namespace dualhead {
 namespace {

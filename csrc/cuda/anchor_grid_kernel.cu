@@ -7,7 +7,7 @@
 // No torch or c10 headers; the host code checks the launches.
 #include "../anchor_grid.h"
 #include "launch.h"
-#include "launchers.h"
+#include "anchor_grid_launch.h"
 
 namespace dualhead {
 namespace {

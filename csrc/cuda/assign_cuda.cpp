@@ -6,7 +6,8 @@
 
 #include "../assign_args.h"
 #include "cuda_host.h"
-#include "launchers.h"
+#include "assign_launch.h"
+#include "anchor_grid_launch.h"
 
 namespace dualhead {
 
@@ -40,7 +41,7 @@ std::string take_error(DeviceErrors* e) {
 }
 
 // DUALHEAD_SYNC_CHECKS=1: wait for the device checks within the call and raise there (a sync
-// per call; for debugging, and what the CUDA bad-input tests use). Read per call (~0.1 us).
+// per call; for debugging, and what the CUDA bad-input tests use). Read per call (a getenv).
 bool sync_checks() {
   const char* e = std::getenv("DUALHEAD_SYNC_CHECKS");
   return e != nullptr && e[0] == '1';
@@ -50,47 +51,55 @@ void raise_pending(DeviceErrors* e, int device, bool this_call) {
   const std::string msg = take_error(e);
   DH_CHECK_VALUE(msg.empty(), msg,
                  this_call ? ""
-                           : str(" (found on cuda:", device, " by the device-side check of an earlier dualhead "
-                                         "assign call: such errors are raised by the next call on the device, or by "
-                                         "dualhead.ops.check_errors(); DUALHEAD_SYNC_CHECKS=1 raises them within the "
-                                         "call, at the cost of a sync)"));
+                           : str(" (found on cuda:", device,
+                                 " by the device-side check of an earlier dualhead "
+                                 "assign call: such errors are raised by the next call on the device, or by "
+                                 "dualhead.ops.check_errors(); DUALHEAD_SYNC_CHECKS=1 raises them within the "
+                                 "call, at the cost of a sync)"));
 }
 
 int score_dtype(const Tensor& t) {
   switch (t.scalar_type()) {
-    case ScalarType::Float: return 0;
-    case ScalarType::Half: return 1;
-    case ScalarType::BFloat16: return 2;
-    case ScalarType::Double: return 3;
-    default: DH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", dtype(t));
+    case ScalarType::Float:
+      return 0;
+    case ScalarType::Half:
+      return 1;
+    case ScalarType::BFloat16:
+      return 2;
+    case ScalarType::Double:
+      return 3;
+    default:
+      DH_CHECK(false, "pd_scores must be fp32, fp16, bf16 or fp64, got ", dtype(t));
   }
   return 0;
 }
 
 AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> scores2, std::optional<Tensor> bboxes2,
-                         Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt,
-                         std::vector<int64_t> topk, std::vector<double> exps, double min_side, int64_t conflict,
-                         int64_t kind, double eps, bool with_stats) {
+                         Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt, int64_t o2m_topk,
+                         int64_t o2m_topk2, double o2m_alpha, double o2m_beta, int64_t o2o_topk, int64_t o2o_topk2,
+                         double o2o_alpha, double o2o_beta, double min_side, int64_t conflict, int64_t iou_type,
+                         double eps, bool with_stats) {
   const int device = scores.get_device_index();
   const CudaGuard guard(device);
   DeviceErrors* errors = device_errors(device);
   raise_pending(errors, device, false);
-  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, topk,
-                                   exps, min_side, conflict, kind, eps, with_stats);
+  const HeadArgs heads{{{o2m_topk, o2m_topk2, o2m_alpha, o2m_beta}, {o2o_topk, o2o_topk2, o2o_alpha, o2o_beta}}};
+  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, heads,
+                                   min_side, conflict, iou_type, eps, with_stats);
   AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {
     fill_empty(call);
     return call.result();
   }
   // All scratch in one allocation (each allocation costs a few microseconds of host time, and
-  // the whole call aims at ~100 us), carved into 8-byte-aligned pieces. The first pieces start at
-  // zero (one memset): the per-(head, image) claimed counts and per-ground-truth member counts,
-  // then the AssignCall workspace, whose first 3*H*B*N slots (claims and keys) start at zero;
-  // everything else is written before it is read.
+  // the whole call's target is W1 in 100 us: docs/contract.md §5), carved into 8-byte-aligned pieces. The first pieces
+  // start at zero (one memset): the per-(head, image) claimed counts and per-ground-truth member counts, then the
+  // AssignCall workspace, whose first 3*H*B*N slots (claims and keys) start at zero; everything else is written before
+  // it is read.
   const int64_t HB = p.H * p.B;
   AssignScratch s{};
-  s.kmax = tile_path(p) ? 0 : std::max(p.topk[0], p.H > 1 ? p.topk[1] : 0);  // lists of the fallback only
-  s.k2 = std::max(p.topk2[0], p.H > 1 ? p.topk2[1] : 0);
+  s.kmax = tile_path(p) ? 0 : std::max(p.head[0].topk, p.H > 1 ? p.head[1].topk : 0);  // lists of the fallback only
+  s.k2 = std::max(p.head[0].topk2, p.H > 1 ? p.head[1].topk2 : 0);
   int64_t slots = 0;
   const auto piece = [&slots](int64_t count, int64_t elem_bytes) {
     const int64_t at = slots;
@@ -106,17 +115,17 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
   const int64_t o_lv = piece(HB * p.M * s.k2, 4), o_li = piece(HB * p.M * s.k2, 8);
   const int64_t o_mask = piece(p.B * p.M, 1), o_big = piece(p.B * p.M, 8);
   const int64_t o_grid = piece(1, sizeof(AnchorGrid));
-  const Tensor scratch = empty({slots}, ScalarType::Long, call.b0);
+  const Tensor scratch = empty({slots}, ScalarType::Long, call.boxes0);
   int64_t* base = ptr<int64_t>(scratch);
   const auto f32 = [base](int64_t o) { return reinterpret_cast<float*>(base + o); };
   const auto i32 = [base](int64_t o) { return reinterpret_cast<int*>(base + o); };
   call.set_workspace(base + o_ws);
   s.vals = f32(o_vals), s.idxs = base + o_idxs;
-  s.mf = f32(o_mf), s.of = f32(o_of), s.ga = base + o_ga;
+  s.anchor_metric = f32(o_mf), s.anchor_overlap = f32(o_of), s.anchor_gt = base + o_ga;
   s.claimed = i32(o_claimed), s.n_claimed = i32(o_ncl);
   s.count = i32(o_count), s.cursor = i32(o_cursor);
-  s.mg = f32(o_mg), s.og = f32(o_og);
-  s.lv = f32(o_lv), s.li = base + o_li;
+  s.gt_max_metric = f32(o_mg), s.gt_max_overlap = f32(o_og);
+  s.topk2_vals = f32(o_lv), s.topk2_idxs = base + o_li;
   s.big_rows = base + o_big, s.n_big = i32(o_nbig);
   s.mask_ok = reinterpret_cast<bool*>(base + o_mask), s.errors = errors;
   s.grid = reinterpret_cast<AnchorGrid*>(base + o_grid);
@@ -131,7 +140,7 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
   launch_value_check(p, s, stream);  // reads mask_gt, writes mask_ok: what every later kernel reads
   launch_check("check_kernel");
   p.mask = s.mask_ok;
-  launch_assign(p, call.s0.data_ptr(), call.s1.data_ptr(), score_dtype(call.s0), s, stream);
+  launch_assign(p, call.scores0.data_ptr(), call.scores1.data_ptr(), score_dtype(call.scores0), s, stream);
   launch_check("assign kernels");
   if (sync_checks()) {
     cuda_check(cudaStreamSynchronize(stream), "DUALHEAD_SYNC_CHECKS");

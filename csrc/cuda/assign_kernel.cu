@@ -24,13 +24,13 @@
 
 #include "../assign_core.h"
 #include "launch.h"
-#include "launchers.h"
+#include "assign_launch.h"
 
 namespace dualhead {
 namespace {
 
-constexpr int kThreads = 128;     // thread-per-item kernels
-constexpr int kTileWarps = 4;     // warps (rows in flight) per gt_tiles block: 4 x 2.3 KB shared memory
+constexpr int kThreads = 128;  // thread-per-item kernels
+constexpr int kTileWarps = 4;  // warps (rows in flight) per gt_tiles block: 4 x 2.3 KB shared memory
 constexpr int kImageThreads = 256;
 constexpr int64_t kMaxBigBlocks = 1024;  // gt_big_kernel: blocks striding over the queued large rows
 
@@ -86,8 +86,8 @@ __device__ void warp_merge_staged(const AssignParams& p, const GtRow& r, TileLis
 
 // Warp w's share of a row: tiles first, first + step, ... into T.
 template <typename S>
-__device__ void warp_tiles(const AssignParams& p, const S* const* sc, const GtRow& r, const RowCells& rc,
-                           TileLists& T, int64_t first, int64_t step, int lane) {
+__device__ void warp_tiles(const AssignParams& p, const S* const* sc, const GtRow& r, const RowCells& rc, TileLists& T,
+                           int64_t first, int64_t step, int lane) {
   tile_reset(T, lane);
   __syncwarp();
   for (int64_t t = first; t * kTile < rc.total; t += step) {
@@ -101,8 +101,8 @@ __device__ void warp_tiles(const AssignParams& p, const S* const* sc, const GtRo
 // A warp per row (grid-stride over rows); rows of more than kBigRowCells cells are queued for
 // gt_big_kernel instead.
 template <typename S>
-__global__ void __launch_bounds__(kTileWarps * kTile) gt_tiles_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1,
-                                                                      AssignScratch s) {
+__global__ void __launch_bounds__(kTileWarps* kTile)
+    gt_tiles_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1, AssignScratch s) {
   __shared__ TileLists lists[kTileWarps];
   const S* sc[2] = {s0, s1};
   const int lane = threadIdx.x % kTile, warp = threadIdx.x / kTile;
@@ -125,8 +125,8 @@ __global__ void __launch_bounds__(kTileWarps * kTile) gt_tiles_kernel(const __gr
 // A block of kBigWarps warps per queued row: tiles dealt round-robin to the warps, their lists
 // merged pairwise (lists_stage + the merge phases), warp 0 finishes the row.
 template <typename S>
-__global__ void __launch_bounds__(kBigWarps * kTile) gt_big_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1,
-                                                                   AssignScratch s) {
+__global__ void __launch_bounds__(kBigWarps* kTile)
+    gt_big_kernel(const __grid_constant__ AssignParams p, const S* s0, const S* s1, AssignScratch s) {
   __shared__ TileLists lists[kBigWarps];
   const S* sc[2] = {s0, s1};
   const int lane = threadIdx.x % kTile, warp = threadIdx.x / kTile;
@@ -167,9 +167,18 @@ __global__ void gt_rows_kernel(const __grid_constant__ AssignParams p, const S* 
 __device__ ImageScratch image_scratch(const AssignParams& p, const AssignScratch& s, int64_t hb) {
   const int h = static_cast<int>(hb / p.B);
   const int64_t b = hb % p.B;
-  return ImageScratch{s.mf + hb * p.N, s.of + hb * p.N, s.ga + hb * p.N, s.count + hb * p.M,
-                      s.cursor + hb * p.M, s.mg + hb * p.M, s.og + hb * p.M, s.lv + hb * p.M * s.k2,
-                      s.li + hb * p.M * s.k2, s.k2, image_members(p, h, b), image_member_start(p, h, b)};
+  return ImageScratch{s.anchor_metric + hb * p.N,
+                      s.anchor_overlap + hb * p.N,
+                      s.anchor_gt + hb * p.N,
+                      s.count + hb * p.M,
+                      s.cursor + hb * p.M,
+                      s.gt_max_metric + hb * p.M,
+                      s.gt_max_overlap + hb * p.M,
+                      s.topk2_vals + hb * p.M * s.k2,
+                      s.topk2_idxs + hb * p.M * s.k2,
+                      s.k2,
+                      image_members(p, h, b),
+                      image_member_start(p, h, b)};
 }
 
 // A thread per (head, image, anchor): what the CPU's pass_anchors does before its loops (bulk
@@ -266,10 +275,18 @@ void launch_assign(const AssignParams& p, const void* scores0, const void* score
                    cudaStream_t stream) {
   if (p.B * p.N == 0 || p.M == 0) return;
   switch (dtype) {
-    case 0: launch_typed<float>(p, scores0, scores1, s, stream); break;
-    case 1: launch_typed<__half>(p, scores0, scores1, s, stream); break;
-    case 2: launch_typed<__nv_bfloat16>(p, scores0, scores1, s, stream); break;
-    default: launch_typed<double>(p, scores0, scores1, s, stream); break;
+    case 0:
+      launch_typed<float>(p, scores0, scores1, s, stream);
+      break;
+    case 1:
+      launch_typed<__half>(p, scores0, scores1, s, stream);
+      break;
+    case 2:
+      launch_typed<__nv_bfloat16>(p, scores0, scores1, s, stream);
+      break;
+    default:
+      launch_typed<double>(p, scores0, scores1, s, stream);
+      break;
   }
 }
 

@@ -1,7 +1,7 @@
 // CUDA backend of dualhead::box_iou: checks and the launch on the current stream.
-#include "../checks.h"
+#include "../box_iou_args.h"
 #include "cuda_host.h"
-#include "launchers.h"
+#include "box_iou_launch.h"
 
 namespace dualhead {
 namespace {

@@ -2,7 +2,7 @@
 // No torch or c10 headers: the caller (box_iou_cuda.cpp) checks the launch.
 #include "../dualhead_math.h"
 #include "launch.h"
-#include "launchers.h"
+#include "box_iou_launch.h"
 
 namespace dualhead {
 namespace {

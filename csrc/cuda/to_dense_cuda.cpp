@@ -1,7 +1,7 @@
 // CUDA backend of dualhead::to_dense / to_dense_out.
 #include "../to_dense_args.h"
 #include "cuda_host.h"
-#include "launchers.h"
+#include "to_dense_launch.h"
 
 namespace dualhead {
 namespace {

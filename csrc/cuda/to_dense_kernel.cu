@@ -1,7 +1,7 @@
 // CUDA kernel of dualhead::to_dense_out: a thread per output element (zero, or the anchor's
 // score on its class), so the (..., C) buffer is written once, coalesced.
 #include "launch.h"
-#include "launchers.h"
+#include "to_dense_launch.h"
 
 namespace dualhead {
 namespace {

@@ -31,7 +31,7 @@ from dualhead.assigners import TaskAlignedAssigner as _DualheadTAL
 
 _original = None
 
-FIRST_EXACT = (8, 4, 128)    # the small-box floor as dualhead computes it: sides < stride_val -> stride_val
+FIRST_EXACT = (8, 4, 128)  # the small-box floor as dualhead computes it: sides < stride_val -> stride_val
 NEWEST_CHECKED = (8, 4, 190)  # the newest release benchmarks/compat_ultralytics.py has verified
 
 
@@ -54,11 +54,15 @@ def release(version: str | None = None) -> tuple[int, int, int]:
 def release_difference(v: tuple[int, int, int]) -> str | None:
     """How release v's TaskAlignedAssigner differs from dualhead's, or None when it does not."""
     if v < (8, 4, 0):
-        return ("its TaskAlignedAssigner has no small-box floor and no topk2 (and its YOLOv10 loss assigns the "
-                "one-to-one head with top-1)")
+        return (
+            "its TaskAlignedAssigner has no small-box floor and no topk2 (and its YOLOv10 loss assigns the "
+            "one-to-one head with top-1)"
+        )
     if v < FIRST_EXACT:
-        return ("its TaskAlignedAssigner raises ground-truth sides shorter than stride[0] to stride[1]; from 8.4.128 "
-                "on (and in dualhead) sides shorter than stride_val are raised to stride_val")
+        return (
+            "its TaskAlignedAssigner raises ground-truth sides shorter than stride[0] to stride[1]; from 8.4.128 "
+            "on (and in dualhead) sides shorter than stride_val are raised to stride_val"
+        )
     return None
 
 
@@ -73,11 +77,16 @@ def check_release(version: str | None = None) -> None:
         raise UnsupportedRelease(
             f"dualhead.integrations.ultralytics.patch() reproduces ultralytics' assignment from {first} on; the "
             f"installed ultralytics {name} differs: {diff}. Nearest supported release: {first} "
-            f"(pip install 'ultralytics>={first}'), or train without the patch.")
+            f"(pip install 'ultralytics>={first}'), or train without the patch."
+        )
     if v > NEWEST_CHECKED:
-        warnings.warn(f"ultralytics {name} is newer than the newest release checked against dualhead "
-                      f"({'.'.join(map(str, NEWEST_CHECKED))}): run `make compat-ultralytics` to verify the patch "
-                      "leaves its loss unchanged", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"ultralytics {name} is newer than the newest release checked against dualhead "
+            f"({'.'.join(map(str, NEWEST_CHECKED))}): run `make compat-ultralytics` to verify the patch "
+            "leaves its loss unchanged",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class UltralyticsTaskAlignedAssigner(_DualheadTAL):

@@ -8,45 +8,99 @@ from __future__ import annotations
 import torch
 
 from dualhead.assignment import Assignment, DualAssignment, dense_torch
-from dualhead.checks import check_dual_inputs, check_inputs, check_params, o2o_exponents
+from dualhead.checks import check_call, check_dual_inputs, check_inputs
 from dualhead.reference.assign import candidate_pairs, head_assign
 from dualhead.reference.dual import consistency_stats
 from dualhead.reference.iou import box_iou, iou_aligned
+from dualhead.settings import HeadSettings, dual_settings
 
 __all__ = ["box_iou", "iou_aligned", "assign", "dual_assign", "to_dense"]
 
 
 @torch.no_grad()
-def assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *, topk=10, topk2=None, alpha=0.5,
-           beta=6.0, min_side=16.0, conflict="all", iou_type="ciou", eps=1e-9) -> Assignment:
-    """Single-head task-aligned assignment (SPEC §1), compact output. Shapes as in SPEC §1:
+def assign(
+    pd_scores,
+    pd_bboxes,
+    anc_points,
+    gt_labels,
+    gt_bboxes,
+    mask_gt,
+    *,
+    topk=10,
+    topk2=None,
+    alpha=0.5,
+    beta=6.0,
+    min_side=16.0,
+    conflict="all",
+    iou_type="ciou",
+    eps=1e-9,
+) -> Assignment:
+    """Single-head task-aligned assignment (contract §1), compact output. Shapes as in contract §1:
     pd_scores (B, N, C), pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
     gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels."""
+    head = HeadSettings(topk, topk2, alpha, beta)
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
-    topk2, _, _ = check_params(topk, topk2, alpha, beta, min_side, conflict, iou_type, pd_scores.shape[1])
+    check_call(min_side, conflict, iou_type)
+    head.check_anchors(pd_scores.shape[1])
     pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
-    out, _, _ = head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, topk=topk, topk2=topk2,
-                            alpha=alpha, beta=beta, conflict=conflict, iou_type=iou_type, eps=eps)
+    out, _, _ = head_assign(
+        pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, head, conflict=conflict, iou_type=iou_type, eps=eps
+    )
     return out
 
 
 @torch.no_grad()
-def dual_assign(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, *,
-                o2m_topk=10, o2o_topk=1, o2o_topk2=None, alpha=0.5, beta=6.0, r=1.0, min_side=16.0,
-                conflict="all", iou_type="ciou", eps=1e-9, o2o_alpha=None, o2o_beta=None) -> DualAssignment:
+def dual_assign(
+    o2m_scores,
+    o2m_bboxes,
+    o2o_scores,
+    o2o_bboxes,
+    anc_points,
+    gt_labels,
+    gt_bboxes,
+    mask_gt,
+    *,
+    o2m_topk=10,
+    o2o_topk=1,
+    o2o_topk2=None,
+    alpha=0.5,
+    beta=6.0,
+    r=1.0,
+    min_side=16.0,
+    conflict="all",
+    iou_type="ciou",
+    eps=1e-9,
+    o2o_alpha=None,
+    o2o_beta=None,
+    heads=None,
+) -> DualAssignment:
     """Both heads from one candidate search: o2m with (alpha, beta, o2m_topk), o2o with
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics.
-    o2o_alpha / o2o_beta override r*alpha / r*beta (an inconsistent o2o metric)."""
-    a2, b2 = o2o_exponents(alpha, beta, r, o2o_alpha, o2o_beta)
-    labels, mask, o2o_topk2 = check_dual_inputs(o2m_scores, o2m_bboxes, o2o_scores, o2o_bboxes, anc_points, gt_labels,
-                                                gt_bboxes, mask_gt, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, a2, b2,
-                                                min_side, conflict, iou_type)
+    o2o_alpha / o2o_beta override r*alpha / r*beta (an inconsistent o2o metric). heads: the two
+    HeadSettings instead of those options (dualhead.settings)."""
+    o2m_h, o2o_h = (
+        heads
+        if heads is not None
+        else dual_settings(o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
+    )
+    labels, mask = check_dual_inputs(
+        o2m_scores,
+        o2m_bboxes,
+        o2o_scores,
+        o2o_bboxes,
+        anc_points,
+        gt_labels,
+        gt_bboxes,
+        mask_gt,
+        (o2m_h, o2o_h),
+        min_side,
+        conflict,
+        iou_type,
+    )
     pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
     common = dict(conflict=conflict, iou_type=iou_type, eps=eps)
-    o2m, _, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, topk=o2m_topk,
-                                topk2=o2m_topk, alpha=alpha, beta=beta, **common)
-    o2o, _, _ = head_assign(pairs, o2o_scores, o2o_bboxes, labels, mask, gt_bboxes, topk=o2o_topk,
-                            topk2=o2o_topk2, alpha=a2, beta=b2, **common)
+    o2m, _, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, o2m_h, **common)
+    o2o, _, _ = head_assign(pairs, o2o_scores, o2o_bboxes, labels, mask, gt_bboxes, o2o_h, **common)
     if m_o2m is None:
         m_o2m = torch.zeros(0, device=o2m_scores.device)
     return DualAssignment(o2m, o2o, consistency_stats(pairs, m_o2m, o2m, o2o, mask))

@@ -1,4 +1,4 @@
-"""Task-aligned assignment (SPEC §1) in pure torch: the test oracle and the no-compiler fallback.
+"""Task-aligned assignment (contract §1) in pure torch: the test oracle and the no-compiler fallback.
 
 Sparse throughout: it works on the list of (image, ground truth, anchor) candidate pairs and on
 per-anchor arrays, never on (B, M, N) float tensors (only a bounded chunk of the in-box boolean
@@ -69,7 +69,7 @@ def candidate_pairs(anc_points: torch.Tensor, gt_bboxes: torch.Tensor, mask: tor
 def pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, alpha, beta, iou_type):
     """Overlap o = max(IoU, 0) and metric m = p^alpha * o^beta of each pair, in fp32.
 
-    Non-finite predictions give o = 0 / m = 0 instead of NaN targets (SPEC §4)."""
+    Non-finite predictions give o = 0 / m = 0 instead of NaN targets (contract §4)."""
     b, g, a = pairs.b, pairs.g, pairs.a
     p = pd_scores[b, a, labels[b, g]].float()
     o = iou_aligned(gt_bboxes[b, g].float(), pd_bboxes[b, a].float(), iou_type).clamp_(0)
@@ -118,7 +118,9 @@ def resolve_conflicts(pairs, o, claim, B, n_anchors, conflict):
     'claimants': the same argmax over the claiming ground truths only."""
     flat = pairs.b * n_anchors + pairs.a
     size = B * n_anchors
-    claims = torch.zeros(size, dtype=torch.long, device=o.device).index_add_(0, flat[claim], torch.ones_like(flat[claim]))
+    claims = torch.zeros(size, dtype=torch.long, device=o.device).index_add_(
+        0, flat[claim], torch.ones_like(flat[claim])
+    )
     sel = torch.ones_like(claim) if conflict == "all" else claim
     f, oo, gg = flat[sel], o[sel], pairs.g[sel]
     best = torch.zeros(size, dtype=o.dtype, device=o.device).scatter_reduce_(0, f, oo, "amax")
@@ -132,7 +134,7 @@ def resolve_conflicts(pairs, o, claim, B, n_anchors, conflict):
 
 
 def assign_pairs(pairs, o, m, B, N, M, topk, topk2, conflict, eps):
-    """Steps 4-7 of SPEC §1 on precomputed pair metrics -> per-anchor (fg, gt, m, o, t), flat."""
+    """Steps 4-7 of contract §1 on precomputed pair metrics -> per-anchor (fg, gt, m, o, t), flat."""
     dev = o.device
     group = pairs.b * M + pairs.g
     claim = sparse_topk(group, pairs.a, m, topk)
@@ -175,7 +177,9 @@ def make_assignment(fg, gt, t, labels, gt_bboxes, B, N) -> Assignment:
         fg_mask=fg.view(B, N),
         gt_idx=gt2,
         labels=labels[bi, gt].view(B, N).clamp(min=0) if labels.shape[1] else torch.zeros_like(gt2),
-        bboxes=gt_bboxes[bi, gt].view(B, N, 4).float() if gt_bboxes.shape[1] else torch.zeros(B, N, 4, device=gt.device),
+        bboxes=gt_bboxes[bi, gt].view(B, N, 4).float()
+        if gt_bboxes.shape[1]
+        else torch.zeros(B, N, 4, device=gt.device),
         scores=t.view(B, N),
     )
 
@@ -186,12 +190,12 @@ def empty_assignment(B, N, num_classes, device) -> Assignment:
     return Assignment(z != 0, z, z + num_classes, torch.zeros(B, N, 4, device=device), torch.zeros(B, N, device=device))
 
 
-def head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, *, topk, topk2, alpha, beta, conflict, iou_type, eps):
-    """One head from shared candidate pairs -> (Assignment, per-pair o, per-pair m)."""
+def head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, head, *, conflict, iou_type, eps):
+    """One head (its HeadSettings) from shared candidate pairs -> (Assignment, per-pair o, per-pair m)."""
     B, N, C = pd_scores.shape
     M = mask.shape[1]
     if M == 0:
         return empty_assignment(B, N, C, pd_scores.device), None, None
-    o, m = pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, alpha, beta, iou_type)
-    fg, gt, _, _, t = assign_pairs(pairs, o, m, B, N, M, topk, topk2, conflict, eps)
+    o, m = pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, head.alpha, head.beta, iou_type)
+    fg, gt, _, _, t = assign_pairs(pairs, o, m, B, N, M, head.topk, head.kept, conflict, eps)
     return make_assignment(fg, gt, t, labels, gt_bboxes, B, N), o, m

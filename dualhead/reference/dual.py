@@ -34,7 +34,9 @@ def consistency_stats(pairs, m_o2m, o2m: Assignment, o2o: Assignment, mask: torc
     before = (m_o2m > mp) | ((m_o2m == mp) & (pairs.a < ap))
     rank = torch.zeros(G, dtype=torch.long, device=dev).index_add_(0, pgrp, before.long())
     # exact below RANK_DEPTH, RANK_DEPTH beyond it or when the pick is not a candidate (quirk)
-    is_cand = torch.zeros(G, dtype=torch.bool, device=dev).index_put_((pgrp[is_pick],), torch.ones_like(pgrp[is_pick], dtype=torch.bool))
+    is_cand = torch.zeros(G, dtype=torch.bool, device=dev).index_put_(
+        (pgrp[is_pick],), torch.ones_like(pgrp[is_pick], dtype=torch.bool)
+    )
     rank = torch.where(is_cand, rank.clamp(max=RANK_DEPTH), torch.full_like(rank, RANK_DEPTH))
     # supervision gap: A = t_o2o,i - 1[i in O] t_o2m,i + sum_{k in O \ {i}} t_o2m,k
     fgm = o2m.fg_mask.reshape(-1)

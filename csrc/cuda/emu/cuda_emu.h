@@ -59,8 +59,7 @@ void require_block_dim_x(int n, const char* what);
 void run_grid_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Site site,
                      void (*call)(void*), void* body);
 template <typename F>
-void run_grid(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Site site,
-              F& body) {
+void run_grid(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Site site, F& body) {
   run_grid_erased(kernel, grid, block, shared_bytes, stream, site, [](void* f) { (*static_cast<F*>(f))(); }, &body);
 }
 

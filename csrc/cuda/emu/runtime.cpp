@@ -162,13 +162,13 @@ void syncthreads(Site site) {
       problem = "__syncthreads at " + where(site) + " reached by " + thread_name(t) + " after " +
                 std::to_string(b.exited) + " thread(s) of the block exited: not every thread reaches it";
     } else if (b.all.arrived > 0 && !same_site(site, b.all.site)) {
-      problem = "__syncthreads reached from two call sites: " + where(b.all.site) + " (" +
-                thread_name(b.all.first) + ") and " + where(site) + " (" + thread_name(t) + ")";
+      problem = "__syncthreads reached from two call sites: " + where(b.all.site) + " (" + thread_name(b.all.first) +
+                ") and " + where(site) + " (" + thread_name(t) + ")";
     } else {
       for (int l = w0; l < w1 && problem.empty(); ++l)
         if (b.state[l].load(std::memory_order_relaxed) == kAtSyncwarp)
-          problem = "__syncthreads at " + where(site) + " reached by " + thread_name(t) + " while " +
-                    thread_name(l) + " of its warp waits at __syncwarp at " + where(b.warps[t / warpSize]->site);
+          problem = "__syncthreads at " + where(site) + " reached by " + thread_name(t) + " while " + thread_name(l) +
+                    " of its warp waits at __syncwarp at " + where(b.warps[t / warpSize]->site);
     }
     if (problem.empty()) return arrive(b, b.all, lk, t, b.nthreads, 0, ~0u, kAtSyncthreads, site, "__syncthreads");
   }
@@ -189,8 +189,8 @@ void syncwarp(unsigned mask, Site site) {
       problem = "__syncwarp(" + std::to_string(mask) + ") at " + where(site) + " called by " + thread_name(t) +
                 ", which is not in the mask";
     } else if (mask & ~exist) {
-      problem = "__syncwarp mask at " + where(site) + " names lanes the block does not have (" +
-                std::to_string(lanes) + " lanes in this warp)";
+      problem = "__syncwarp mask at " + where(site) + " names lanes the block does not have (" + std::to_string(lanes) +
+                " lanes in this warp)";
     } else if (w.arrived > 0 && (mask != w.mask || !same_site(site, w.site))) {
       problem = "__syncwarp reached with different call sites or masks: " + where(w.site) + " (" +
                 thread_name(w.first) + ") and " + where(site) + " (" + thread_name(t) + ")";
@@ -439,7 +439,8 @@ void run_grid_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_by
         b.nthreads = static_cast<int>(threads);
         b.state.reset(new std::atomic<int>[threads]);
         for (long long i = 0; i < threads; ++i) b.state[i].store(kRunning);
-        for (long long w = 0; w < (threads + warpSize - 1) / warpSize; ++w) b.warps.push_back(std::make_unique<Barrier>());
+        for (long long w = 0; w < (threads + warpSize - 1) / warpSize; ++w)
+          b.warps.push_back(std::make_unique<Barrier>());
         poison_shared(n);
         pool().run_block(b, dim3(x, y, z), block, grid, call, body);
         if (b.aborted.load()) {  // a fault ends the grid, as a device fault ends a kernel
@@ -472,12 +473,18 @@ cudaError_t cudaPeekAtLastError() { return dh_emu::t_last_error; }
 
 const char* cudaGetErrorName(cudaError_t e) {
   switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorLaunchOutOfResources:
+      return "cudaErrorLaunchOutOfResources";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
   }
   return "cudaErrorUnknown";
 }

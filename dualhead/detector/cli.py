@@ -1,0 +1,222 @@
+"""The `dualhead` command: train, predict, ablate, export-data, bench (assignment benchmarks), info (what was built)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_info(args) -> int:
+    from dualhead.info import report
+
+    print(report())
+    return 0
+
+
+def _add_train_options(p):
+    """One --option per TrainConfig field: type, default, allowed values and help from the dataclass."""
+    import dataclasses
+    import typing
+
+    from dualhead.detector.train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        t = hints[f.name]
+        base = next((a for a in typing.get_args(t) if a is not type(None)), t)
+        opt = "--" + f.name.replace("_", "-")
+        choices = f.metadata.get("choices")
+        help_ = f"{f.metadata.get('help', '')} (default: %(default)s)"
+        if base is bool:
+            p.add_argument(opt, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+        else:
+            p.add_argument(
+                opt,
+                type=base,
+                default=f.default,
+                choices=choices,
+                help=help_,
+                metavar="{" + ",".join(choices) + "}" if choices else base.__name__.upper(),
+            )
+
+
+def _config(args):
+    from dualhead.detector.train import TrainConfig
+
+    return TrainConfig(**{k: getattr(args, k) for k in TrainConfig.field_names()})
+
+
+def cmd_train(args) -> int:
+    from dualhead.detector.train import train
+
+    m = train(_config(args).validate())
+    if "map" in m:  # rank 0 (the one that evaluates)
+        print(f"final: mAP@.5:.95 {m['map']:.4f}  mAP@.5 {m['map50']:.4f}  (run folder {args.out})")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from dualhead.detector.ablate import ANCHORS, CONFIGS, ablate, parse_list
+
+    configs = parse_list(args.configs, CONFIGS, "--configs")
+    anchors = parse_list(args.anchors, ANCHORS, "--anchors")
+    if not configs and not anchors:
+        raise ValueError("--configs and --anchors are both empty: nothing to run")
+    ablate(_config(args).validate(), args.ablate_out, configs, args.seeds, args.jobs, anchors, not args.report)
+    return 0
+
+
+def cmd_export_data(args) -> int:
+    from dualhead.detector.data.export import export_yolo
+
+    out = export_yolo(args.data, args.out, args.imgsz, args.train_len, args.val_len, args.overwrite)
+    print(f"wrote {out} (images/, labels/, classes.txt, data.yaml)")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from dualhead.detector.predict import predict
+
+    paths = predict(args.weights, args.source, args.out, args.conf, args.max_det, args.limit, args.device)
+    print(f"wrote {len(paths)} images to {args.out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    """The assignment benchmarks (dualhead.bench), or the training ones of this detector."""
+    import torch
+
+    from dualhead import bench
+
+    if args.train_step or args.train_loop:
+        torch.set_num_threads(args.threads)
+    if args.train_step:
+        from dualhead.detector import bench_train_step
+
+        return bench_train_step.run(args)
+    if args.train_loop:
+        from dualhead.detector import bench_train
+
+        return bench_train.run(args)
+    return bench.run(args)
+
+
+def _one_line(e: BaseException) -> str:
+    """The user-facing line of an error: a DataLoader worker's wrapper ("Caught ValueError in
+    DataLoader worker process 0. Original Traceback ...") reduced to the original message."""
+    msg = str(e)
+    if "Original Traceback" in msg:
+        last = [ln for ln in msg.splitlines() if ln.strip()][-1]
+        msg = last.split(": ", 1)[1] if ": " in last else last
+    return msg.splitlines()[0] if msg else type(e).__name__
+
+
+def _interrupted(args) -> str:
+    if args.cmd == "train":
+        last = Path(args.out) / "last.pt"
+        if last.is_file():
+            return (
+                f"interrupted; {last} holds the last finished epoch. Continue with: dualhead train --resume "
+                f"--out {args.out} (and the same options)"
+            )
+        return "interrupted before the first epoch finished: nothing was saved"
+    return "interrupted"
+
+
+def main(argv=None) -> int:
+    from dualhead import __version__
+
+    p = argparse.ArgumentParser(prog="dualhead", description=__doc__)
+    p.add_argument("--version", action="version", version=f"dualhead {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,ablate,export-data,bench,info}")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    t = sub.add_parser("train", help="train the dual-head detector (default: the embedded data)")
+    _add_train_options(t)
+    a = sub.add_parser("ablate", help="o2m-only / o2o-only / dual / dual-inconsistent on the same schedule")
+    _add_train_options(a)
+    a.add_argument(
+        "--ablate-out", default="runs/ablate", help="folder of the runs and ablation.md/json (default: %(default)s)"
+    )
+    a.add_argument(
+        "--configs",
+        default="o2m,o2o,dual,inconsistent",
+        help="comma-separated: o2m, o2o, dual, inconsistent (default: %(default)s)",
+    )
+    a.add_argument(
+        "--anchors",
+        default="",
+        help="comma-separated ultralytics models trained on the same data with "
+        "their own recipe: yolov10n, yolov8n (default: none)",
+    )
+    a.add_argument(
+        "--seeds", type=int, default=1, help="seeds per configuration: --seed, --seed + 1, ... (default: %(default)s)"
+    )
+    a.add_argument("--jobs", type=int, default=0, help="runs at a time (0: 4 on a GPU, cores / 2 on CPU)")
+    a.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished so far")
+    e = sub.add_parser(
+        "export-data", help="the embedded data as a YOLO-format folder (for other detectors)", formatter_class=fmt
+    )
+    e.add_argument("--data", default="shapes", choices=("shapes", "shapes-easy"))
+    e.add_argument("--out", default="data/shapes_yolo", help="folder to write")
+    e.add_argument("--imgsz", type=int, default=256)
+    e.add_argument("--train-len", type=int, default=None, help="training images (unset: 2000)")
+    e.add_argument("--val-len", type=int, default=None, help="validation images (unset: 200)")
+    e.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    pr = sub.add_parser(
+        "predict", help="NMS-free inference (o2o head); draws boxes onto the images", formatter_class=fmt
+    )
+    pr.add_argument("--weights", default="runs/train/best.pt", help="a dualhead checkpoint (best.pt / last.pt)")
+    pr.add_argument(
+        "--source", default="shapes", help="an image, a folder of images, or 'shapes' (embedded validation images)"
+    )
+    pr.add_argument("--out", default="runs/predict", help="folder for <name>_pred.png and contact_sheet.png")
+    pr.add_argument("--conf", type=float, default=0.25, help="score threshold in [0, 1]")
+    pr.add_argument("--max-det", type=int, default=100, help="detections per image (>= 1)")
+    pr.add_argument("--limit", type=int, default=16, help="images at most (>= 1)")
+    pr.add_argument("--device", default="cpu", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    sub.add_parser("info", help="what was built: CPU/CUDA kernels, CUDA archs, torch version, GPU")
+    b = sub.add_parser(
+        "bench", help="assignment benchmarks (contract §5 workloads) against the baselines", formatter_class=fmt
+    )
+    from dualhead import bench
+
+    bench.add_arguments(b)
+    b.add_argument(
+        "--train-step",
+        action="store_true",
+        help="instead: a whole ultralytics YOLOv10n training step with and without dualhead's assigner",
+    )
+    b.add_argument(
+        "--train-loop",
+        action="store_true",
+        help="instead: images/s of `dualhead train`'s data pipeline alone, its step alone and the whole loop",
+    )
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data workers for --train-loop (default: dualhead train's for the embedded data: 0 on CPU, "
+        "up to 8 on a GPU)",
+    )
+    b.add_argument("--loop-images", type=int, default=512, help="training images --train-loop renders and loads")
+    args = p.parse_args(argv)
+    try:
+        return {
+            "info": cmd_info,
+            "train": cmd_train,
+            "ablate": cmd_ablate,
+            "predict": cmd_predict,
+            "export-data": cmd_export_data,
+            "bench": cmd_bench,
+        }[args.cmd](args)
+    except KeyboardInterrupt:  # Ctrl-C: a clean stop, and how to go on
+        print(f"\ndualhead {args.cmd}: {_interrupted(args)}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:  # bad input or an unusable file/folder: a clear message, not a traceback
+        print(f"dualhead {args.cmd}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
