@@ -18,6 +18,28 @@ from dualhead.synthetic import make_batch
 pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")
 
 
+def op_args(bt, labels, mask, scores2=None, bboxes2=None, o2o=(10, 10), stats=False):
+    """Positional arguments of torch.ops.dualhead.assign for a batch: o2m top-10, o2o (topk,
+    topk2), alpha 0.5, beta 6 for both, min_side 16, conflict all, CIoU, eps 1e-9."""
+    heads = (10, 10, 0.5, 6.0, *o2o, 0.5, 6.0)
+    return (
+        bt.pd_scores,
+        bt.pd_bboxes,
+        scores2,
+        bboxes2,
+        bt.anc_points,
+        labels,
+        bt.gt_bboxes,
+        mask,
+        *heads,
+        16.0,
+        0,
+        3,
+        1e-9,
+        stats,
+    )
+
+
 def compare(bt_args, kw, C, device="cpu"):
     args = [t.to(device) for t in bt_args]
     got = dualhead.ops.assign(*args, **kw)
@@ -137,58 +159,8 @@ def test_opcheck_assign(device):
     bt = make_batch(B=2, C=5, seed=1, n_gt=(1, 6), device=device)
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
     s2, b2 = (t.to(device) for t in bt.second_head(2))
-    torch.library.opcheck(
-        torch.ops.dualhead.assign.default,
-        (
-            bt.pd_scores,
-            bt.pd_bboxes,
-            None,
-            None,
-            bt.anc_points,
-            labels,
-            bt.gt_bboxes,
-            mask,
-            10,
-            10,
-            0.5,
-            6.0,
-            10,
-            10,
-            0.5,
-            6.0,
-            16.0,
-            0,
-            3,
-            1e-9,
-            False,
-        ),
-    )
-    torch.library.opcheck(
-        torch.ops.dualhead.assign.default,
-        (
-            bt.pd_scores,
-            bt.pd_bboxes,
-            s2,
-            b2,
-            bt.anc_points,
-            labels,
-            bt.gt_bboxes,
-            mask,
-            10,
-            10,
-            0.5,
-            6.0,
-            7,
-            1,
-            0.5,
-            6.0,
-            16.0,
-            0,
-            3,
-            1e-9,
-            True,
-        ),
-    )
+    torch.library.opcheck(torch.ops.dualhead.assign.default, op_args(bt, labels, mask))
+    torch.library.opcheck(torch.ops.dualhead.assign.default, op_args(bt, labels, mask, s2, b2, o2o=(7, 1), stats=True))
 
 
 def test_torch_compile_fullgraph():
@@ -213,29 +185,7 @@ def test_kernel_bad_input_messages(device, monkeypatch):
     monkeypatch.setenv("DUALHEAD_SYNC_CHECKS", "1")  # CUDA: value errors within the call (else deferred)
     bt = make_batch(B=2, C=5, seed=3, n_gt=(2, 6), device=device)
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
-    base = [
-        bt.pd_scores,
-        bt.pd_bboxes,
-        None,
-        None,
-        bt.anc_points,
-        labels,
-        bt.gt_bboxes,
-        mask,
-        10,
-        10,
-        0.5,
-        6.0,
-        10,
-        10,
-        0.5,
-        6.0,
-        16.0,
-        0,
-        3,
-        1e-9,
-        False,
-    ]
+    base = list(op_args(bt, labels, mask))
     cases = [
         (5, labels + 100, "gt_labels must be in"),
         (5, labels.int(), "gt_labels must be int64"),
