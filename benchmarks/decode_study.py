@@ -1,4 +1,4 @@
-"""The o2o head's NMS-free decoding, two ways, on the same trained weights (issue #27):
+"""The o2o head's NMS-free decoding, two ways, on the same trained weights:
 multi-label top-k (ultralytics v10: an anchor may give several classes) against one class per
 anchor. Evaluated exactly as the trainer evaluates (EMA weights of last.pt, the run's validation
 set, COCOeval), so the 'multi-label' column reproduces each run's logged o2o mAP.

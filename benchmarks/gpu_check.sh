@@ -13,10 +13,10 @@
 #              where the machine has no network: bash benchmarks/gpu_wheels.sh fetches them)
 #   train      the default `dualhead train` on the GPU (its default data workers: up to 8; data wait
 #              and images/s per epoch in its log and results.csv), and `dualhead bench --train-loop`
-#              (data pipeline alone, step alone, whole loop; issue #15)
+#              (data pipeline alone, step alone, whole loop)
 #   train-compile  the same run with --compile (torch.compile of the model)
 #   ablate     `dualhead ablate --seeds 3` with the ultralytics anchors, 4 runs at a time on the GPU
-#              (issue #16); run folders under $RUNS (default /tmp/dualhead_gpu_runs, not $OUT: only
+#              run folders under $RUNS (default /tmp/dualhead_gpu_runs, not $OUT: only
 #              8 files come back), their logs and results.csv packed into $OUT/ablate_runs.tar.gz
 #   lease      what one device call of at most 8 minutes holds (benchmarks/RESULTS.md has the exact
 #              call): no compiling when the carried build (dualhead/_C.abi3.so, made here with

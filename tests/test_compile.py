@@ -1,4 +1,4 @@
-"""torch.compile(fullgraph=True) of the public assigners and of the detection loss (issue #6):
+"""torch.compile(fullgraph=True) of the public assigners and of the detection loss:
 no graph breaks, same results as eager."""
 
 import pytest
