@@ -15,7 +15,9 @@
 #              and images/s per epoch in its log and results.csv), and `dualhead bench --train-loop`
 #              (data pipeline alone, step alone, whole loop)
 #   train-compile  the same run with --compile (torch.compile of the model)
-#   ablate     `dualhead ablate --seeds 3` with the ultralytics anchors, 4 runs at a time on the GPU
+#   ablate     `dualhead ablate` on a longer schedule (ABLATE_EPOCHS, default 25; ABLATE_CONFIGS
+#              o2m,dual; ABLATE_SEEDS 2; ABLATE_ANCHORS none), 4 runs at a time on the GPU, each
+#              stopped after ABLATE_MINUTES (7) so that the step fits one 8-minute device call;
 #              run folders under $RUNS (default /tmp/dualhead_gpu_runs, not $OUT: only
 #              8 files come back), their logs and results.csv packed into $OUT/ablate_runs.tar.gz
 #   lease      what one device call of at most 8 minutes holds (benchmarks/RESULTS.md has the exact
@@ -103,8 +105,11 @@ for s in "${steps[@]}"; do
       cp "$RUNS/train_compile/results.csv" "$OUT/train_compile_results.csv" 2>/dev/null ;;
     ablate)
       ensure_built
-      step ablate timeout ${ABLATE_TIMEOUT:-560} $PY -m dualhead.detector.cli ablate --device cuda --workers 4 --seeds 3 \
-        --jobs 4 --anchors ${ABLATE_ANCHORS:-yolov10n,yolov8n} --ablate-out "$RUNS/ablate"
+      # a longer schedule than the CPU's 6 epochs within one device call: 4 runs at a time, each
+      # stopped after the epoch that crosses ABLATE_MINUTES (its last finished epoch is its row)
+      step ablate timeout ${ABLATE_TIMEOUT:-560} $PY -m dualhead.detector.cli ablate --device cuda --workers 3 \
+        --jobs 4 --seeds ${ABLATE_SEEDS:-2} --epochs ${ABLATE_EPOCHS:-25} --configs ${ABLATE_CONFIGS:-o2m,dual} \
+        --time-limit ${ABLATE_MINUTES:-7} --anchors "${ABLATE_ANCHORS:-}" --ablate-out "$RUNS/ablate"
       cp "$RUNS/ablate/ablation.md" "$RUNS/ablate/ablation.json" "$OUT/" 2>/dev/null
       tar -czf "$OUT/ablate_runs.tar.gz" -C "$RUNS/ablate" --exclude='*.pt' --exclude=data_yolo \
         --exclude=weights . 2>/dev/null ;;
