@@ -12,7 +12,7 @@ from dualhead.checks import check_call, check_dual_inputs, check_inputs
 from dualhead.reference.assign import candidate_pairs, head_assign
 from dualhead.reference.dual import consistency_stats
 from dualhead.reference.iou import box_iou, iou_aligned
-from dualhead.settings import HeadSettings, dual_settings
+from dualhead.settings import O2M, O2O, HeadSettings, dual_settings
 
 __all__ = ["box_iou", "iou_aligned", "assign", "dual_assign", "to_dense"]
 
@@ -26,10 +26,10 @@ def assign(
     gt_bboxes,
     mask_gt,
     *,
-    topk=10,
+    topk=O2M.topk,
     topk2=None,
-    alpha=0.5,
-    beta=6.0,
+    alpha=O2M.alpha,
+    beta=O2M.beta,
     min_side=16.0,
     conflict="all",
     iou_type="ciou",
@@ -60,11 +60,11 @@ def dual_assign(
     gt_bboxes,
     mask_gt,
     *,
-    o2m_topk=10,
-    o2o_topk=1,
+    o2m_topk=O2M.topk,
+    o2o_topk=O2O.topk,
     o2o_topk2=None,
-    alpha=0.5,
-    beta=6.0,
+    alpha=O2M.alpha,
+    beta=O2M.beta,
     r=1.0,
     min_side=16.0,
     conflict="all",
