@@ -122,12 +122,22 @@ def build(
     name: str | None = None, mutations: dict[str, list[tuple[str, str]]] | None = None, verbose: bool = False
 ) -> str:
     """Builds the emulation library of variant name (default: DUALHEAD_CUDA_EMU) with ninja and
-    returns its path (built, not loaded: a sanitizer build loads only under its runtime)."""
+    returns its path (built, not loaded: a sanitizer build loads only under its runtime). One
+    process at a time per variant (parallel test workers share the build folder)."""
+    import fcntl
+
+    name = name or variant()
+    os.makedirs(BUILD, exist_ok=True)
+    with open(os.path.join(BUILD, f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(name, mutations, verbose)
+
+
+def _build(name: str, mutations, verbose: bool) -> str:
     import subprocess
 
     import torch
 
-    name = name or variant()
     kind = name.split("-")[0]  # a mutant build is named <variant>-<mutant>
     cflags, ldflags = VARIANTS[kind]
     tree = os.path.join(BUILD, name, "csrc")
