@@ -6,6 +6,12 @@ import pytest
 import torch
 
 
+def pytest_configure(config):
+    # the markers, here as well as in pyproject.toml: make compat runs a copy of tests/ without it
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (auto-skipped without one)")
+    config.addinivalue_line("markers", "slow: end-to-end runs of a minute or more on 2 CPU cores (make test-slow)")
+
+
 def pytest_collection_modifyitems(config, items):
     # CUDA tests are collected everywhere and skipped without a device (no GPU query at import).
     if not torch.cuda.is_available():
