@@ -141,7 +141,12 @@ def test_unwritable_out_is_found_before_training(tmp_path):
 # --- datasets ------------------------------------------------------------------------------
 
 
-def test_corrupt_image_named_before_training(tmp_path, yolo):
+@pytest.mark.parametrize("with_ultralytics", [False, True])
+def test_corrupt_image_named_before_training(tmp_path, yolo, with_ultralytics):
+    """Also in a process that imported ultralytics: it replaces PIL's Image.open, whose failure
+    on an unidentified file then becomes an ImportError (pi_heif)."""
+    if with_ultralytics:
+        pytest.importorskip("ultralytics.utils.patches")
     (yolo / "images" / "im3.png").write_bytes(b"\x89PNG not really")
     err = fails("train", *DIR, "--data", yolo, "--imgsz", "64", "--out", tmp_path / "r", match="im3.png")
     assert "not a readable image" in err

@@ -20,7 +20,9 @@ from PIL import Image, UnidentifiedImageError
 from dualhead.detector.data.transforms import letterbox
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)  # what PIL raises on a bad file
+# What opening a bad file raises: PIL's errors, and ImportError once ultralytics is imported (it
+# replaces PIL's Image.open with one that tries to import pi_heif for any file PIL cannot identify).
+IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError)
 
 
 def parse_labels(path: Path) -> np.ndarray:
