@@ -10,7 +10,7 @@ import torch
 
 from dualhead import _ext, reference
 from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, check_dense_out, dense_torch
-from dualhead.checks import IOU_KINDS, check_call, check_dual_inputs, check_inputs
+from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_call, check_dual_inputs, check_inputs
 from dualhead.reference.assign import empty_assignment
 from dualhead.settings import O2M, O2O, HeadSettings, dual_settings
 
@@ -52,7 +52,7 @@ def _run(preds, heads, anc_points, labels, gt_bboxes, mask, min_side, conflict, 
     and are raised here as ValueError."""
     (s1, b1), (s2, b2) = preds[0], (preds[1] if len(preds) > 1 else (None, None))
     o2m, o2o = heads[0], heads[-1]  # one head: its settings fill both slots, the second unused
-    conflict_id, kind_id = check_call(min_side, conflict, iou_type)
+    conflict_id, kind_id = CONFLICT_RULES[conflict], IOU_KINDS[iou_type]  # checked by the caller
     args = (
         s1,
         b1,
