@@ -59,9 +59,15 @@ def test_error_counts_reads_coco_ground_truth():
         "annotations": [
             {"image_id": 0, "category_id": 1, "bbox": [10, 10, 40, 40]},
             {"image_id": 1, "category_id": 2, "bbox": [100, 100, 40, 60]},
+            {"image_id": 1, "category_id": 2, "bbox": [0, 0, 90, 90], "iscrowd": 1},  # no object to find
         ],
+        "categories": [{"id": 1}, {"id": 2}],
     }
     dets = {0: det([10, 10, 50, 50, 0.9, 0], [11, 10, 50, 51, 0.8, 0])}  # image 1: no detections
+    assert error_counts(gt, dets) == dict(det=2, tp=1, fn=1, dup=1, cls=0, loc=0, bkg=0)
+    gt["categories"] = [{"id": 9}, {"id": 3}]  # class k: the k-th id in order (3, 9): class 0 is id 3
+    for a, c in zip(gt["annotations"], (3, 9, 9)):
+        a["category_id"] = c
     assert error_counts(gt, dets) == dict(det=2, tp=1, fn=1, dup=1, cls=0, loc=0, bkg=0)
 
 

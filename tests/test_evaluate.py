@@ -60,7 +60,9 @@ def test_result_annotations_equal_the_per_row_form():
         for i, d in dets.items()
         for x1, y1, x2, y2, s, c in d.tolist()
     ]
-    got = _result_annotations(dets)
+    got = _result_annotations(dets, list(range(1, ds.nc + 1)))
     assert got == want and len(got) > 100
     assert all(type(a["image_id"]) is int and type(a["category_id"]) is int for a in got)
-    assert _result_annotations({0: torch.zeros(0, 6)}) == []
+    assert _result_annotations({0: torch.zeros(0, 6)}, [1]) == []
+    gaps = [3, 7, 8, 20, 90][: ds.nc]  # a category id set with gaps: class k is the k-th id
+    assert [a["category_id"] for a in _result_annotations(dets, gaps)] == [gaps[a["category_id"] - 1] for a in want]

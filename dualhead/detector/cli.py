@@ -63,22 +63,34 @@ def cmd_ablate(args) -> int:
     anchors = parse_list(args.anchors, ANCHORS, "--anchors")
     if not configs and not anchors:
         raise ValueError("--configs and --anchors are both empty: nothing to run")
+    if anchors and args.data not in ("shapes", "shapes-easy"):
+        raise ValueError(f"--anchors trains ultralytics on the embedded data only, not --data {args.data!r}")
     ablate(_config(args).validate(), args.ablate_out, configs, args.seeds, args.jobs, anchors, not args.report)
     return 0
 
 
 def cmd_export_data(args) -> int:
-    from dualhead.detector.data.export import export_yolo
+    from dualhead.detector.data.export import export
 
-    out = export_yolo(args.data, args.out, args.imgsz, args.train_len, args.val_len, args.overwrite)
-    print(f"wrote {out} (images/, labels/, classes.txt, data.yaml)")
+    out = export(args.data, args.out, args.imgsz, args.train_len, args.val_len, args.overwrite, args.format)
+    what = "images/, labels/, classes.txt" if args.format == "yolo" else "train/, val/, annotations/*.json"
+    print(f"wrote {out} ({what}, data.yaml): train on it with --data {out / 'data.yaml'}")
     return 0
 
 
 def cmd_predict(args) -> int:
     from dualhead.detector.predict import predict
 
-    paths = predict(args.weights, args.source, args.out, args.conf, args.max_det, args.limit, args.device)
+    source = args.source
+    if args.data is not None:
+        if args.source is not None:
+            raise ValueError("give --source or --data, not both")
+        from dualhead.detector.data import build_dataset
+
+        source = build_dataset(args.data, args.split, 32, images=args.images)
+    elif args.images is not None:
+        raise ValueError("--images goes with a COCO JSON --data")
+    paths = predict(args.weights, source or "shapes", args.out, args.conf, args.max_det, args.limit, args.device)
     print(f"wrote {len(paths)} images to {args.out}")
     return 0
 
@@ -105,7 +117,11 @@ def cmd_bench(args) -> int:
 def _one_line(e: BaseException) -> str:
     """The user-facing line of an error: a DataLoader worker's wrapper ("Caught ValueError in
     DataLoader worker process 0. Original Traceback ...") reduced to the original message."""
+    from dualhead.detector.data.check import DatasetError
+
     msg = str(e)
+    if isinstance(e, DatasetError):  # the dataset check's report: every problem, one per line
+        return msg
     if "Original Traceback" in msg:
         last = [ln for ln in msg.splitlines() if ln.strip()][-1]
         msg = last.split(": ", 1)[1] if ": " in last else last
@@ -158,6 +174,7 @@ def main(argv=None) -> int:
         "export-data", help="the embedded data as a YOLO-format folder (for other detectors)", formatter_class=fmt
     )
     e.add_argument("--data", default="shapes", choices=("shapes", "shapes-easy"))
+    e.add_argument("--format", default="yolo", choices=("yolo", "coco"), help="labels as YOLO text files or COCO JSON")
     e.add_argument("--out", default="data/shapes_yolo", help="folder to write")
     e.add_argument("--imgsz", type=int, default=256)
     e.add_argument("--train-len", type=int, default=None, help="training images (unset: 2000)")
@@ -168,8 +185,15 @@ def main(argv=None) -> int:
     )
     pr.add_argument("--weights", default="runs/train/best.pt", help="a dualhead checkpoint (best.pt / last.pt)")
     pr.add_argument(
-        "--source", default="shapes", help="an image, a folder of images, or 'shapes' (embedded validation images)"
+        "--source",
+        default=None,
+        help="an image, a folder of images, or 'shapes' (embedded validation images) (default: shapes)",
     )
+    pr.add_argument(
+        "--data", default=None, help="instead of --source: the images of a dataset, any form train's --data takes"
+    )
+    pr.add_argument("--split", default="val", choices=("train", "val", "test"), help="with --data: which split")
+    pr.add_argument("--images", default=None, help="with a COCO JSON --data: its image folder")
     pr.add_argument("--out", default="runs/predict", help="folder for <name>_pred.png and contact_sheet.png")
     pr.add_argument("--conf", type=float, default=0.25, help="score threshold in [0, 1]")
     pr.add_argument("--max-det", type=int, default=100, help="detections per image (>= 1)")

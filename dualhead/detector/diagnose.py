@@ -68,14 +68,17 @@ def image_errors(
 
 
 def error_counts(gt: dict, detections: dict, conf: float = 0.25) -> dict:
-    """Summed image_errors over a COCO-format ground truth (coco_ground_truth: image id = index,
-    category id = class + 1, bbox xywh) and {image id: (K, 6) detections}."""
+    """Summed image_errors over a COCO-format ground truth (bbox xywh; class k = the k-th category
+    in id order; crowd regions are no objects to find) and {image id: (K, 6) detections}."""
+    cls_of = {c: k for k, c in enumerate(sorted(c["id"] for c in gt["categories"]))}
     boxes: dict[int, list] = {im["id"]: [] for im in gt["images"]}
     labels: dict[int, list] = {im["id"]: [] for im in gt["images"]}
     for a in gt["annotations"]:
+        if a.get("iscrowd"):
+            continue
         x, y, w, h = a["bbox"]
         boxes[a["image_id"]].append([x, y, x + w, y + h])
-        labels[a["image_id"]].append(a["category_id"] - 1)
+        labels[a["image_id"]].append(cls_of[a["category_id"]])
     total = dict(det=0, tp=0, fn=0, **{k: 0 for k in KINDS})
     for i in boxes:
         d = detections.get(i, torch.zeros(0, 6))

@@ -19,7 +19,9 @@ from dualhead.detector.nn.postprocess import branch_detections
 
 def coco_ground_truth(dataset) -> dict:
     """COCO-format ground truth of a dataset of (image, boxes xyxy, labels); image id = index,
-    category id = class + 1."""
+    category id = class + 1. A dataset with its own COCO file (CocoDataset) gives that file's."""
+    if hasattr(dataset, "ground_truth"):
+        return dataset.ground_truth()
     images, anns = [], []
     for i in range(len(dataset)):
         img, boxes, labels = dataset[i][:3]
@@ -58,7 +60,7 @@ def coco_eval(gt: dict, detections: dict, engine: str | None = None):
         from pycocotools.cocoeval import COCOeval
     else:
         raise ValueError(f"engine must be 'faster' or 'pycocotools', got {engine!r}")
-    dets = _result_annotations(detections)
+    dets = _result_annotations(detections, category_ids(gt))
     if not dets or not gt["annotations"]:
         return None
     with contextlib.redirect_stdout(io.StringIO()):
@@ -74,7 +76,12 @@ def coco_eval(gt: dict, detections: dict, engine: str | None = None):
     return ev
 
 
-def _result_annotations(detections: dict) -> list:
+def category_ids(gt: dict) -> list[int]:
+    """Class k of a detection is the k-th category of the ground truth in id order."""
+    return sorted(c["id"] for c in gt["categories"])
+
+
+def _result_annotations(detections: dict, cat_ids: list[int]) -> list:
     """COCO result dicts (bbox x y w h) of {image id: (K, 6)}, in the detections' order. The
     columns are converted in one go instead of a tolist and unpack per detection (~60 k of them,
     three times an epoch): float64 from the start, so w = x2 - x1 is the same double a per-row
@@ -86,7 +93,13 @@ def _result_annotations(detections: dict) -> list:
     img = [i for i, d in parts for _ in range(len(d))]
     x1, y1, x2, y2, score, cls = a.unbind(1)
     cols = zip(
-        img, (cls.long() + 1).tolist(), x1.tolist(), y1.tolist(), (x2 - x1).tolist(), (y2 - y1).tolist(), score.tolist()
+        img,
+        torch.tensor(cat_ids)[cls.long()].tolist(),
+        x1.tolist(),
+        y1.tolist(),
+        (x2 - x1).tolist(),
+        (y2 - y1).tolist(),
+        score.tolist(),
     )
     return [{"image_id": i, "category_id": c, "bbox": [x, y, w, h], "score": sc} for i, c, x, y, w, h, sc in cols]
 
@@ -133,11 +146,14 @@ def evaluate(
     model.eval()
     branches = tuple(branches or model.head.branches)
     dets = {b: {} for b in branches}
+    # a dataset with its own COCO file maps detections back to its image ids and pixels
+    restore = getattr(getattr(loader.dataset, "base", loader.dataset), "restore", None)
     for batch in loader:
         out = model(as_float(batch["images"], device), branches=branches)
         for b in branches:
             for i, d in zip(batch["index"].tolist(), branch_detections(b, *out[b], max_det, conf, iou, one_class)):
-                dets[b][i] = d.cpu()
+                key, d = restore(i, d.cpu()) if restore else (i, d.cpu())
+                dets[b][key] = d
     model.train(was_training)
     return {b: detection_metrics(gt, dets[b], nms_free=b == "o2o", iou=iou, diag_conf=diag_conf) for b in branches}
 

@@ -60,7 +60,7 @@ def unletterbox(dets: torch.Tensor, frame, w: int, h: int) -> torch.Tensor:
 
 
 def load_images(source, imgsz: int, limit: int = 16):
-    """Images from a file, a folder, or 'shapes' (the embedded validation images) -> (list of
+    """Images from a file, a folder, a dataset on disk, or 'shapes' (the embedded validation images) -> (list of
     (name, source path or None, original uint8 image, letterboxed image, letterbox frame), list
     of skipped-file messages). An unreadable file is skipped (with a warning), not fatal."""
     from dualhead.detector.data.yolo import read_image
@@ -70,14 +70,17 @@ def load_images(source, imgsz: int, limit: int = 16):
 
         ds = ShapesDataset("val", limit, imgsz)
         return [(f"shapes_val_{i:03d}", None, ds[i][0], ds[i][0], (1.0, 0, 0)) for i in range(len(ds))], []
-    p = Path(source)
-    files = (
-        [p]
-        if p.is_file()
-        else sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if p.is_dir()
-        else []
-    )
+    if hasattr(source, "files"):  # a dataset on disk (build_dataset): its images
+        files = list(source.files)
+    else:
+        p = Path(source)
+        files = (
+            [p]
+            if p.is_file()
+            else sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if p.is_dir()
+            else []
+        )
     if not files:
         raise ValueError(
             f"--source must be an image, a folder of images ({', '.join(sorted(IMAGE_SUFFIXES))}) or "

@@ -1,11 +1,14 @@
-"""Detection data: the embedded procedural dataset, YOLO-format directories, batching."""
+"""Detection data: the embedded procedural dataset, datasets on disk (YOLO labels in a folder or
+an ultralytics dataset YAML, COCO JSON: sources.py), their checks (check.py), batching."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from dualhead.detector.data.coco import CocoDataset
 from dualhead.detector.data.shapes import CLASSES, ShapesDataset
+from dualhead.detector.data.sources import build_dataset
 from dualhead.detector.data.transforms import Augment, letterbox
 from dualhead.detector.data.yolo import YoloDataset
 
@@ -13,6 +16,7 @@ __all__ = [
     "CLASSES",
     "ShapesDataset",
     "YoloDataset",
+    "CocoDataset",
     "Augment",
     "letterbox",
     "DetectionSet",
@@ -90,18 +94,3 @@ def as_float(images: torch.Tensor, device=None, memory_format=torch.contiguous_f
     """A batch of uint8 (B, 3, H, W) images as float in [0, 1] on device (copied as uint8), laid
     out in memory_format (the permute done on the uint8 bytes, a quarter of the float ones)."""
     return images.to(device, non_blocking=True).contiguous(memory_format=memory_format).float().div_(255)
-
-
-def build_dataset(data: str, split: str, imgsz: int, length: int | None = None):
-    """'shapes' (the embedded default), 'shapes-easy', or a YOLO-format directory."""
-    if data in ("shapes", "shapes-easy"):
-        n = length or (2000 if split == "train" else 200)
-        if data == "shapes":
-            return ShapesDataset(split, n, imgsz)
-        return ShapesDataset.easy(split, n, imgsz)
-    if length is not None:
-        raise ValueError(
-            f"--{split}-len applies to the embedded data (shapes, shapes-easy) only; a directory dataset "
-            f"uses all its images ({data!r})"
-        )
-    return YoloDataset(data, split, imgsz)

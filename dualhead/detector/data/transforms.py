@@ -10,15 +10,25 @@ def letterbox(img: np.ndarray, boxes: np.ndarray, size: int, pad_value: int = 11
     """Resize the long side to `size` keeping the aspect ratio, pad to size x size (centred).
     Returns (image, boxes in the new frame, (scale, pad_x, pad_y)) so predictions can be mapped back."""
     h, w = img.shape[:2]
-    s = size / max(h, w)
-    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    s, (nw, nh), (px, py) = _fit(w, h, size)
     if (nw, nh) != (w, h):
         img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
-    px, py = (size - nw) // 2, (size - nh) // 2
     out = np.full((size, size, 3), pad_value, np.uint8)
     out[py : py + nh, px : px + nw] = img
     boxes = boxes * s + np.array([px, py, px, py], np.float32)
     return out, boxes.astype(np.float32), (s, px, py)
+
+
+def _fit(w: int, h: int, size: int):
+    s = size / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    return s, (nw, nh), ((size - nw) // 2, (size - nh) // 2)
+
+
+def letterbox_frame(w: int, h: int, size: int):
+    """(scale, pad_x, pad_y) that letterbox() uses for a w x h image, without the image."""
+    s, _, (px, py) = _fit(w, h, size)
+    return s, px, py
 
 
 class Augment:

@@ -1,50 +1,84 @@
-"""A YOLO-format directory as a dataset: images/ and labels/*.txt ("class cx cy w h", normalised).
+"""YOLO-format labels ("class cx cy w h" per line, normalised to the image) as a dataset.
 
-Accepted layouts: root/images/*.{jpg,png,...} + root/labels/*.txt, or with split folders
-root/images/<split>/ + root/labels/<split>/. Class names come from root/classes.txt (one per
-line) when present, else from the largest class id seen. Images are letterboxed to imgsz.
-
-Everything is checked when the dataset is built, before any training: every label line
-(file:line in the message), every class id against classes.txt, every image readable. A folder
-with no labels at all is an error, not a silent run on zero objects.
+Where the files come from is sources.py's business (a folder laid out images/ + labels/, or an
+ultralytics dataset YAML); here a list of images is matched with its label files by ultralytics'
+rule (the last /images/ of the path becomes /labels/, the suffix .txt), every label line and
+image is checked (check.py: one report, file:line), and the scan is cached beside the labels
+(cache.py). Images are letterboxed to imgsz when read.
 """
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dualhead.detector.data import cache
+from dualhead.detector.data.check import Problems
 from dualhead.detector.data.transforms import letterbox
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # What opening a bad file raises: PIL's errors, and ImportError once ultralytics is imported (it
 # replaces PIL's Image.open with one that tries to import pi_heif for any file PIL cannot identify).
 IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError)
+# normalised coordinates may exceed [0, 1] by this much (float printing), no more
+TOL = 1e-6
 
 
-def parse_labels(path: Path) -> np.ndarray:
-    """(n, 5) float32 rows (class, cx, cy, w, h) of one YOLO label file; ValueError with file:line."""
-    rows = []
+def label_path(image: Path) -> Path:
+    """ultralytics' images -> labels rule: the last '/images/' of the path becomes '/labels/'."""
+    s = str(image)
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if sa in s:
+        s = sb.join(s.rsplit(sa, 1))
+    return Path(s).with_suffix(".txt")
+
+
+def parse_labels(path: Path, nc: int | None = None, problems: Problems | None = None) -> np.ndarray:
+    """(n, 5) float32 rows (class, cx, cy, w, h) of one label file. Each bad line goes to
+    `problems` (file:line) and is left out; without `problems` the first error raises ValueError."""
+    own = problems is None
+    problems = Problems() if own else problems
+    rows, seen = [], set()
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read the label file ({e})") from None
+        problems.add("malformed", path, f"cannot read the label file ({e})")
+        text = ""
     for ln, line in enumerate(text.splitlines(), 1):
         parts = line.split()
+        where = f"{path}:{ln}"
         if not parts:
             continue
         if len(parts) != 5:
-            raise ValueError(f"{path}:{ln}: expected 'class cx cy w h', got {line!r}")
+            problems.add("malformed", where, f"expected 'class cx cy w h', got {line.strip()!r}")
+            continue
         try:
             c, cx, cy, bw, bh = map(float, parts)
         except ValueError:
-            raise ValueError(f"{path}:{ln}: expected numbers 'class cx cy w h', got {line!r}") from None
-        if not (c >= 0 and c == int(c)) or not all(np.isfinite((cx, cy, bw, bh))) or bw < 0 or bh < 0:
-            raise ValueError(f"{path}:{ln}: bad label {line!r} (class must be an int >= 0, sizes finite and >= 0)")
-        rows.append((c, cx, cy, bw, bh))
+            problems.add("malformed", where, f"expected numbers 'class cx cy w h', got {line.strip()!r}")
+            continue
+        if not all(np.isfinite((c, cx, cy, bw, bh))):
+            problems.add("malformed", where, f"non-finite value in {line.strip()!r}")
+        elif not (c >= 0 and c == int(c)):
+            problems.add("class", where, f"class {parts[0]} is not an int >= 0")
+        elif nc is not None and c >= nc:
+            problems.add("class", where, f"class {int(c)} is not one of the {nc} classes (0..{nc - 1})")
+        elif bw < 0 or bh < 0:
+            problems.add("negative", where, f"width {parts[3]}, height {parts[4]}")
+        elif not (-TOL <= cx <= 1 + TOL and -TOL <= cy <= 1 + TOL and bw <= 1 + TOL and bh <= 1 + TOL):
+            problems.add("coords", where, f"{line.strip()!r} is not normalised to [0, 1] (pixels?)")
+        elif bw == 0 or bh == 0:
+            problems.add("zero", where, f"width {parts[3]}, height {parts[4]}")
+        elif (c, cx, cy, bw, bh) in seen:
+            problems.add("dup_label", where, "the same row as an earlier line")
+        else:
+            seen.add((c, cx, cy, bw, bh))
+            rows.append((c, cx, cy, bw, bh))
+    if own and problems.errors():
+        raise ValueError(problems.first_error())
     return np.asarray(rows, np.float32).reshape(-1, 5)
 
 
@@ -65,81 +99,102 @@ def read_image(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
+def image_problem(path: Path) -> str | None:
+    """Why an image cannot be used (missing, not an image, truncated), or None. PIL's verify()
+    reads the file through without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return None
+    except FileNotFoundError:
+        return "no such file"
+    except IMAGE_ERRORS as e:
+        return f"not a readable image ({type(e).__name__}: {e})"
+
+
+def scan(files: list[Path], labels: list[Path], nc: int | None, problems: Problems) -> list[np.ndarray]:
+    """The label rows of every image, with every label and image problem added to `problems`;
+    cached beside the first label folder."""
+    key = cache.files_key([*files, *labels], extra=f"nc={nc}")
+    where = labels[0].parent.with_name(labels[0].parent.name + ".dualhead.cache")
+    hit = cache.load(where, key)
+    if hit is not None:
+        arrays, meta = hit
+        bounds = np.cumsum(arrays["counts"])[:-1]
+        problems.merge(Problems.from_json(meta["problems"]))
+        return np.split(arrays["rows"], bounds)
+    found = Problems()
+    rows = []
+    for f, lab in zip(files, labels):
+        rows.append(parse_labels(lab, nc, found) if lab.is_file() else np.zeros((0, 5), np.float32))
+        why = image_problem(f)
+        if why:
+            found.add("image", f, why)
+    cache.save(
+        where,
+        key,
+        dict(
+            rows=np.concatenate(rows) if rows else np.zeros((0, 5), np.float32), counts=np.array([len(r) for r in rows])
+        ),
+        dict(problems=found.to_json()),
+    )
+    problems.merge(found)
+    return rows
+
+
 class YoloDataset:
+    """Images and their YOLO label files. YoloDataset(root, split) reads a folder laid out
+    root/images[/split]/ + root/labels[/split]/ (class names from root/classes.txt, else 0..max
+    id); YoloDataset.from_files(images, names, ...) any list of images (ultralytics' dataset YAML,
+    sources.py). Every problem is reported before training (check.py)."""
+
     def __init__(self, root, split: str | None = None, imgsz: int = 640):
-        root = Path(root)
-        if not root.is_dir():
+        from dualhead.detector.data.sources import folder_files
+
+        files, lab_dir, names = folder_files(Path(root), split)
+        self._setup(files, names, imgsz, str(root), label_dirs=[lab_dir])
+
+    @classmethod
+    def from_files(cls, files, names, imgsz: int, source: str) -> YoloDataset:
+        self = cls.__new__(cls)
+        self._setup(list(files), names, imgsz, source, label_dirs=None)
+        return self
+
+    def _setup(self, files, names, imgsz, source, label_dirs):
+        problems = Problems()
+        unique = list(dict.fromkeys(files))
+        seen = set()
+        for f in files:
+            if f in seen:
+                problems.add("dup_image", f, "listed more than once")
+            seen.add(f)
+        self.files, self.imgsz, self.source = unique, imgsz, source
+        self.label_files = [label_path(f) for f in unique]
+        nc = len(names) if names is not None else None
+        self.rows = scan(self.files, self.label_files, nc, problems) if unique else []
+        have = {p.name for p in self.label_files}
+        for d in label_dirs or sorted({p.parent for p in self.label_files}):
+            if d.is_dir():
+                for p in sorted(d.glob("*.txt")):
+                    if p.name not in have and p.name != "classes.txt":
+                        problems.add("orphan", p)
+        if not unique:
+            raise ValueError(f"--data {source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        labelled = 0
+        for f, lab, r in zip(self.files, self.label_files, self.rows):
+            labelled += lab.is_file()
+            if len(r) == 0:
+                problems.add("background", f, "no label file" if not lab.is_file() else "no objects")
+        if labelled == 0 and not problems.errors():
             raise ValueError(
-                f"--data must be 'shapes', 'shapes-easy' or a YOLO-format directory, got {str(root)!r} (not found)"
+                f"--data {source}: none of the {len(unique)} images has a label file "
+                f"(e.g. {self.label_files[0]}): training would see zero objects"
             )
-        img_dir, lab_dir = root / "images", root / "labels"
-        if split and (img_dir / split).is_dir():
-            img_dir, lab_dir = img_dir / split, lab_dir / split
-        elif split == "val" and (img_dir / "train").is_dir():
-            raise ValueError(
-                f"--data {str(root)!r}: images/train exists but images/val does not: add a validation split"
-            )
-        elif split == "val":
-            print(f"dualhead: {root} has no images/val split: validating on the training images", file=sys.stderr)
-        if not img_dir.is_dir():
-            raise ValueError(
-                f"--data {str(root)!r} must be a YOLO-format directory with images/ and labels/ (no {img_dir})"
-            )
-        if not lab_dir.is_dir():
-            raise ValueError(
-                f"--data {str(root)!r}: no labels folder {lab_dir} next to {img_dir} (training would see zero objects)"
-            )
-        self.files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise ValueError(f"--data {str(root)!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {img_dir}")
-        self.lab_dir, self.imgsz = lab_dir, imgsz
-        self.rows = [
-            parse_labels(self._label_path(f)) if self._label_path(f).exists() else np.zeros((0, 5), np.float32)
-            for f in self.files
-        ]
-        n_labelled = sum(self._label_path(f).exists() for f in self.files)
-        if n_labelled == 0:
-            raise ValueError(
-                f"--data {str(root)!r}: none of the {len(self.files)} images in {img_dir} has a label file "
-                f"in {lab_dir} (<image name>.txt): training would see zero objects"
-            )
-        if n_labelled < len(self.files):
-            print(
-                f"dualhead: {len(self.files) - n_labelled} of {len(self.files)} images in {img_dir} have no label file "
-                "(used as background images)",
-                file=sys.stderr,
-            )
-        names_file = root / "classes.txt"
-        if names_file.exists():
-            self.names = tuple(n.strip() for n in names_file.read_text().splitlines() if n.strip())
-            if not self.names:
-                raise ValueError(f"{names_file}: no class names")
-            for f, rows in zip(self.files, self.rows):
-                bad = np.nonzero(rows[:, 0] >= len(self.names))[0]
-                if len(bad):
-                    line = self._line_of(self._label_path(f), int(bad[0]))
-                    raise ValueError(
-                        f"{self._label_path(f)}:{line}: class {int(rows[bad[0], 0])} is not in {names_file} "
-                        f"({len(self.names)} classes: 0..{len(self.names) - 1})"
-                    )
-        else:
+        problems.finish(source)
+        if names is None:
             top = max((int(r[:, 0].max()) for r in self.rows if len(r)), default=0)
-            self.names = tuple(str(i) for i in range(top + 1))
-        self.nc = len(self.names)
-        for f in self.files:  # every image readable now, not in a data-loader worker mid-epoch
-            try:
-                with Image.open(f) as im:
-                    im.verify()
-            except IMAGE_ERRORS as e:
-                raise ValueError(f"{f}: not a readable image ({type(e).__name__}: {e})") from None
-
-    def _label_path(self, image: Path) -> Path:
-        return self.lab_dir / (image.stem + ".txt")
-
-    @staticmethod
-    def _line_of(path: Path, row: int) -> int:
-        """The 1-based line of the row-th non-empty line of a label file."""
-        return [i for i, ln in enumerate(path.read_text().splitlines(), 1) if ln.split()][row]
+            names = [str(i) for i in range(top + 1)]
+        self.names, self.nc = tuple(names), len(names)
 
     def __len__(self):
         return len(self.files)

@@ -22,14 +22,16 @@ class TrainConfig:
     # data
     data: str = opt(
         "shapes",
-        "'shapes' (embedded, procedural), 'shapes-easy', or a YOLO-format directory "
-        "(images/, labels/*.txt, optional classes.txt; or images/train, images/val splits)",
+        "'shapes' (embedded, procedural), 'shapes-easy', a YOLO-format folder (images/, labels/, "
+        "optional classes.txt; or images/train, images/val splits), an ultralytics dataset YAML, or a "
+        "COCO JSON (with --images); checked before training (docs/detector.md, 'Datasets')",
     )
+    images: str | None = opt(None, "a COCO JSON --data: its image folder (unset: found beside the JSON)")
     imgsz: int = opt(256, "network input size in pixels, a multiple of 32, at least 32")
     train_len: int | None = opt(
-        None, "training images per epoch of the embedded data (unset: 2000); not for a directory dataset"
+        None, "training images per epoch of the embedded data (unset: 2000); not for a dataset on disk"
     )
-    val_len: int | None = opt(None, "validation images of the embedded data (unset: 200); not for a directory dataset")
+    val_len: int | None = opt(None, "validation images of the embedded data (unset: 200); not for a dataset on disk")
     augment: bool = opt(True, "flip / colour / zoom augmentation")
     # model and assignment
     mode: str = opt("dual", "dual heads, or a single o2m / o2o head (ablation baselines)", MODES)
@@ -135,6 +137,7 @@ class TrainConfig:
                 name,
                 "an int >= 1",
             )
+        need(self.images is None or (isinstance(self.images, str) and self.images.strip()), "images", "a folder")
         need(is_num(self.width) and self.width > 0, "width", "a number > 0")
         need(is_num(self.r) and self.r > 0, "r", "a number > 0")
         need((self.o2o_alpha is None) == (self.o2o_beta is None), "o2o_alpha", "given together with --o2o-beta")

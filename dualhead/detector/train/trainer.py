@@ -147,9 +147,9 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     if cfg.resume and not last.is_file():
         raise ValueError(f"--resume: no checkpoint {last} to continue (run without --resume to start one)")
 
-    base = build_dataset(cfg.data, "train", cfg.imgsz, cfg.train_len)
+    base = build_dataset(cfg.data, "train", cfg.imgsz, cfg.train_len, cfg.images)
     train_set = DetectionSet(base, Augment() if cfg.augment else None, seed=cfg.seed)
-    val_base = build_dataset(cfg.data, "val", cfg.imgsz, cfg.val_len)
+    val_base = build_dataset(cfg.data, "val", cfg.imgsz, cfg.val_len, cfg.images)
     val_set = DetectionSet(val_base)
     # every embedded image drawn up front on this process's cores (ShapesDataset.prerender): the
     # first epoch's step then does not share its cores with rendering workers; the validation

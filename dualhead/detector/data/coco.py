@@ -1,0 +1,195 @@
+"""A COCO detection JSON (images, annotations with bbox [x, y, w, h] in pixels, categories) and
+its image folder as a dataset.
+
+- Category ids (any set, e.g. COCO's 1..90 with gaps) map to contiguous classes in id order;
+  their names are kept.
+- iscrowd annotations are not training targets and stay in the ground truth, where COCOeval
+  ignores the detections that fall on them (its own rule, so the mAP is COCO's).
+- Images without annotations are background images.
+- The mAP is computed against the file's own annotations (ground_truth()), with each prediction
+  mapped back from the network input to its image's pixels, image id and category id (restore()).
+
+Every problem (check.py) is named by annotation id or file before training; the image checks are
+cached beside the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dualhead.detector.data import cache
+from dualhead.detector.data.check import Problems
+from dualhead.detector.data.transforms import letterbox, letterbox_frame
+from dualhead.detector.data.yolo import IMAGE_ERRORS, read_image
+
+# a box may cross the image border by this many pixels (rounding in annotation tools), no more
+BORDER_PX = 1.0
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def load_json(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--data {path}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(d, dict) or not all(isinstance(d.get(k), list) for k in ("images", "annotations", "categories")):
+        raise ValueError(f"--data {path}: a COCO detection file has 'images', 'annotations' and 'categories' lists")
+    return d
+
+
+def image_size_problem(path: Path, w, h) -> str | None:
+    """Why an image cannot be used (missing, unreadable, another size than the JSON says)."""
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.verify()
+    except FileNotFoundError:
+        return "no such file"
+    except IMAGE_ERRORS as e:
+        return f"not a readable image ({type(e).__name__}: {e})"
+    if size != (w, h):
+        return f"is {size[0]} x {size[1]} px, the JSON says {w} x {h}"
+    return None
+
+
+class CocoDataset:
+    def __init__(self, ann_file, images_dir, imgsz: int = 640):
+        ann_file, images_dir = Path(ann_file), Path(images_dir)
+        if not images_dir.is_dir():
+            raise ValueError(f"--images {str(images_dir)!r}: not a folder (the images of {ann_file})")
+        d = load_json(ann_file)
+        self.source, self.imgsz = str(ann_file), imgsz
+        problems = Problems()
+        cats = {}
+        for c in d["categories"]:
+            if not (isinstance(c, dict) and isinstance(c.get("id"), int)) or c["id"] in cats:
+                problems.add("malformed", ann_file, f"category {c!r}: needs a unique int 'id'")
+            else:
+                cats[c["id"]] = str(c.get("name", c["id"]))
+        self.cat_ids = sorted(cats)
+        self.names, self.nc = tuple(cats[k] for k in self.cat_ids), len(cats)
+        cls_of = {k: i for i, k in enumerate(self.cat_ids)}
+        if not cats:
+            raise ValueError(f"--data {ann_file}: no categories")
+        images, by_file = {}, {}
+        for im in d["images"]:
+            ok = isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str)
+            ok = ok and all(isinstance(im.get(k), int) and im[k] > 0 for k in ("width", "height"))
+            if not ok:
+                problems.add(
+                    "malformed", ann_file, f"image {im!r}: needs int 'id', 'file_name', int 'width' and 'height'"
+                )
+            elif im["id"] in images:
+                problems.add("malformed", ann_file, f"image id {im['id']} listed twice")
+            elif im["file_name"] in by_file:
+                problems.add("dup_image", im["file_name"], f"image ids {by_file[im['file_name']]} and {im['id']}")
+            else:
+                images[im["id"]] = im
+                by_file[im["file_name"]] = im["id"]
+        self.images = list(images.values())
+        index = {im["id"]: i for i, im in enumerate(self.images)}
+        boxes = [[] for _ in self.images]
+        labels = [[] for _ in self.images]
+        anns = []
+        for a in d["annotations"]:
+            aid = a.get("id") if isinstance(a, dict) else None
+            where = f"{ann_file}: annotation id {aid}"
+            if not isinstance(a, dict):
+                problems.add("malformed", ann_file, f"annotation {a!r} is not an object")
+                continue
+            b = a.get("bbox")
+            if not (isinstance(b, list) and len(b) == 4 and all(map(_num, b))):
+                problems.add("malformed", where, f"bbox {b!r} is not [x, y, w, h] numbers")
+                continue
+            if a.get("image_id") not in index:
+                if a.get("image_id") not in by_file.values():
+                    problems.add("image_id", where, f"image_id {a.get('image_id')!r} is not in 'images'")
+                continue
+            if a.get("category_id") not in cls_of:
+                problems.add("class", where, f"category_id {a.get('category_id')!r} is not in 'categories'")
+                continue
+            im = images[a["image_id"]]
+            anns.append(a)
+            x, y, w, h = map(float, b)
+            W, H = im["width"], im["height"]
+            if a.get("iscrowd"):
+                problems.add("crowd", where)
+            elif w < 0 or h < 0:
+                problems.add("negative", where, f"bbox {b}")
+            elif x < -BORDER_PX or y < -BORDER_PX or x + w > W + BORDER_PX or y + h > H + BORDER_PX:
+                problems.add("coords", where, f"bbox {b} falls outside the {W} x {H} image")
+            elif w == 0 or h == 0:
+                problems.add("zero", where, f"bbox {b}")
+            else:
+                i = index[a["image_id"]]
+                boxes[i].append((max(x, 0.0), max(y, 0.0), min(x + w, W), min(y + h, H)))
+                labels[i].append(cls_of[a["category_id"]])
+        self.files = [images_dir / im["file_name"] for im in self.images]
+        self._check_images(ann_file, images_dir, problems)
+        for f, bx in zip(self.files, boxes):
+            if not bx:
+                problems.add("background", f, "no annotations")
+        if not self.images:
+            raise ValueError(f"--data {ann_file}: no images")
+        problems.finish(str(ann_file))
+        self.boxes = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
+        self.labels = [np.asarray(lab, np.int64) for lab in labels]
+        self.gt = {
+            "images": self.images,
+            "annotations": anns,
+            "categories": [{"id": k, "name": cats[k]} for k in self.cat_ids],
+        }
+
+    def _check_images(self, ann_file: Path, images_dir: Path, problems: Problems) -> None:
+        """Every image there, readable, of the size the JSON says; the result cached beside the JSON."""
+        key = cache.files_key([ann_file, *self.files], extra=str(images_dir.resolve()))
+        where = ann_file.with_name(ann_file.name + ".dualhead.cache")
+        hit = cache.load(where, key)
+        if hit is not None:
+            problems.merge(Problems.from_json(hit[1]["problems"]))
+            return
+        found = Problems()
+        for f, im in zip(self.files, self.images):
+            why = image_size_problem(f, im["width"], im["height"])
+            if why:
+                found.add("image", f, why)
+        cache.save(where, key, {}, dict(problems=found.to_json()))
+        problems.merge(found)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        img = read_image(self.files[i])
+        img, boxes, _ = letterbox(img, self.boxes[i], self.imgsz)
+        return img, boxes, self.labels[i]
+
+    def ground_truth(self) -> dict:
+        """The file's own images, annotations (crowd ones included) and categories."""
+        return self.gt
+
+    def frame(self, i: int):
+        """The letterbox frame (scale, pad x, pad y) of image i, from its size alone."""
+        return letterbox_frame(self.images[i]["width"], self.images[i]["height"], self.imgsz)
+
+    def restore(self, i: int, dets: torch.Tensor):
+        """(image id, detections (K, 6) in the image's own pixels, clipped) of index i's network-input
+        detections; the class column stays the contiguous class (coco_eval maps it to the category)."""
+        s, px, py = self.frame(i)
+        w, h = self.images[i]["width"], self.images[i]["height"]
+        d = dets.clone()
+        d[:, [0, 2]] = ((d[:, [0, 2]] - px) / s).clamp(0, w)
+        d[:, [1, 3]] = ((d[:, [1, 3]] - py) / s).clamp(0, h)
+        return self.images[i]["id"], d
