@@ -328,3 +328,26 @@ def test_evaluate_uses_the_coco_file(tmp_path):
         loader = torch.utils.data.DataLoader(DetectionSet(ds), 4, collate_fn=collate)
         maps.append(evaluate(model, loader, coco_ground_truth(ds), "cpu", max_det=100))
     assert maps[0] == maps[1]
+
+
+@pytest.mark.slow
+def test_coco_copy_trains_and_evaluates_as_the_yolo_copy(tmp_path):
+    """The same images and boxes as YOLO labels and as COCO JSON: every logged number of a short
+    training run is equal (losses, consistency, mAP on each form's own ground truth), times aside."""
+    import csv
+
+    from dualhead.detector.train import TrainConfig, train
+
+    rows = {}
+    for fmt in ("yolo", "coco"):
+        out = export("shapes-easy", tmp_path / fmt, imgsz=128, train_len=384, val_len=32, fmt=fmt)
+        run = tmp_path / f"run_{fmt}"
+        train(
+            TrainConfig(data=str(out / "data.yaml"), imgsz=128, epochs=4, batch=16, lr=0.006, workers=0, out=str(run))
+        )
+        with open(tmp_path / f"run_{fmt}" / "results.csv", newline="") as f:
+            rows[fmt] = [
+                {k: v for k, v in r.items() if k not in ("time_s", "img_s", "data_wait")} for r in csv.DictReader(f)
+            ]
+    assert rows["yolo"] == rows["coco"]
+    assert float(rows["coco"][-1]["map"]) > 0.05 and float(rows["coco"][-1]["map_o2m_nms"]) > 0.05

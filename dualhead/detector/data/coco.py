@@ -185,11 +185,12 @@ class CocoDataset:
         return letterbox_frame(self.images[i]["width"], self.images[i]["height"], self.imgsz)
 
     def restore(self, i: int, dets: torch.Tensor):
-        """(image id, detections (K, 6) in the image's own pixels, clipped) of index i's network-input
-        detections; the class column stays the contiguous class (coco_eval maps it to the category)."""
+        """(image id, detections (K, 6) in the image's own pixels) of index i's network-input
+        detections; the class column stays the contiguous class (coco_eval maps it to the category).
+        Not clipped to the image: evaluated as the other --data forms are (and COCOeval needs no
+        clipping), so a COCO copy of a dataset scores what its YOLO copy does."""
         s, px, py = self.frame(i)
-        w, h = self.images[i]["width"], self.images[i]["height"]
         d = dets.clone()
-        d[:, [0, 2]] = ((d[:, [0, 2]] - px) / s).clamp(0, w)
-        d[:, [1, 3]] = ((d[:, [1, 3]] - py) / s).clamp(0, h)
+        d[:, [0, 2]] = (d[:, [0, 2]] - px) / s
+        d[:, [1, 3]] = (d[:, [1, 3]] - py) / s
         return self.images[i]["id"], d
