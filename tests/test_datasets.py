@@ -351,3 +351,24 @@ def test_coco_copy_trains_and_evaluates_as_the_yolo_copy(tmp_path):
             ]
     assert rows["yolo"] == rows["coco"]
     assert float(rows["coco"][-1]["map"]) > 0.05 and float(rows["coco"][-1]["map_o2m_nms"]) > 0.05
+
+
+def test_yaml_images_and_labels_as_ultralytics_finds_them(tmp_path):
+    """Our image list and label paths of a YAML equal ultralytics' own (check_det_dataset,
+    get_img_files, img2label_paths): a folder searched recursively plus a .txt list."""
+    ultralytics = pytest.importorskip("ultralytics")  # noqa: F841
+    from types import SimpleNamespace
+
+    from ultralytics.data.base import BaseDataset
+    from ultralytics.data.utils import check_det_dataset, img2label_paths
+
+    root = tmp_path / "ds"
+    for split, name in (("a", "z1"), ("a/deep", "z0"), ("b", "m"), ("c", "k")):
+        _yolo_pair(root, split, name, ["0 0.5 0.5 0.5 0.5"])
+    (root / "list.txt").write_text("./images/c/k.png\n" + str(root / "images/b/m.png") + "\n./notes.md\n")
+    y = _write_yaml(tmp_path / "d.yaml", f"path: {root}\ntrain: [images/a, list.txt]\nval: images/b\nnames: [x]\n")
+    ours = build_dataset(y, "train", 64)
+    data = check_det_dataset(y)
+    theirs = BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), data["train"])
+    assert [str(f) for f in ours.files] == theirs
+    assert [str(f) for f in ours.label_files] == img2label_paths(theirs)

@@ -35,7 +35,8 @@ def test_cpu_step_is_bitwise_the_per_tensor_defaults():
     torch.manual_seed(0)
     fast = TrainStep.build(cfg, 5, torch.device("cpu"), total_iters=10)
     slow = copy.deepcopy(fast)
-    slow.opt = torch.optim.AdamW(param_groups(slow.model, cfg.weight_decay, cfg.lr), lr=cfg.lr, betas=(0.9, 0.999))
+    groups = param_groups(slow.model, cfg.weight_decay, cfg.lr, cfg.o2o_lr)
+    slow.opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
     slow.sched = torch.optim.lr_scheduler.LambdaLR(slow.opt, fast.sched.lr_lambdas[0])
     slow.ema.module = copy.deepcopy(fast.ema.module)
     assert fast.opt.defaults["foreach"] and not slow.opt.defaults["foreach"]

@@ -112,23 +112,24 @@ def yaml_names(cfg: dict, path: Path) -> list[str]:
 
 
 def image_list(entry, root: Path, where: str) -> list[Path]:
-    """The images of one YAML split entry: a folder (recursive), a .txt list, or a list of these."""
+    """The images of one YAML split entry (a folder searched recursively, a .txt list, or a list of
+    these), sorted as ultralytics sorts them: the whole list by path."""
+    return sorted(_images_of(entry, root, where), key=str)
+
+
+def _images_of(entry, root: Path, where: str) -> list[Path]:
     if isinstance(entry, list):
-        return [f for e in entry for f in image_list(e, root, where)]
+        return [f for e in entry for f in _images_of(e, root, where)]
     if not isinstance(entry, str):
         raise ValueError(f"{where}: expected a folder, a .txt list of images or a list of these, got {entry!r}")
     p = Path(entry).expanduser()
     p = p if p.is_absolute() else root / p
     if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        return [f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
     if p.is_file() and p.suffix == ".txt":
-        out = []
-        for line in p.read_text().splitlines():
-            line = line.strip()
-            if line:
-                f = Path(line[2:] if line.startswith("./") else line)
-                out.append((p.parent / f) if line.startswith("./") else f)
-        return out
+        lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+        files = [p.parent / ln[2:] if ln.startswith("./") else Path(ln) for ln in lines if ln]
+        return [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
     raise ValueError(f"{where}: {str(p)!r} is neither a folder of images nor a .txt list of images")
 
 
