@@ -372,3 +372,17 @@ def test_yaml_images_and_labels_as_ultralytics_finds_them(tmp_path):
     theirs = BaseDataset.get_img_files(SimpleNamespace(prefix="", fraction=1.0), data["train"])
     assert [str(f) for f in ours.files] == theirs
     assert [str(f) for f in ours.label_files] == img2label_paths(theirs)
+
+
+def test_a_long_report_is_written_whole(tmp_path):
+    root = tmp_path / "ds"
+    for i in range(30):
+        _yolo_pair(root, "", f"i{i:02d}", ["9 0.5 0.5 0.5 0.5"])
+    (root / "classes.txt").write_text("only\n")
+    with pytest.raises(DatasetError) as e:
+        YoloDataset(root, imgsz=64)
+    report = str(e.value)
+    assert "30 error(s)" in report and "... and 10 more" in report and "i29.txt" not in report
+    full = root / "labels.dualhead-report.txt"
+    assert f"every problem: {full}" in report
+    assert all(f"i{i:02d}.txt:1: class 9" in full.read_text() for i in range(30))

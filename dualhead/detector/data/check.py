@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 ERROR, WARNING = "error", "warning"
 
@@ -85,24 +86,34 @@ class Problems:
             p.items[k].extend(v)
         return p
 
-    def report(self, source: str) -> str:
+    def report(self, source: str, shown: int | None = SHOWN_PER_KIND) -> str:
+        """The report: a line per kind with its count, then its problems (the first `shown`)."""
         lines = []
         for kind, (sev, what) in KINDS.items():
             found = self.items.get(kind)
             if not found:
                 continue
             lines.append(f"  {sev}: {len(found)} {what}")
-            lines += [f"    {f}" for f in found[:SHOWN_PER_KIND]]
-            if len(found) > SHOWN_PER_KIND:
-                lines.append(f"    ... and {len(found) - SHOWN_PER_KIND} more")
+            lines += [f"    {f}" for f in found[:shown]]
+            if shown is not None and len(found) > shown:
+                lines.append(f"    ... and {len(found) - shown} more")
         n_err = self.errors()
         head = f"dataset {source}: {n_err} error(s)" if n_err else f"dataset {source}: checked"
         return "\n".join([head, *lines])
 
-    def finish(self, source: str) -> None:
-        """Raise DatasetError with the whole report if any error was found; else print the
-        warnings, if any, to stderr."""
+    def finish(self, source: str, full_report: Path | None = None) -> None:
+        """Raise DatasetError with the report if any error was found; else print the warnings, if
+        any, to stderr. Where a kind has more problems than the report shows, all of them are
+        written to `full_report` (if given and writable) and the report says so."""
+        if not self.items:
+            return
+        text = self.report(source)
+        if full_report is not None and any(len(v) > SHOWN_PER_KIND for v in self.items.values()):
+            try:
+                full_report.write_text(self.report(source, shown=None) + "\n")
+                text += f"\n  every problem: {full_report}"
+            except OSError:
+                pass
         if self.errors():
-            raise DatasetError(self.report(source) + "\nfix these and run again (docs/detector.md, 'Datasets')")
-        if self.items:
-            print(f"dualhead: {self.report(source)}", file=sys.stderr)
+            raise DatasetError(text + "\nfix these and run again (docs/detector.md, 'Datasets')")
+        print(f"dualhead: {text}", file=sys.stderr)

@@ -143,7 +143,7 @@ class CocoDataset:
                 problems.add("background", f, "no annotations")
         if not self.images:
             raise ValueError(f"--data {ann_file}: no images")
-        problems.finish(str(ann_file))
+        problems.finish(str(ann_file), ann_file.with_name(ann_file.name + ".dualhead-report.txt"))
         self.boxes = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
         self.labels = [np.asarray(lab, np.int64) for lab in labels]
         self.gt = {

@@ -190,7 +190,8 @@ class YoloDataset:
                 f"--data {source}: none of the {len(unique)} images has a label file "
                 f"(e.g. {self.label_files[0]}): training would see zero objects"
             )
-        problems.finish(source)
+        lab_dir = self.label_files[0].parent
+        problems.finish(source, lab_dir.with_name(lab_dir.name + ".dualhead-report.txt"))
         if names is None:
             top = max((int(r[:, 0].max()) for r in self.rows if len(r)), default=0)
             names = [str(i) for i in range(top + 1)]
