@@ -196,7 +196,7 @@ def test_coco_ids_crowd_and_background(tmp_path, capsys):
         tmp_path,
         [
             {"id": 1, "image_id": 11, "category_id": 90, "bbox": [10, 5, 20, 10]},
-            {"id": 2, "image_id": 11, "category_id": 7, "bbox": [40, 0, 40, 40]},
+            {"id": 2, "image_id": 11, "category_id": 7, "bbox": [40, 0, 40, 40], "area": None},
             {"id": 3, "image_id": 12, "category_id": 3, "bbox": [0, 0, 40, 40], "iscrowd": 1},
         ],
     )
@@ -211,6 +211,7 @@ def test_coco_ids_crowd_and_background(tmp_path, capsys):
         "1 crowd annotations" in err and "annotation id 3" in err and "2 images without labels" in err
     )  # b: crowd only
     assert coco_ground_truth(ds)["annotations"][2]["iscrowd"] == 1  # kept for COCOeval
+    assert coco_ground_truth(ds)["annotations"][1]["area"] == 1600  # absent in the file: the box's
     # the network's own perfect boxes, mapped back by restore(), score COCO mAP 1 on the file's
     # ground truth (image ids 11..13, category ids 90 and 7); a detection on the crowd region is
     # ignored by COCOeval, not a false positive

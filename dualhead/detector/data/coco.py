@@ -121,8 +121,9 @@ class CocoDataset:
                 problems.add("class", where, f"category_id {a.get('category_id')!r} is not in 'categories'")
                 continue
             im = images[a["image_id"]]
-            anns.append(a)
             x, y, w, h = map(float, b)
+            # COCOeval's area ranges read 'area'; a converter's file may leave it out: the box's
+            anns.append(a if _num(a.get("area")) else {**a, "area": max(w, 0.0) * max(h, 0.0)})
             W, H = im["width"], im["height"]
             if a.get("iscrowd"):
                 problems.add("crowd", where)
