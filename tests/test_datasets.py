@@ -97,6 +97,7 @@ def test_yaml_txt_lists_lists_and_nested_images_folders(tmp_path):
         ("path: nowhere\ntrain: images\nval: images\nnames: [a]\n", r"path: 'nowhere' is not a folder"),
         ("train: images\n  val: [\n", r"d.yaml:\d+: not valid YAML"),
         ("- just\n- a list\n", r"a dataset YAML is a mapping"),
+        ("train: images\nval: {annotations: [a.json], images: x}\nnames: [a]\n", r"a COCO split is"),
     ],
 )
 def test_yaml_mistakes_are_named(tmp_path, text, match):

@@ -179,7 +179,7 @@ def build_dataset(data: str, split: str, imgsz: int, length: int | None = None, 
             )
         where = f"{path}: {split}"
         if isinstance(entry, dict):
-            if set(entry) != {"annotations", "images"}:
+            if set(entry) != {"annotations", "images"} or not all(isinstance(v, str) for v in entry.values()):
                 raise ValueError(f"{where}: a COCO split is {{annotations: file.json, images: folder}}, got {entry!r}")
             ann, img = (Path(entry[k]).expanduser() for k in ("annotations", "images"))
             ann, img = (p if p.is_absolute() else root / p for p in (ann, img))
