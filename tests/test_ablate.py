@@ -5,11 +5,13 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from dualhead.detector.ablate import ablate, format_table, mean_std, parse_list
+from dualhead.detector.ablate import ablate, format_table, mean_std, parse_list, plan
 from dualhead.detector.data import CLASSES, ShapesDataset, YoloDataset
 from dualhead.detector.data.export import export_yolo
 from dualhead.detector.train import TrainConfig
@@ -112,3 +114,14 @@ def test_ultralytics_anchor_runs_and_is_evaluated_by_our_code(tmp_path):
         assert k in res and 0 <= res[k] < 1e6, k
     assert (out / "yolov10n" / "seed0" / "ultralytics" / "weights" / "last.pt").is_file()
     assert (out / "data_yolo" / "images" / "val" / "000015.png").is_file()  # the exported val split
+
+
+def test_anchor_workers_follow_dualhead_train_when_unset():
+    """--workers unset (the default) reached ultralytics as None, which it refuses: every anchor
+    run of a default `dualhead ablate --anchors` failed. Unset now means dualhead train's rule."""
+    from dualhead.detector.ultralytics_anchor import anchor_workers
+
+    cpu = torch.device("cpu")
+    assert anchor_workers(None, cpu) == 1 and anchor_workers(0, cpu) == 0 and anchor_workers(3, cpu) == 3
+    runs = plan(TrainConfig(), Path("/tmp/x"), [], 1, ["yolov8n"])
+    assert runs[0]["spec"]["workers"] is None and isinstance(anchor_workers(runs[0]["spec"]["workers"], cpu), int)

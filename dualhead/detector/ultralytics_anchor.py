@@ -88,6 +88,14 @@ def detections(weights, images, imgsz: int, max_det: int, device: str) -> dict:
     return out
 
 
+def anchor_workers(workers, device) -> int:
+    """--workers, or what `dualhead train` gives a dataset on disk on that device (1 on CPU):
+    ultralytics refuses None."""
+    from dualhead.detector.train import TrainConfig
+
+    return TrainConfig(workers=workers).loader_workers(device)
+
+
 def run(spec: dict) -> dict:
     from ultralytics import YOLO
 
@@ -106,7 +114,7 @@ def run(spec: dict) -> dict:
         epochs=spec["epochs"],
         imgsz=spec["imgsz"],
         batch=spec["batch"],
-        workers=spec["workers"],
+        workers=anchor_workers(spec["workers"], dev),
         device=device,
         seed=spec["seed"],
         deterministic=True,
