@@ -43,7 +43,14 @@ def generate(root: Path, n: int, w: int, h: int, boxes: int = 10) -> None:
         for c, (x, y), (bw, bh) in zip(cls, cxcy, wh):
             x1, y1, ww, hh = (x - bw / 2) * w, (y - bh / 2) * h, bw * w, bh * h
             anns.append(
-                dict(id=len(anns) + 1, image_id=i + 1, category_id=int(c) + 1, bbox=[x1, y1, ww, hh], area=ww * hh, iscrowd=0)
+                dict(
+                    id=len(anns) + 1,
+                    image_id=i + 1,
+                    category_id=int(c) + 1,
+                    bbox=[x1, y1, ww, hh],
+                    area=ww * hh,
+                    iscrowd=0,
+                )
             )
     (root / "annotations").mkdir(exist_ok=True)
     cats = [{"id": k + 1, "name": f"c{k}"} for k in range(80)]
@@ -74,9 +81,14 @@ def main() -> None:
     generate(root, args.images, w, h)
     print(f"dataset ready in {time.perf_counter() - t0:.0f} s: {root}")
     forms = {
-        "YOLO labels (data.yaml)": (lambda: build_dataset(str(root / "data.yaml"), "train", 640), root / "labels" / "train.dualhead.cache"),
+        "YOLO labels (data.yaml)": (
+            lambda: build_dataset(str(root / "data.yaml"), "train", 640),
+            root / "labels" / "train.dualhead.cache",
+        ),
         "COCO JSON": (
-            lambda: build_dataset(str(root / "annotations" / "instances_train.json"), "train", 640, images=str(root / "images" / "train")),
+            lambda: build_dataset(
+                str(root / "annotations" / "instances_train.json"), "train", 640, images=str(root / "images" / "train")
+            ),
             root / "annotations" / "instances_train.json.dualhead.cache",
         ),
     }
@@ -93,7 +105,9 @@ def main() -> None:
     print("| form | images | boxes | first scan s | cached s | one label touched s |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['images']} | {r['boxes']} | {r['first_s']:.1f} | {r['cached_s']:.2f} | {r['after_touch_s']:.1f} |")
+        print(
+            f"| {name} | {r['images']} | {r['boxes']} | {r['first_s']:.1f} | {r['cached_s']:.2f} | {r['after_touch_s']:.1f} |"
+        )
     (root / "scan.json").write_text(json.dumps(rows, indent=1))
 
 
