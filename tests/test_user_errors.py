@@ -456,8 +456,13 @@ def test_ctrl_c_during_a_checkpoint_write_is_taken_after_it(tmp_path, monkeypatc
         real_save(obj, f)
 
     monkeypatch.setattr(torch, "save", interrupted_save)
-    with pytest.raises(KeyboardInterrupt):
-        ck.save_atomic({"x": torch.arange(10)}, tmp_path / "last.pt")
+    # Python's own Ctrl-C handler, also where this runs as a background job (SIGINT ignored there)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ck.save_atomic({"x": torch.arange(10)}, tmp_path / "last.pt")
+    finally:
+        signal.signal(signal.SIGINT, outer)
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.equal(torch.load(tmp_path / "last.pt")["x"], torch.arange(10))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
