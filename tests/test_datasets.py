@@ -388,3 +388,19 @@ def test_a_long_report_is_written_whole(tmp_path):
     full = root / "labels.dualhead-report.txt"
     assert f"every problem: {full}" in report
     assert all(f"i{i:02d}.txt:1: class 9" in full.read_text() for i in range(30))
+
+
+def test_coco_file_listed_twice_is_a_warning_not_an_error(tmp_path, capsys):
+    """The second entry of a file is dropped with its annotations; they are not 'unknown image ids'."""
+    images = [
+        {"id": 1, "file_name": "a.png", "width": 40, "height": 40},
+        {"id": 2, "file_name": "a.png", "width": 40, "height": 40},
+    ]
+    anns = [
+        {"id": 7, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10]},
+        {"id": 8, "image_id": 2, "category_id": 3, "bbox": [5, 5, 10, 10]},
+    ]
+    ds = CocoDataset(_coco(tmp_path, anns, images=images), tmp_path / "coco" / "val2017", 40)
+    assert len(ds) == 1 and ds[0][1].tolist() == [[0, 0, 10, 10]]
+    err = capsys.readouterr().err
+    assert "1 duplicate images" in err and "image ids 1 and 2" in err and "not in 'images'" not in err

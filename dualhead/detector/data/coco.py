@@ -83,7 +83,7 @@ class CocoDataset:
         cls_of = {k: i for i, k in enumerate(self.cat_ids)}
         if not cats:
             raise ValueError(f"--data {ann_file}: no categories")
-        images, by_file = {}, {}
+        images, by_file, dropped = {}, {}, set()  # dropped: ids of a file listed twice (its second entry)
         for im in d["images"]:
             ok = isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str)
             ok = ok and all(isinstance(im.get(k), int) and im[k] > 0 for k in ("width", "height"))
@@ -95,6 +95,7 @@ class CocoDataset:
                 problems.add("malformed", ann_file, f"image id {im['id']} listed twice")
             elif im["file_name"] in by_file:
                 problems.add("dup_image", im["file_name"], f"image ids {by_file[im['file_name']]} and {im['id']}")
+                dropped.add(im["id"])
             else:
                 images[im["id"]] = im
                 by_file[im["file_name"]] = im["id"]
@@ -114,7 +115,7 @@ class CocoDataset:
                 problems.add("malformed", where, f"bbox {b!r} is not [x, y, w, h] numbers")
                 continue
             if a.get("image_id") not in index:
-                if a.get("image_id") not in by_file.values():
+                if a.get("image_id") not in dropped:
                     problems.add("image_id", where, f"image_id {a.get('image_id')!r} is not in 'images'")
                 continue
             if a.get("category_id") not in cls_of:
