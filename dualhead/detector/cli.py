@@ -63,7 +63,9 @@ def cmd_ablate(args) -> int:
     anchors = parse_list(args.anchors, ANCHORS, "--anchors")
     if not configs and not anchors:
         raise ValueError("--configs and --anchors are both empty: nothing to run")
-    if anchors and args.data not in ("shapes", "shapes-easy"):
+    from dualhead.detector.data.sources import EMBEDDED
+
+    if anchors and args.data not in EMBEDDED:
         raise ValueError(f"--anchors trains ultralytics on the embedded data only, not --data {args.data!r}")
     ablate(_config(args).validate(), args.ablate_out, configs, args.seeds, args.jobs, anchors, not args.report)
     return 0

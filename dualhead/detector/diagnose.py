@@ -67,10 +67,15 @@ def image_errors(
     return out
 
 
+def category_ids(gt: dict) -> list[int]:
+    """Class k of a detection is the k-th category of a COCO-format ground truth in id order."""
+    return sorted(c["id"] for c in gt["categories"])
+
+
 def error_counts(gt: dict, detections: dict, conf: float = 0.25) -> dict:
     """Summed image_errors over a COCO-format ground truth (bbox xywh; class k = the k-th category
     in id order; crowd regions are no objects to find) and {image id: (K, 6) detections}."""
-    cls_of = {c: k for k, c in enumerate(sorted(c["id"] for c in gt["categories"]))}
+    cls_of = {c: k for k, c in enumerate(category_ids(gt))}
     boxes: dict[int, list] = {im["id"]: [] for im in gt["images"]}
     labels: dict[int, list] = {im["id"]: [] for im in gt["images"]}
     for a in gt["annotations"]:

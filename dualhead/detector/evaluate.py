@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from dualhead.detector.data import as_float
-from dualhead.detector.diagnose import breakdown_metrics, error_counts
+from dualhead.detector.diagnose import breakdown_metrics, category_ids, error_counts
 from dualhead.detector.nn.postprocess import branch_detections
 
 
@@ -74,11 +74,6 @@ def coco_eval(gt: dict, detections: dict, engine: str | None = None):
         ev.accumulate()
         ev.summarize()
     return ev
-
-
-def category_ids(gt: dict) -> list[int]:
-    """Class k of a detection is the k-th category of the ground truth in id order."""
-    return sorted(c["id"] for c in gt["categories"])
 
 
 def _result_annotations(detections: dict, cat_ids: list[int]) -> list:

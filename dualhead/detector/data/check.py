@@ -67,12 +67,6 @@ class Problems:
         for k, v in other.items.items():
             self.items[k].extend(v)
 
-    def first_error(self) -> str | None:
-        return next((v[0] for k, v in self.items.items() if KINDS[k][0] == ERROR and v), None)
-
-    def count(self, kind: str) -> int:
-        return len(self.items.get(kind, ()))
-
     def errors(self) -> int:
         return sum(len(v) for k, v in self.items.items() if KINDS[k][0] == ERROR)
 

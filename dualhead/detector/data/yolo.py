@@ -36,11 +36,9 @@ def label_path(image: Path) -> Path:
     return Path(s).with_suffix(".txt")
 
 
-def parse_labels(path: Path, nc: int | None = None, problems: Problems | None = None) -> np.ndarray:
-    """(n, 5) float32 rows (class, cx, cy, w, h) of one label file. Each bad line goes to
-    `problems` (file:line) and is left out; without `problems` the first error raises ValueError."""
-    own = problems is None
-    problems = Problems() if own else problems
+def parse_labels(path: Path, nc: int | None, problems: Problems) -> np.ndarray:
+    """(n, 5) float32 rows (class, cx, cy, w, h) of one label file; each bad line goes to
+    `problems` (file:line) and is left out."""
     rows, seen = [], set()
     try:
         text = path.read_text()
@@ -77,8 +75,6 @@ def parse_labels(path: Path, nc: int | None = None, problems: Problems | None = 
         else:
             seen.add((c, cx, cy, bw, bh))
             rows.append((c, cx, cy, bw, bh))
-    if own and problems.errors():
-        raise ValueError(problems.first_error())
     return np.asarray(rows, np.float32).reshape(-1, 5)
 
 
@@ -182,9 +178,10 @@ class YoloDataset:
             raise ValueError(f"--data {source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         labelled = 0
         for f, lab, r in zip(self.files, self.label_files, self.rows):
-            labelled += lab.is_file()
+            has_file = lab.is_file()
+            labelled += has_file
             if len(r) == 0:
-                problems.add("background", f, "no label file" if not lab.is_file() else "no objects")
+                problems.add("background", f, "no objects" if has_file else "no label file")
         if labelled == 0 and not problems.errors():
             raise ValueError(
                 f"--data {source}: none of the {len(unique)} images has a label file "
