@@ -10,6 +10,7 @@ import math
 import torch
 
 from dualhead.bench import workload_batch
+from dualhead.conventions import Convention
 from dualhead.reference.assign import candidate_pairs
 
 for wid, B in (("W1", None), ("W2", None), ("W4", None), ("W3", 128)):
@@ -38,7 +39,7 @@ for wid, B in (("W1", None), ("W2", None), ("W4", None), ("W3", 128)):
     big = cells > 256
     tiles_small = torch.ceil(cells[~big] / 32)
     tiles_big = torch.ceil(cells[big] / 32)
-    ncand = len(candidate_pairs(bt.anc_points, gt, mask, 16.0))
+    ncand = len(candidate_pairs(bt.anc_points, gt, mask, Convention()))
     print(
         f"{wid}: B={Bn} N={N} C={C} rows={len(cells)} cells={int(cells.sum())} cands={ncand} small rows={int((~big).sum())} "
         f"max small tiles={int(tiles_small.max())} big rows={int(big.sum())} max big cells={int(cells.max())} "

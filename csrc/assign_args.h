@@ -10,8 +10,11 @@
 #include <tuple>
 #include <vector>
 
+#include <cmath>
+
 #include "anchor_grid.h"
 #include "assign_core.h"
+#include "assign_settings.h"
 #include "assign_values.h"
 #include "host.h"
 
@@ -19,21 +22,28 @@ namespace dualhead {
 
 using AssignResult = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
-// One head's settings as the schema passes them (o2m_topk, o2m_topk2, o2m_alpha, o2m_beta; the
-// same for o2o), before they are checked and narrowed into HeadSettings.
-struct HeadArg {
-  int64_t topk, topk2;
-  double alpha, beta;
+// The schema's settings list (assign_settings.h), read by name: ints must be whole numbers,
+// numbers finite; every message names the setting.
+struct SettingsReader {
+  const std::vector<double>& v;
+  double num(AssignSetting i) const { return v[i]; }
+  int64_t whole(AssignSetting i, const char* name) const {
+    const double x = v[i];
+    DH_CHECK(std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 9007199254740992.0, name,
+             " must be an integer, got ", x);
+    return static_cast<int64_t>(x);
+  }
 };
-using HeadArgs = std::array<HeadArg, 2>;
 
 // Checks the arguments and fills the scalar fields of the kernel parameters (sizes, top-k,
 // exponents, ...); the pointers are set by prepare_assign().
 inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes, const std::optional<Tensor>& scores2,
                                       const std::optional<Tensor>& bboxes2, const Tensor& anc, const Tensor& labels,
-                                      const Tensor& gt, const Tensor& mask, const HeadArgs& heads, double min_side,
-                                      int64_t conflict, int64_t iou_type, double eps) {
+                                      const Tensor& gt, const Tensor& mask, const std::vector<double>& settings) {
   AssignParams c;
+  DH_CHECK(settings.size() == static_cast<size_t>(kAssignSettingCount), "settings must hold ", int(kAssignSettingCount),
+           " values (", assign_setting_names(), "), got ", settings.size());
+  const SettingsReader set{settings};
   DH_CHECK(scores.dim() == 3, "pd_scores must be (B, N, C), got ", shape(scores));
   c.B = scores.size(0);
   c.N = scores.size(1);
@@ -76,24 +86,45 @@ inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes
              device_str(scores));
   // The op's own guard for callers of torch.ops.dualhead.assign; dualhead.ops validates the same
   // settings once, in HeadSettings, with the names users know.
+  // (HeadSettings and Convention validate the same, once, with the names users know.)
+  const AssignSetting head_set[2][4] = {{kSet_o2m_topk, kSet_o2m_topk2, kSet_o2m_alpha, kSet_o2m_beta},
+                                        {kSet_o2o_topk, kSet_o2o_topk2, kSet_o2o_alpha, kSet_o2o_beta}};
   static const char* const kHeadName[2] = {"o2m", "o2o"};
   for (int h = 0; h < c.H; ++h) {
-    const HeadArg& a = heads[h];
-    const char* name = kHeadName[h];
-    DH_CHECK(a.topk >= 1 && a.topk <= c.N, name, "_topk must be in [1, N=", c.N, "], got ", a.topk);
-    DH_CHECK(a.topk2 >= 1 && a.topk2 <= c.N, name, "_topk2 must be in [1, N=", c.N, "], got ", a.topk2);
-    DH_CHECK(a.alpha >= 0 && a.alpha < 1e30, name, "_alpha must be a finite number >= 0, got ", a.alpha);
-    DH_CHECK(a.beta >= 0 && a.beta < 1e30, name, "_beta must be a finite number >= 0, got ", a.beta);
-    c.head[h] = HeadSettings{a.topk, a.topk2, static_cast<float>(a.alpha), static_cast<float>(a.beta)};
+    const std::string name = kHeadName[h];
+    const int64_t topk = set.whole(head_set[h][0], (name + "_topk").c_str());
+    const int64_t topk2 = set.whole(head_set[h][1], (name + "_topk2").c_str());
+    const double alpha = set.num(head_set[h][2]), beta = set.num(head_set[h][3]);
+    DH_CHECK(topk >= 1 && topk <= c.N, name, "_topk must be in [1, N=", c.N, "], got ", topk);
+    DH_CHECK(topk2 >= 1 && topk2 <= topk, name, "_topk2 must be in [1, ", name, "_topk=", topk, "], got ", topk2);
+    DH_CHECK(alpha >= 0 && alpha < 1e30, name, "_alpha must be a finite number >= 0, got ", alpha);
+    DH_CHECK(beta >= 0 && beta < 1e30, name, "_beta must be a finite number >= 0, got ", beta);
+    c.head[h] = HeadSettings{topk, topk2, static_cast<float>(alpha), static_cast<float>(beta)};
   }
-  DH_CHECK(min_side >= 0 && min_side < 1e30, "min_side must be a finite number >= 0, got ", min_side);
-  DH_CHECK(conflict == kConflictAll || conflict == kConflictClaimants,
-           "conflict must be 0 (all) or 1 (claimants), got ", conflict);
+  const int64_t order = set.whole(kSet_order, "order"), conflict = set.whole(kSet_conflict, "conflict");
+  const int64_t round_trip = set.whole(kSet_round_trip, "round_trip"), iou_type = set.whole(kSet_iou_type, "iou_type");
+  const double floor_below = set.num(kSet_floor_below), floor_to = set.num(kSet_floor_to);
+  const double margin = set.num(kSet_margin), eps = set.num(kSet_eps);
+  DH_CHECK(order == kInBoxFirst || order == kTopkFirst, "order must be 0 (in_box_first) or 1 (topk_first), got ",
+           order);
+  DH_CHECK(conflict >= kConflictAll && conflict <= kConflictAllPairs,
+           "conflict must be 0 (all), 1 (claimants) or 2 (all_pairs), got ", conflict);
+  DH_CHECK(floor_below >= 0 && floor_below < 1e30, "floor_below must be a finite number >= 0, got ", floor_below);
+  DH_CHECK(floor_to >= 0 && floor_to < 1e30, "floor_to must be a finite number >= 0, got ", floor_to);
+  DH_CHECK(round_trip == 0 || round_trip == 1, "round_trip must be 0 or 1, got ", round_trip);
+  DH_CHECK(round_trip == 1 || (floor_below == 0 && floor_to == 0),
+           "a small-box floor needs round_trip=1 (ultralytics 8.4's region), got floor_below=", floor_below,
+           " floor_to=", floor_to);
+  DH_CHECK(margin >= 0 && margin < 1e30, "margin must be a finite number >= 0, got ", margin);
   DH_CHECK(iou_type >= kIoU && iou_type <= kCIoU, "iou_type must be 0..3 (iou, giou, diou, ciou), got ", iou_type);
   DH_CHECK(eps >= 0 && eps < 1, "eps must be in [0, 1), got ", eps);
-  c.min_side = static_cast<float>(min_side);
+  c.conv.order = static_cast<int>(order);
+  c.conv.conflict = static_cast<int>(conflict);
+  c.conv.floor_below = static_cast<float>(floor_below);
+  c.conv.floor_to = static_cast<float>(floor_to);
+  c.conv.round_trip = round_trip == 1;
+  c.conv.margin = static_cast<float>(margin);
   c.eps = static_cast<float>(eps);
-  c.conflict = static_cast<int>(conflict);
   c.iou_type = static_cast<int>(iou_type);
   return c;
 }
@@ -130,11 +161,9 @@ struct AssignCall {
 inline AssignCall prepare_assign(const Tensor& scores, const Tensor& bboxes, const std::optional<Tensor>& scores2,
                                  const std::optional<Tensor>& bboxes2, const Tensor& anc_points,
                                  const Tensor& gt_labels, const Tensor& gt_bboxes, const Tensor& mask_gt,
-                                 const HeadArgs& heads, double min_side, int64_t conflict, int64_t iou_type, double eps,
-                                 bool with_stats) {
+                                 const std::vector<double>& settings, bool with_stats) {
   AssignCall call;
-  call.p = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, heads,
-                             min_side, conflict, iou_type, eps);
+  call.p = check_assign_args(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, settings);
   const AssignParams& c = call.p;
   // fp16/bf16 scores are read in place and widened per element (a (B, N, C) fp32 copy would
   // cost more than the assignment); boxes and anchors are small, made fp32 contiguous.

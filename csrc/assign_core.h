@@ -45,8 +45,31 @@ struct HeadSettings {
   float alpha = 0.f, beta = 0.f;
 };
 enum Head : int { kO2M = 0, kO2O = 1 };  // a single-head call is head kO2M
-// Which claims an anchor with several ground truths resolves by overlap (dualhead.checks CONFLICT_RULES).
-enum ConflictRule : int { kConflictAll = 0, kConflictClaimants = 1 };
+
+// How a codebase's task-aligned assigner picks (dualhead/conventions.py Convention, the same
+// names). Which anchors a ground truth's top-k runs over:
+//   kInBoxFirst (ultralytics, YOLOv9, mmyolo): its candidates (anchors inside its region), then
+//     the top-k of them by metric;
+//   kTopkFirst (mmdetection's TOOD): the top-k of all N anchors by metric (the metric of every
+//     pair), then those of them inside the box with a metric > 0.
+enum CandidateOrder : int { kInBoxFirst = 0, kTopkFirst = 1 };
+// Which overlaps decide an anchor claimed by several ground truths (the largest wins, the
+// smaller index on ties):
+//   kConflictAll (ultralytics): every ground truth of the image, the overlap counting only where
+//     the anchor is its candidate (0 elsewhere; index 0 when all are 0);
+//   kConflictClaimants (TOOD): the claiming ground truths only;
+//   kConflictAllPairs (YOLOv9, mmyolo): every ground truth of the image with the overlap of every
+//     pair, so a ground truth whose box does not hold the anchor can win it (computed only for
+//     contested anchors, against the image's ground truths: no (B, M, N) buffer).
+enum ConflictRule : int { kConflictAll = 0, kConflictClaimants = 1, kConflictAllPairs = 2 };
+
+struct Convention {
+  int order = kInBoxFirst;  // CandidateOrder
+  int conflict = kConflictAll;
+  float floor_below = 0.f, floor_to = 0.f;  // candidate_region's small-box floor (round_trip only)
+  bool round_trip = true;                   // candidate_region: ultralytics 8.4's xywh round trip
+  float margin = kInBoxEps;                 // in_region's strict margin, px
+};
 
 // Everything one call needs, as raw pointers (no torch types). Workspace layouts:
 // claims / claim_key / all_key (H, B, N) int64, zeroed; rank_m / rank_a (B, M, kRankDepth).
@@ -54,8 +77,8 @@ struct AssignParams {
   int64_t B = 0, N = 0, C = 0, M = 0;
   int H = 1;
   HeadSettings head[2];
-  float min_side = 0.f, eps = 1e-9f;
-  int conflict = 0;      // ConflictRule
+  Convention conv;
+  float eps = 1e-9f;     // target score normalisation, t = m * Og / (Mg + eps)
   int iou_type = kCIoU;  // IouKind
   // The call's anchor grid (anchor_grid.h), recognised on its own anchors: on the host for the
   // CPU, on the device for CUDA (then in device memory, written by grid_kernel); null or no
@@ -131,14 +154,22 @@ DH_HD int anchor_value_error(const float* q) {
   return dh_finite(q[0]) && dh_finite(q[1]) ? kValueOk : kAnchorNotFinite;
 }
 
+DH_HD Box gt_region(const AssignParams& p, const Box& gb) {
+  return candidate_region(gb, p.conv.floor_below, p.conv.floor_to, p.conv.round_trip);
+}
+DH_HD bool anchor_in(const AssignParams& p, int64_t a, const Box& region) {
+  return in_region(p.anc[2 * a], p.anc[2 * a + 1], region, p.conv.margin);
+}
+
 // Visit the candidate anchors of a region in increasing anchor order: the grid cells under it
-// (then the exact in_region test), or a scan of all anchors when no grid was recognised.
+// (then the exact in_region test), or a scan of all anchors when no grid was recognised. The
+// top-k-first order visits every anchor (its top-k runs over all of them).
 template <typename F>
 DH_HD void for_each_candidate(const AssignParams& p, const Box& r, F&& f) {
-  const int levels = grid_levels(p);
+  const int levels = p.conv.order == kTopkFirst ? 0 : grid_levels(p);
   if (levels == 0) {
     for (int64_t a = 0; a < p.N; ++a)
-      if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
+      if (p.conv.order == kTopkFirst || anchor_in(p, a, r)) f(a);
     return;
   }
   for (int l = 0; l < levels; ++l) {
@@ -149,7 +180,7 @@ DH_HD void for_each_candidate(const AssignParams& p, const Box& r, F&& f) {
     for (int64_t j = j0; j <= j1; ++j)
       for (int64_t i = i0; i <= i1; ++i) {
         const int64_t a = L.start + j * L.w + i;
-        if (in_region(p.anc[2 * a], p.anc[2 * a + 1], r)) f(a);
+        if (anchor_in(p, a, r)) f(a);
       }
   }
 }
@@ -190,6 +221,12 @@ DH_HD void eval_pair(const AssignParams& p, const S* scores, int h, int64_t b, c
   *m = align_metric(score_to_float(scores[ba * p.C + label]), *o, p.head[h].alpha, p.head[h].beta);
 }
 
+// Whether two boxes overlap with a positive area (NaN-safe: false). When they do not, every IoU
+// kind clamped at 0 is 0, so with beta > 0 the metric is 0.
+DH_HD bool boxes_meet(const Box& a, const Box& b) {
+  return dh_min(a.x2, b.x2) - dh_max(a.x1, b.x1) > 0.f && dh_min(a.y2, b.y2) - dh_max(a.y1, b.y1) > 0.f;
+}
+
 // One ground truth's pass: its top-k lists (vals/idxs: H lists of kmax entries of scratch),
 // the all-candidate conflict keys, then the claims of the kept entries.
 struct GtRow {
@@ -208,12 +245,43 @@ DH_HD GtRow gt_row_begin(const AssignParams& p, int64_t row) {
   r.g = row % p.M;
   r.label = p.labels[row];
   r.gb = load_box(p.gt + 4 * row);
-  r.region = candidate_region(r.gb, p.min_side);
+  r.region = gt_region(p, r.gb);
   r.gt_atan = aspect_atan(r.gb);
   r.len[0] = r.len[1] = 0;
   r.rank_len = 0;
   r.own_rank = p.rank_m != nullptr && p.head[0].topk < kRankDepth;
   return r;
+}
+
+// Evaluate visited anchor a for head h: its overlap and metric, its conflict key (rule 'all':
+// candidates only), and whether it enters the head's top-k list. In the in-box-first order every
+// visited anchor is a candidate and enters (zero metrics too: topk_keep_count decides them). In
+// the top-k-first order every anchor is visited and only a positive metric enters: a zero-metric
+// entry is never a positive there and ranks after every positive one, so leaving it out changes
+// no pick; a predicted box that does not meet the ground truth has metric 0 (beta > 0), so its
+// IoU is not computed.
+template <typename S>
+DH_HD bool visit_pair(const AssignParams& p, const S* const* scores, const GtRow& r, int h, int64_t a, float* o,
+                      float* m) {
+  const bool topk_first = p.conv.order == kTopkFirst;
+  if (topk_first && p.head[h].beta > 0.f && !boxes_meet(r.gb, load_box(p.boxes[h] + 4 * (r.b * p.N + a)))) return false;
+  eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, o, m);
+  if (p.conv.conflict == kConflictAll && *o > 0.f && (!topk_first || anchor_in(p, a, r.region)))
+    atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(*o, r.g));
+  return !topk_first || *m > 0.f;
+}
+
+// Whether entry j (anchor a) of a head's sorted top-k list is a positive claim: in the
+// in-box-first order the leading `keep` entries (topk_keep_count); in the top-k-first order
+// every entry (all have a positive metric) whose anchor lies inside the region.
+DH_HD bool claims_entry(const AssignParams& p, const GtRow& r, int j, int keep, int64_t a) {
+  return j < keep && (p.conv.order == kInBoxFirst || anchor_in(p, a, r.region));
+}
+DH_HD int keep_count(const AssignParams& p, const float* vals, const int64_t* idxs, int len, int h) {
+  return p.conv.order == kInBoxFirst ? topk_keep_count(vals, idxs, len, static_cast<int>(p.head[h].topk)) : len;
+}
+DH_HD int keep_count(const AssignParams& p, const float* vals, const int* idxs, int len, int h) {
+  return p.conv.order == kInBoxFirst ? topk_keep_count(vals, idxs, len, static_cast<int>(p.head[h].topk)) : len;
 }
 
 // Evaluate anchor a for every head and insert it into the given top-k lists (one per head,
@@ -224,10 +292,8 @@ DH_HD void visit_into(const AssignParams& p, const S* const* scores, const GtRow
                       int64_t kcap, int* len, float* rank_v, int64_t* rank_i, int* rank_len, int64_t a) {
   for (int h = 0; h < p.H; ++h) {
     float o, m;
-    eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
+    if (!visit_pair(p, scores, r, h, a, &o, &m)) continue;
     topk_insert(vals + h * kcap, idxs + h * kcap, &len[h], static_cast<int>(p.head[h].topk), m, a);
-    if (p.conflict == kConflictAll && o > 0.f)
-      atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
     if (h == 0 && r.own_rank) topk_insert(rank_v, rank_i, rank_len, kRankDepth, m, a);
   }
 }
@@ -279,7 +345,7 @@ DH_HD bool tile_path(const AssignParams& p) {
 
 DH_HD RowCells row_cells(const AssignParams& p, const Box& r) {
   RowCells rc;
-  rc.levels = grid_levels(p);
+  rc.levels = p.conv.order == kTopkFirst ? 0 : grid_levels(p);  // top-k first: every anchor
   if (rc.levels == 0) {
     rc.total = p.N;
     return rc;
@@ -323,16 +389,14 @@ DH_HD void tile_stage(const AssignParams& p, const S* const* scores, const GtRow
                       int64_t t, int lane) {
   const int64_t c = t * kTile + lane;
   int64_t a = c < rc.total ? cell_anchor(p, rc, c) : -1;
-  if (a >= 0 && !in_region(p.anc[2 * a], p.anc[2 * a + 1], r.region)) a = -1;
+  if (a >= 0 && p.conv.order == kInBoxFirst && !anchor_in(p, a, r.region)) a = -1;
   for (int x = 0; x < kLists; ++x) T.ca[x][lane] = -1;
   if (a < 0) return;
   for (int h = 0; h < p.H; ++h) {
     float o, m;
-    eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, a, &o, &m);
+    if (!visit_pair(p, scores, r, h, a, &o, &m)) continue;
     T.cv[h][lane] = m;
     T.ca[h][lane] = static_cast<int>(a);
-    if (p.conflict == kConflictAll && o > 0.f)
-      atomic_max_u64(p.all_key + (h * p.B + r.b) * p.N + a, pack_overlap_key(o, r.g));
     if (h == 0 && r.own_rank) {
       T.cv[2][lane] = m;
       T.ca[2][lane] = static_cast<int>(a);
@@ -417,8 +481,8 @@ DH_HD void tile_finish(const AssignParams& p, const S* const* scores, const GtRo
     p.rank_a[r.row * kRankDepth + lane] = lane < n ? T.a[x][lane] : -1;  // -1 never matches
   }
   for (int h = 0; h < p.H; ++h) {
-    const int keep = topk_keep_count(T.v[h], T.a[h], T.len[h], static_cast<int>(p.head[h].topk));
-    if (lane >= keep) continue;
+    const int keep = keep_count(p, T.v[h], T.a[h], T.len[h], h);
+    if (lane >= keep || !claims_entry(p, r, lane, keep, T.a[h][lane])) continue;
     const int64_t a = T.a[h][lane];
     const int64_t slot = (h * p.B + r.b) * p.N + a;
     float o, m;
@@ -441,8 +505,9 @@ DH_HD void gt_row_end(const AssignParams& p, const S* const* scores, GtRow& r, c
   }
   for (int h = 0; h < p.H; ++h) {
     const int64_t* ix = idxs + h * kmax;
-    const int keep = topk_keep_count(vals + h * kmax, ix, r.len[h], static_cast<int>(p.head[h].topk));
+    const int keep = keep_count(p, vals + h * kmax, ix, r.len[h], h);
     for (int j = 0; j < keep; ++j) {
+      if (!claims_entry(p, r, j, keep, ix[j])) continue;
       const int64_t slot = (h * p.B + r.b) * p.N + ix[j];
       float o, m;
       eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, ix[j], &o, &m);
@@ -484,6 +549,29 @@ DH_HD int* image_member_start(const AssignParams& p, int h, int64_t b) {
   return p.member_start + (h * p.B + b) * (p.M + 1);
 }
 
+// Rule 'all_pairs' for a contested anchor: the ground truth of image b with the largest overlap
+// with the anchor's predicted box among all of the image's real ground truths (first index on
+// ties, 0 when every overlap is 0; padding slots count as 0), O(M) per contested anchor. A
+// ground truth whose box does not meet the prediction has overlap 0 and is skipped.
+DH_HD int64_t all_pairs_winner(const AssignParams& p, int h, int64_t b, int64_t a) {
+  const Box pb = load_box(p.boxes[h] + 4 * (b * p.N + a));
+  const float pa = p.iou_type == kCIoU ? aspect_atan(pb) : 0.f;
+  float best = 0.f;
+  int64_t g = 0;
+  for (int64_t j = 0; j < p.M; ++j) {
+    const int64_t row = b * p.M + j;
+    if (!p.mask[row]) continue;
+    const Box gb = load_box(p.gt + 4 * row);
+    if (!boxes_meet(gb, pb)) continue;
+    const float o = sanitize_overlap(box_iou_pre(gb, p.iou_type == kCIoU ? aspect_atan(gb) : 0.f, pb, pa, p.iou_type));
+    if (o > best) {
+      best = o;
+      g = j;
+    }
+  }
+  return g;
+}
+
 template <typename S>
 DH_HD void resolve_anchor(const AssignParams& p, const S* const* scores, int h, int64_t b, int64_t a,
                           const ImageScratch& s) {
@@ -495,17 +583,22 @@ DH_HD void resolve_anchor(const AssignParams& p, const S* const* scores, int h, 
     return;
   }
   int64_t g;
-  if (n == 1 || p.conflict == kConflictClaimants) {
+  if (n == 1 || p.conv.conflict == kConflictClaimants) {
     g = key_gt(static_cast<uint64_t>(p.claim_key[base + a]));
-  } else {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
+  } else if (p.conv.conflict == kConflictAll) {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
     const uint64_t k = static_cast<uint64_t>(p.all_key[base + a]);
     g = key_overlap(k) > 0.f ? key_gt(k) : 0;
+  } else {
+    g = all_pairs_winner(p, h, b, a);
   }
   s.anchor_gt[a] = g;
   atomic_add_i32(s.count + g, 1);
   const int64_t row = b * p.M + g;
   const Box gb = load_box(p.gt + 4 * row);
-  if (p.mask[row] && in_region(p.anc[2 * a], p.anc[2 * a + 1], candidate_region(gb, p.min_side)))
+  // The final pair's metric and overlap: 0 when the anchor is not the ground truth's candidate
+  // (rule 'all' can hand it one that does not hold it, and then its metric was 0), except under
+  // 'all_pairs', whose metric is that of every pair.
+  if (p.mask[row] && (p.conv.conflict == kConflictAllPairs || anchor_in(p, a, gt_region(p, gb))))
     eval_pair(p, scores[h], h, b, gb, aspect_atan(gb), p.labels[row], a, &s.anchor_overlap[a], &s.anchor_metric[a]);
 }
 

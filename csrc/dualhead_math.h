@@ -89,21 +89,25 @@ DH_HD float box_iou(const Box& a, const Box& b, int kind, float eps = kIouEps) {
   return box_iou_pre(a, ciou ? aspect_atan(a, eps) : 0.f, b, ciou ? aspect_atan(b, eps) : 0.f, kind, eps);
 }
 
-// The region a ground truth's candidate anchors must lie in: the box with each side shorter
-// than min_side widened to min_side about its centre, via ultralytics' xyxy -> xywh -> xyxy
-// round trip (select_candidates_in_gts), which rounds even for boxes that are not widened.
-DH_HD Box candidate_region(const Box& g, float min_side) {
+// The region a ground truth's candidate anchors must lie in. round_trip (ultralytics 8.4): each
+// side shorter than floor_below is widened to floor_to about the box centre, via ultralytics'
+// xyxy -> xywh -> xyxy round trip (select_candidates_in_gts), which rounds even boxes that are
+// not widened (8.4.128 on: floor_below = floor_to = stride_val; 8.4.0-8.4.127: stride[0] and
+// stride[1]). Without it (every other codebase, and ultralytics before 8.4) the box itself.
+DH_HD Box candidate_region(const Box& g, float floor_below, float floor_to, bool round_trip) {
+  if (!round_trip) return g;
   const float cx = (g.x1 + g.x2) / 2.f, cy = (g.y1 + g.y2) / 2.f;
   float w = g.x2 - g.x1, h = g.y2 - g.y1;
-  if (w < min_side) w = min_side;
-  if (h < min_side) h = min_side;
+  if (w < floor_below) w = floor_to;
+  if (h < floor_below) h = floor_to;
   const float hw = w / 2.f, hh = h / 2.f;
   return Box{cx - hw, cy - hh, cx + hw, cy + hh};
 }
 
-// Strictly more than 1e-9 px inside all four sides (fp32 differences, as torch computes them).
-DH_HD bool in_region(float ax, float ay, const Box& r) {
-  return (ax - r.x1 > kInBoxEps) && (ay - r.y1 > kInBoxEps) && (r.x2 - ax > kInBoxEps) && (r.y2 - ay > kInBoxEps);
+// Strictly more than margin px inside all four sides (fp32 differences, as torch computes them):
+// 1e-9 in ultralytics, YOLOv9 and mmyolo, 0.01 in mmdetection's TOOD.
+DH_HD bool in_region(float ax, float ay, const Box& r, float margin = kInBoxEps) {
+  return (ax - r.x1 > margin) && (ay - r.y1 > margin) && (r.x2 - ax > margin) && (r.y2 - ay > margin);
 }
 
 // One level of the standard anchor grid (ultralytics make_anchors * stride): anchor

@@ -10,8 +10,7 @@ import math
 
 import torch
 
-IOU_KINDS = {"iou": 0, "giou": 1, "diou": 2, "ciou": 3}
-CONFLICT_RULES = {"all": 0, "claimants": 1}
+from dualhead.conventions import IOU_KINDS  # noqa: F401  (re-exported: the IoU kinds by name)
 
 
 def _shape(t) -> str:
@@ -26,17 +25,6 @@ def _tensor(name, t):
 def _float(name, t):
     if not t.is_floating_point():
         raise ValueError(f"{name} must be a float tensor (fp32/fp16/bf16), got {t.dtype}")
-
-
-def check_call(min_side, conflict, iou_type):
-    """The call-wide parameters (a head's own are HeadSettings'); returns (conflict id, iou kind id)."""
-    if not isinstance(min_side, (int, float)) or not min_side >= 0 or not math.isfinite(min_side):
-        raise ValueError(f"min_side must be a finite number >= 0, got {min_side!r}")
-    if conflict not in CONFLICT_RULES:
-        raise ValueError(f"conflict must be one of {sorted(CONFLICT_RULES)}, got {conflict!r}")
-    if iou_type not in IOU_KINDS:
-        raise ValueError(f"iou_type must be one of {sorted(IOU_KINDS)}, got {iou_type!r}")
-    return CONFLICT_RULES[conflict], IOU_KINDS[iou_type]
 
 
 def check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="", check_values=True):
@@ -124,20 +112,16 @@ def check_dual_inputs(
     gt_bboxes,
     mask_gt,
     heads,
-    min_side,
-    conflict,
-    iou_type,
     check_values=True,
 ):
-    """check_inputs for both heads (ground-truth values once), the call's parameters and both
-    heads' settings against the anchors; returns (gt_labels (B, M) int64, mask_gt (B, M) bool)."""
+    """check_inputs for both heads (ground-truth values once) and both heads' settings against
+    the anchors; returns (gt_labels (B, M) int64, mask_gt (B, M) bool)."""
     labels, mask = check_inputs(
         o2m_scores, o2m_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2m_", check_values=check_values
     )
     check_inputs(o2o_scores, o2o_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, prefix="o2o_", check_values=False)
     if o2o_scores.shape != o2m_scores.shape:
         raise ValueError(f"o2o_scores must match o2m_scores {tuple(o2m_scores.shape)}, got {tuple(o2o_scores.shape)}")
-    check_call(min_side, conflict, iou_type)
     for h in heads:
         h.check_anchors(o2m_scores.shape[1])
     return labels, mask

@@ -10,7 +10,8 @@ import torch
 
 from dualhead import _ext, reference
 from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, check_dense_out, dense_torch
-from dualhead.checks import CONFLICT_RULES, IOU_KINDS, check_call, check_dual_inputs, check_inputs
+from dualhead.checks import check_dual_inputs, check_inputs
+from dualhead.conventions import IOU_KINDS, Convention, op_settings, resolve
 from dualhead.reference.assign import empty_assignment
 from dualhead.settings import O2M, O2O, HeadSettings, dual_settings
 
@@ -44,38 +45,32 @@ def _use_kernel(op: str, t) -> bool:
     return False
 
 
-def _run(preds, heads, anc_points, labels, gt_bboxes, mask, min_side, conflict, iou_type, eps, with_stats):
+def _read_layout() -> list[str] | None:
+    """The names of torch.ops.dualhead.assign's settings list, in order (csrc/assign_settings.h),
+    read once at import (outside any torch.compile trace); None without the extension."""
+    if not (_ext.available() and _ext.has_op("assign_settings")):
+        return None
+    return [n for n in torch.ops.dualhead.assign_settings().split(",") if n]
+
+
+_LAYOUT = _read_layout()
+
+
+def _settings_layout() -> list[str]:
+    if _LAYOUT is None:
+        raise RuntimeError("the dualhead extension has no assign_settings op: rebuild it (pip install -e .)")
+    return _LAYOUT
+
+
+def _run(preds, heads, anc_points, labels, gt_bboxes, mask, convention: Convention, with_stats):
     """torch.ops.dualhead.assign on inputs of checked shapes, dtypes and devices: preds [(scores,
-    boxes)] and heads [HeadSettings] of one or two heads -> ([Assignment per head], stats or None).
-    The value checks (labels in range, finite upright boxes, finite anchors) are the kernel's: on
-    CPU before any work, on CUDA on the device (see check_errors); their errors come back tagged
-    and are raised here as ValueError."""
+    boxes)] and heads [HeadSettings] of one or two heads, the call's Convention -> ([Assignment per
+    head], stats or None). The value checks (labels in range, finite upright boxes, finite anchors)
+    are the kernel's: on CPU before any work, on CUDA on the device (see check_errors); their
+    errors come back tagged and are raised here as ValueError."""
     (s1, b1), (s2, b2) = preds[0], (preds[1] if len(preds) > 1 else (None, None))
-    o2m, o2o = heads[0], heads[-1]  # one head: its settings fill both slots, the second unused
-    conflict_id, kind_id = CONFLICT_RULES[conflict], IOU_KINDS[iou_type]  # checked by the caller
-    args = (
-        s1,
-        b1,
-        s2,
-        b2,
-        anc_points,
-        labels,
-        gt_bboxes,
-        mask,
-        o2m.topk,
-        o2m.kept,
-        float(o2m.alpha),
-        float(o2m.beta),
-        o2o.topk,
-        o2o.kept,
-        float(o2o.alpha),
-        float(o2o.beta),
-        float(min_side),
-        conflict_id,
-        kind_id,
-        float(eps),
-        with_stats,
-    )
+    settings = op_settings(heads, convention, _settings_layout())
+    args = (s1, b1, s2, b2, anc_points, labels, gt_bboxes, mask, settings, with_stats)
     if torch.compiler.is_compiling():  # traced: errors stay the kernel's RuntimeError
         fg, gt, t, pick, rank, gap = _lib.assign(*args)
     else:
@@ -104,11 +99,15 @@ def assign(
     conflict="all",
     iou_type="ciou",
     eps=1e-9,
+    convention: Convention | None = None,
 ) -> Assignment:
     """Single-head task-aligned assignment (contract §1), compact output.
 
     pd_scores (B, N, C) probabilities, pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
-    gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels. See dualhead.reference.assign."""
+    gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels. convention: another codebase's
+    rules (dualhead.Convention), instead of the shorthand min_side / conflict / iou_type / eps
+    (ultralytics 8.4.128+). See dualhead.reference.assign."""
+    conv = resolve(convention, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
     if not _use_kernel("assign", pd_scores):
         return reference.assign(
             pd_scores,
@@ -121,20 +120,14 @@ def assign(
             topk2=topk2,
             alpha=alpha,
             beta=beta,
-            min_side=min_side,
-            conflict=conflict,
-            iou_type=iou_type,
-            eps=eps,
+            convention=conv,
         )
     head = HeadSettings(topk, topk2, alpha, beta)
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, check_values=False)
-    check_call(min_side, conflict, iou_type)
     head.check_anchors(pd_scores.shape[1])
     if mask.shape[1] == 0:  # no ground-truth slots: labels = C (ultralytics)
         return empty_assignment(*pd_scores.shape, pd_scores.device)
-    out, _ = _run(
-        [(pd_scores, pd_bboxes)], [head], anc_points, labels, gt_bboxes, mask, min_side, conflict, iou_type, eps, False
-    )
+    out, _ = _run([(pd_scores, pd_bboxes)], [head], anc_points, labels, gt_bboxes, mask, conv, False)
     return out[0]
 
 
@@ -162,12 +155,15 @@ def dual_assign(
     o2o_beta=None,
     stats=True,
     heads=None,
+    convention: Convention | None = None,
 ) -> DualAssignment:
     """Both heads in one call sharing the candidate search: o2m (alpha, beta, o2m_topk) and o2o
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus the consistency
     statistics (stats=False skips them: DualAssignment.stats is then None). o2o_alpha / o2o_beta
     override r*alpha / r*beta (an inconsistent o2o metric, for the metric study). heads: the
-    (o2m, o2o) HeadSettings instead of those options (dualhead.settings)."""
+    (o2m, o2o) HeadSettings instead of those options (dualhead.settings). convention: another
+    codebase's rules instead of min_side / conflict / iou_type / eps (dualhead.Convention)."""
+    conv = resolve(convention, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
     if heads is None:
         heads = dual_settings(o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
     kernel = _use_kernel("assign", o2m_scores)
@@ -182,9 +178,6 @@ def dual_assign(
             gt_bboxes,
             mask_gt,
             heads,
-            min_side,
-            conflict,
-            iou_type,
             check_values=False,
         )
     if not kernel or mask.shape[1] == 0:  # no extension, or no ground-truth slots (labels = C)
@@ -197,11 +190,8 @@ def dual_assign(
             gt_labels,
             gt_bboxes,
             mask_gt,
-            min_side=min_side,
-            conflict=conflict,
-            iou_type=iou_type,
-            eps=eps,
             heads=heads,
+            convention=conv,
         )
     if o2o_scores.dtype != o2m_scores.dtype:
         o2o_scores = o2o_scores.to(o2m_scores.dtype)
@@ -212,10 +202,7 @@ def dual_assign(
         labels,
         gt_bboxes,
         mask,
-        min_side,
-        conflict,
-        iou_type,
-        eps,
+        conv,
         stats,
     )
     return DualAssignment(o2m, o2o, st)

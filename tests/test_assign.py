@@ -1,12 +1,13 @@
 """dualhead::assign (the fused single and dual assignment) against dualhead.reference (contract §3):
 parity, properties, determinism, bad input, fuzzing, the CPU twins of the CUDA-only paths, registration."""
 
+import inspect
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import CONFIGS, DEVICES, DISTS, fresh_seed
+from conftest import CONFIGS, DEVICES, DISTS, fresh_seed, op_settings, settings_layout
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"extension not bui
 def op_args(bt, labels, mask, scores2=None, bboxes2=None, o2o=(10, 10), stats=False):
     """Positional arguments of torch.ops.dualhead.assign for a batch: o2m top-10, o2o (topk,
     topk2), alpha 0.5, beta 6 for both, min_side 16, conflict all, CIoU, eps 1e-9."""
-    heads = (10, 10, 0.5, 6.0, *o2o, 0.5, 6.0)
+    settings = op_settings(o2o=(*o2o, 0.5, 6.0))
     return (
         bt.pd_scores,
         bt.pd_bboxes,
@@ -31,11 +32,7 @@ def op_args(bt, labels, mask, scores2=None, bboxes2=None, o2o=(10, 10), stats=Fa
         labels,
         bt.gt_bboxes,
         mask,
-        *heads,
-        16.0,
-        0,
-        3,
-        1e-9,
+        settings,
         stats,
     )
 
@@ -169,10 +166,11 @@ def test_torch_compile_fullgraph():
 
     def f(s, b, anc, lab, gt, m):
         fg, gi, t, *_ = torch.ops.dualhead.assign(
-            s, b, None, None, anc, lab, gt, m, 10, 10, 0.5, 6.0, 10, 10, 0.5, 6.0, 16.0, 0, 3, 1e-9, False
+            s, b, None, None, anc, lab, gt, m, settings, False
         )
         return torch.ops.dualhead.to_dense(lab.gather(1, gi[0]), t[0], 5), fg[0]
 
+    settings = op_settings()
     args = (bt.pd_scores, bt.pd_bboxes, bt.anc_points, labels, bt.gt_bboxes, mask)
     got = torch.compile(f, fullgraph=True, backend="aot_eager")(*args)
     ref = f(*args)
@@ -197,15 +195,32 @@ def test_kernel_bad_input_messages(device, monkeypatch):
             r"anc_points must be finite, got \(inf",
         ),
         (4, bt.anc_points.to("meta"), "must be on"),
-        (8, 0, "o2m_topk must be in"),
-        (9, -3, "o2m_topk2 must be in"),
-        (11, float("nan"), "o2m_beta must be"),
-        (16, -1.0, "min_side must be"),
         (4, bt.anc_points[:-1], "anc_points must be"),
         (1, bt.pd_bboxes[..., :3], "pd_bboxes must be"),
-        (17, 5, "conflict must be"),
-        (18, 7, "iou_type must be"),
+        (8, [1.0, 2.0], r"settings must hold \d+ values \(o2m_topk,"),
     ]
+    # each setting, named in the message
+    layout = settings_layout()
+    bad = dict(
+        o2m_topk=(0, "o2m_topk must be in"),
+        o2m_topk2=(11, r"o2m_topk2 must be in \[1, o2m_topk=10\]"),
+        o2m_beta=(float("nan"), "o2m_beta must be"),
+        floor_below=(-1.0, "floor_below must be"),
+        floor_to=(float("inf"), "floor_to must be"),
+        margin=(-0.5, "margin must be"),
+        order=(2, "order must be"),
+        conflict=(5, "conflict must be"),
+        round_trip=(0.5, "round_trip must be an integer"),
+        iou_type=(7, "iou_type must be"),
+        eps=(1.0, "eps must be"),
+    )
+    for name, (v, msg) in bad.items():
+        settings = list(base[8])
+        settings[layout.index(name)] = float(v)
+        cases.append((8, settings, msg))
+    no_trip = list(base[8])
+    no_trip[layout.index("round_trip")] = 0.0
+    cases.append((8, no_trip, "a small-box floor needs round_trip=1"))
     for i, v, msg in cases:
         a = list(base)
         a[i] = v
@@ -232,13 +247,17 @@ for it in range(150):
         if t.numel() and torch.rand(1, generator=g) < 0.4:
             t.view(-1)[torch.randint(0, t.numel(), (3,), generator=g).to(dev)] = vals[int(torch.randint(0, 6, (1,), generator=g))]
     topk = [int(torch.randint(-1, N + 3, (1,), generator=g)) for _ in range(2)]
-    args = [s, b, None, None, anc, lab, gt, mask, *topk, 0.5, 6.0, *topk, 0.5, 6.0,
-            float(torch.randint(-2, 40, (1,), generator=g)), 0, 3, 1e-9, False]
+    side = float(torch.randint(-2, 40, (1,), generator=g))
+    conv = dict(order=int(torch.randint(0, 2, (1,), generator=g)), conflict=int(torch.randint(1, 3, (1,), generator=g)),
+                floor_below=side, floor_to=side)
+    settings = op_settings((*topk, 0.5, 6.0), (*topk, 0.5, 6.0), **conv)
+    args = [s, b, None, None, anc, lab, gt, mask, settings, False]
     if torch.rand(1, generator=g) < 0.3:
-        args[2], args[3], args[14], args[15], args[20] = s, b, 1.0, 2.0, True
+        args[2], args[3], args[9] = s, b, True
+        args[8] = op_settings((*topk, 0.5, 6.0), (*topk, 1.0, 2.0), **conv)
     try:
         out = torch.ops.dualhead.assign(*args)
-        assert torch.isfinite(out[4]).all()
+        assert torch.isfinite(out[2]).all() and torch.isfinite(out[5]).all()  # target scores, gaps
     except (RuntimeError, ValueError):  # TORCH_CHECK / TORCH_CHECK_VALUE
         pass
     try:
@@ -258,7 +277,8 @@ def test_fuzz_never_crashes(run, device):
     never a crash (nor, on CUDA, an illegal memory access). The seed is drawn inside the test
     (fresh every run, printed on failure), so collection is the same in every pytest-xdist worker."""
     seed = fresh_seed()
-    r = subprocess.run([sys.executable, "-c", FUZZ, str(seed), device], capture_output=True, text=True, timeout=600)
+    script = "import torch\n" + inspect.getsource(op_settings) + inspect.getsource(settings_layout) + FUZZ
+    r = subprocess.run([sys.executable, "-c", script, str(seed), device], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "ok" in r.stdout, f"seed {seed}: rc={r.returncode}\n{r.stderr[-3000:]}"
 
 

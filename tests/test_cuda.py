@@ -17,7 +17,7 @@ import contextlib
 import cuda_emu
 import pytest
 import torch
-from conftest import fresh_seed
+from conftest import fresh_seed, op_settings
 
 import dualhead
 from dualhead.anchors import make_anchors
@@ -181,12 +181,7 @@ def test_empty_images_and_empty_calls(dev):
             d[5][:, :0, 0].long(),
             d[6][:, :0],
             d[7][:, :0, 0].bool(),
-            *(10, 10, 0.5, 6.0),  # o2m: topk, topk2, alpha, beta
-            *(7, 1, 0.5, 6.0),  # o2o
-            16.0,
-            0,
-            3,
-            1e-9,
+            op_settings(o2m=(10, 10, 0.5, 6.0), o2o=(7, 1, 0.5, 6.0)),
             True,
         )
     assert fg.shape == (2, B, N) and not fg.any() and not t.any() and pick.shape == (B, 0)

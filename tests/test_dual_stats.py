@@ -77,6 +77,7 @@ def test_rank_matches_sorted_o2m_metric():
     res = dualhead.reference.dual_assign(
         bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt
     )
+    from dualhead.conventions import Convention
     from dualhead.reference.assign import candidate_region
     from dualhead.reference.iou import iou_aligned
 
@@ -85,7 +86,7 @@ def test_rank_matches_sorted_o2m_metric():
         for g in range(bt.mask_gt.shape[1]):
             if not bt.mask_gt[b, g, 0] or res.stats.pick[b, g] < 0:
                 continue
-            r = candidate_region(bt.gt_bboxes[b, g][None], 16.0)[0]
+            r = candidate_region(bt.gt_bboxes[b, g][None], Convention())[0]
             inside = (
                 (anc[:, 0] - r[0] > 1e-9)
                 & (anc[:, 1] - r[1] > 1e-9)

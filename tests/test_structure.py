@@ -96,12 +96,14 @@ def test_a_head_setting_keeps_its_name_from_the_cli_to_the_op(monkeypatch):
     assert main(["train", "--o2o-topk", "0", "--out", "/nonexistent/x"]) == 2  # checked before any work
     schema = torch.ops.dualhead.assign.default._schema
     names = [a.name for a in schema.arguments]
-    assert names[8:16] == [f"{h}_{k}" for h in ("o2m", "o2o") for k in ("topk", "topk2", "alpha", "beta")]
+    assert names[8] == "settings"
+    layout = [n for n in torch.ops.dualhead.assign_settings().split(",") if n]
+    assert layout[:8] == [f"{h}_{k}" for h in ("o2m", "o2o") for k in ("topk", "topk2", "alpha", "beta")]
     seen = {}
 
     class Spy:
         def assign(self, *args):
-            seen.update(zip(names, args))
+            seen.update(zip(layout, args[8]))
             return ops.torch.ops.dualhead.assign(*args)
 
     monkeypatch.setattr(ops, "_lib", Spy())

@@ -206,13 +206,10 @@ void run_passes(const AssignParams& p, const AssignCall& call) {
 }
 
 AssignResult assign_cpu(Tensor scores, Tensor bboxes, std::optional<Tensor> scores2, std::optional<Tensor> bboxes2,
-                        Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt, int64_t o2m_topk,
-                        int64_t o2m_topk2, double o2m_alpha, double o2m_beta, int64_t o2o_topk, int64_t o2o_topk2,
-                        double o2o_alpha, double o2o_beta, double min_side, int64_t conflict, int64_t iou_type,
-                        double eps, bool with_stats) {
-  const HeadArgs heads{{{o2m_topk, o2m_topk2, o2m_alpha, o2m_beta}, {o2o_topk, o2o_topk2, o2o_alpha, o2o_beta}}};
-  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, heads,
-                                   min_side, conflict, iou_type, eps, with_stats);
+                        Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt,
+                        std::vector<double> settings, bool with_stats) {
+  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, settings,
+                                   with_stats);
   host_checks_and_grid(call);
   const AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {

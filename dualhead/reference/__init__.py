@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from dualhead.assignment import Assignment, DualAssignment, dense_torch
-from dualhead.checks import check_call, check_dual_inputs, check_inputs
+from dualhead.checks import check_dual_inputs, check_inputs
+from dualhead.conventions import Convention, resolve
 from dualhead.reference.assign import candidate_pairs, head_assign
 from dualhead.reference.dual import consistency_stats
 from dualhead.reference.iou import box_iou, iou_aligned
@@ -34,18 +35,18 @@ def assign(
     conflict="all",
     iou_type="ciou",
     eps=1e-9,
+    convention: Convention | None = None,
 ) -> Assignment:
     """Single-head task-aligned assignment (contract §1), compact output. Shapes as in contract §1:
     pd_scores (B, N, C), pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
-    gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels."""
+    gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels. convention: another
+    codebase's rules (dualhead.Convention) instead of min_side / conflict / iou_type / eps."""
+    conv = resolve(convention, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
     head = HeadSettings(topk, topk2, alpha, beta)
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
-    check_call(min_side, conflict, iou_type)
     head.check_anchors(pd_scores.shape[1])
-    pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
-    out, _, _ = head_assign(
-        pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, head, conflict=conflict, iou_type=iou_type, eps=eps
-    )
+    pairs = candidate_pairs(anc_points, gt_bboxes, mask, conv)
+    out, _, _ = head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, head, anc_points, conv)
     return out
 
 
@@ -73,11 +74,14 @@ def dual_assign(
     o2o_alpha=None,
     o2o_beta=None,
     heads=None,
+    convention: Convention | None = None,
 ) -> DualAssignment:
     """Both heads from one candidate search: o2m with (alpha, beta, o2m_topk), o2o with
     (r*alpha, r*beta, o2o_topk, o2o_topk2), each with its own predictions; plus statistics.
     o2o_alpha / o2o_beta override r*alpha / r*beta (an inconsistent o2o metric). heads: the two
-    HeadSettings instead of those options (dualhead.settings)."""
+    HeadSettings instead of those options (dualhead.settings). convention: another codebase's
+    rules (dualhead.Convention) instead of min_side / conflict / iou_type / eps."""
+    conv = resolve(convention, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
     o2m_h, o2o_h = (
         heads
         if heads is not None
@@ -93,14 +97,11 @@ def dual_assign(
         gt_bboxes,
         mask_gt,
         (o2m_h, o2o_h),
-        min_side,
-        conflict,
-        iou_type,
     )
-    pairs = candidate_pairs(anc_points, gt_bboxes, mask, min_side)
-    common = dict(conflict=conflict, iou_type=iou_type, eps=eps)
-    o2m, _, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, o2m_h, **common)
-    o2o, _, _ = head_assign(pairs, o2o_scores, o2o_bboxes, labels, mask, gt_bboxes, o2o_h, **common)
+    pairs = candidate_pairs(anc_points, gt_bboxes, mask, conv)
+    o2m, o2m_pairs, m_o2m = head_assign(pairs, o2m_scores, o2m_bboxes, labels, mask, gt_bboxes, o2m_h, anc_points, conv)
+    o2o, _, _ = head_assign(pairs, o2o_scores, o2o_bboxes, labels, mask, gt_bboxes, o2o_h, anc_points, conv)
+    pairs = o2m_pairs
     if m_o2m is None:
         m_o2m = torch.zeros(0, device=o2m_scores.device)
     return DualAssignment(o2m, o2o, consistency_stats(pairs, m_o2m, o2m, o2o, mask))

@@ -16,8 +16,8 @@ import torch
 from dualhead.assignment import Assignment
 from dualhead.reference.iou import iou_aligned
 
-IN_BOX_EPS = 1e-9  # select_candidates_in_gts' strict margin, pixels
-CHUNK = 1 << 22  # in-box mask elements evaluated at a time (bounded memory)
+CHUNK = 1 << 22  # in-box mask / metric elements evaluated at a time (bounded memory)
+RANK_DEPTH = 10  # the o2m ordering the statistics need (dualhead.assignment.RANK_DEPTH)
 
 
 @dataclass
@@ -32,33 +32,40 @@ class Pairs:
         return self.b.numel()
 
 
-def candidate_region(gt_bboxes: torch.Tensor, min_side: float) -> torch.Tensor:
-    """Boxes (K, 4) xyxy with each side < min_side widened to min_side about the centre, through
-    ultralytics' xyxy->xywh->xyxy round trip (it rounds even boxes that are not widened)."""
+def candidate_region(gt_bboxes: torch.Tensor, conv) -> torch.Tensor:
+    """A ground truth's region (K, 4) xyxy (conv: dualhead.Convention): with round_trip, each side
+    < floor_below widened to floor_to about the centre through ultralytics 8.4's xyxy->xywh->xyxy
+    round trip (it rounds even boxes that are not widened); without, the box itself."""
+    if not conv.round_trip:
+        return gt_bboxes
     x1, y1, x2, y2 = gt_bboxes.unbind(-1)
     cxy = torch.stack(((x1 + x2) / 2, (y1 + y2) / 2), -1)
     wh = torch.stack((x2 - x1, y2 - y1), -1)
-    wh = torch.where(wh < min_side, torch.tensor(min_side, dtype=wh.dtype, device=wh.device), wh)
+    wh = torch.where(wh < conv.floor_below, torch.tensor(conv.floor_to, dtype=wh.dtype, device=wh.device), wh)
     half = wh / 2
     return torch.cat((cxy - half, cxy + half), -1)
 
 
-def candidate_pairs(anc_points: torch.Tensor, gt_bboxes: torch.Tensor, mask: torch.Tensor, min_side: float) -> Pairs:
+def inside(ax, ay, r, margin):
+    """Anchors (ax, ay) strictly more than margin px inside regions r (..., 4) (broadcast)."""
+    ok = ax - r[..., 0:1] > margin
+    ok &= ay - r[..., 1:2] > margin
+    ok &= r[..., 2:3] - ax > margin
+    ok &= r[..., 3:4] - ay > margin
+    return ok
+
+
+def candidate_pairs(anc_points: torch.Tensor, gt_bboxes: torch.Tensor, mask: torch.Tensor, conv) -> Pairs:
     """Every (b, g, a) with g a real ground truth and anchor a strictly inside its region."""
     B, M = mask.shape
     N = anc_points.shape[0]
     rows = mask.reshape(-1).nonzero().squeeze(1)
-    region = candidate_region(gt_bboxes.reshape(-1, 4)[rows].float(), float(min_side))
+    region = candidate_region(gt_bboxes.reshape(-1, 4)[rows].float(), conv)
     ax, ay = anc_points[:, 0].float(), anc_points[:, 1].float()
     out_rows, out_anchors = [], []
     step = max(1, CHUNK // max(N, 1))
     for s in range(0, rows.numel(), step):
-        r = region[s : s + step]
-        inside = ax - r[:, 0:1] > IN_BOX_EPS
-        inside &= ay - r[:, 1:2] > IN_BOX_EPS
-        inside &= r[:, 2:3] - ax > IN_BOX_EPS
-        inside &= r[:, 3:4] - ay > IN_BOX_EPS
-        i, a = inside.nonzero(as_tuple=True)
+        i, a = inside(ax, ay, region[s : s + step], conv.margin).nonzero(as_tuple=True)
         out_rows.append(rows[s + i])
         out_anchors.append(a)
     flat = torch.cat(out_rows) if out_rows else rows.new_zeros(0)
@@ -77,6 +84,46 @@ def pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, alpha, beta, io
     m = p.pow(alpha) * o.pow(beta)
     m = torch.where(torch.isfinite(m) & (m >= 0), m, torch.zeros_like(m))
     return o, m
+
+
+def topk_first_pairs(anc_points, pd_scores, pd_bboxes, labels, gt_bboxes, mask, head, conv):
+    """The top-k-first order (TOOD): per real ground truth, its best max(topk, RANK_DEPTH) anchors
+    over all N by metric (larger first, the smaller anchor on ties) among those with a positive
+    metric, as pairs sorted by (image, ground truth, anchor), with each pair's o and m and whether
+    it is a positive claim (within the head's top-k and inside the region). Rows are taken a
+    bounded chunk at a time (no (B, M, N) tensor)."""
+    B, M = mask.shape
+    N = anc_points.shape[0]
+    rows = mask.reshape(-1).nonzero().squeeze(1)
+    depth = min(max(head.topk, RANK_DEPTH), N)
+    region = candidate_region(gt_bboxes.reshape(-1, 4)[rows].float(), conv)
+    ax, ay = anc_points[:, 0].float(), anc_points[:, 1].float()
+    outs = []
+    step = max(1, CHUNK // max(N, 1))
+    for s in range(0, rows.numel(), step):
+        r = rows[s : s + step]
+        b, g = r // M, r % M
+        p = pd_scores[b][torch.arange(r.numel(), device=r.device), :, labels[b, g]].float()  # (R, N)
+        o = iou_aligned(gt_bboxes[b, g].float()[:, None, :], pd_bboxes[b].float(), conv.iou_type).clamp_(0)
+        o = torch.where(torch.isfinite(o), o, torch.zeros_like(o))
+        m = p.pow(head.alpha) * o.pow(head.beta)
+        m = torch.where(torch.isfinite(m) & (m >= 0), m, torch.zeros_like(m))
+        vals, idx = torch.sort(-m, dim=1, stable=True)  # metric desc, anchor asc on ties
+        vals, idx = -vals[:, :depth], idx[:, :depth]
+        rank = torch.arange(depth, device=r.device).expand_as(idx)
+        keep = vals > 0
+        claim = keep & (rank < head.topk) & inside(ax[idx], ay[idx], region[s : s + step], conv.margin)
+        ri, ci = keep.nonzero(as_tuple=True)
+        a = idx[ri, ci]
+        outs.append((r[ri], a, o.gather(1, idx)[ri, ci], vals[ri, ci], claim[ri, ci]))
+    if not outs:
+        z = rows.new_zeros(0)
+        f = torch.zeros(0, device=rows.device)
+        return Pairs(z, z, z), f, f, torch.zeros(0, dtype=torch.bool, device=rows.device)
+    flat, a, o, m, claim = (torch.cat(x) for x in zip(*outs))
+    order = torch.argsort(flat * N + a)
+    flat, a, o, m, claim = flat[order], a[order], o[order], m[order], claim[order]
+    return Pairs(flat // M, flat % M, a), o, m, claim
 
 
 def group_starts(sorted_group: torch.Tensor) -> torch.Tensor:
@@ -115,7 +162,8 @@ def resolve_conflicts(pairs, o, claim, B, n_anchors, conflict):
 
     conflict 'all' (ultralytics): argmax of o over all ground truths of the image (o = 0 for
     non-candidates): the smallest index among the maxima, index 0 when every o is 0.
-    'claimants': the same argmax over the claiming ground truths only."""
+    'claimants': the same argmax over the claiming ground truths only. ('all_pairs' is decided
+    by all_pairs_winners; here it gives the claimants' winner, used for single claims only.)"""
     flat = pairs.b * n_anchors + pairs.a
     size = B * n_anchors
     claims = torch.zeros(size, dtype=torch.long, device=o.device).index_add_(
@@ -133,11 +181,35 @@ def resolve_conflicts(pairs, o, claim, B, n_anchors, conflict):
     return claims, winner
 
 
-def assign_pairs(pairs, o, m, B, N, M, topk, topk2, conflict, eps):
-    """Steps 4-7 of contract §1 on precomputed pair metrics -> per-anchor (fg, gt, m, o, t), flat."""
+def all_pairs_winners(contested, pd_scores, pd_bboxes, labels, gt_bboxes, mask, head, iou_type):
+    """Rule 'all_pairs' (YOLOv9, mmyolo) for the contested anchors (flat b*N + a): the ground truth
+    of the image with the largest overlap with the anchor's prediction among all its real ground
+    truths (first index on ties, 0 when all are 0; padding counts 0), and that pair's o and m
+    (the metric of every pair, in or out of the box). O(contested x M), nothing (B, M, N)."""
+    B, N, _ = pd_scores.shape
+    M = mask.shape[1]
+    b, a = contested // N, contested % N
+    pb = pd_bboxes[b, a].float()  # (K, 4)
+    o = iou_aligned(gt_bboxes[b].float(), pb[:, None, :], iou_type).clamp_(0)  # (K, M)
+    o = torch.where(torch.isfinite(o) & mask[b], o, torch.zeros_like(o))
+    best, g = o.max(1)
+    g = torch.where(best > 0, torch.argmax(o, 1), torch.zeros_like(g))  # argmax: the first maximum
+    og = o.gather(1, g[:, None]).squeeze(1)
+    p = pd_scores[b, a, labels[b, g]].float()
+    mg = p.pow(head.alpha) * og.pow(head.beta)
+    mg = torch.where(torch.isfinite(mg) & (mg >= 0) & mask[b, g], mg, torch.zeros_like(mg))
+    og = torch.where(mask[b, g], og, torch.zeros_like(og))
+    return g, og, mg
+
+
+def assign_pairs(pairs, o, m, B, N, M, head, conflict, eps, claim=None, all_pairs=None):
+    """Steps 4-7 of contract §1 on precomputed pair metrics -> per-anchor (fg, gt, m, o, t), flat.
+    claim: the pairs' positive claims (default: the in-box-first top-k, sparse_topk); all_pairs:
+    a function of the contested anchors -> (winner, o, m) for conflict 'all_pairs'."""
     dev = o.device
     group = pairs.b * M + pairs.g
-    claim = sparse_topk(group, pairs.a, m, topk)
+    if claim is None:
+        claim = sparse_topk(group, pairs.a, m, head.topk)
     claims, winner = resolve_conflicts(pairs, o, claim, B, N, conflict)
     fg = claims > 0
     # claims == 1: the single claimant; claims > 1: the conflict winner
@@ -150,15 +222,21 @@ def assign_pairs(pairs, o, m, B, N, M, topk, topk2, conflict, eps):
     # conflict quirk can hand an anchor to a ground truth that does not contain it)
     mf = torch.zeros(B * N, dtype=torch.float32, device=dev)
     of = torch.zeros_like(mf)
-    hit = fg[flat] & (gt[flat] == pairs.g)
+    hit = fg[flat] & (gt[flat] == pairs.g) & ((claims[flat] == 1) | (conflict != "all_pairs"))
+    if conflict == "claimants":
+        hit &= claim  # a claimant pair (the top-k-first order lists pairs that claim nothing)
     mf[flat[hit]] = m[hit]
     of[flat[hit]] = o[hit]
-    if topk2 != topk:
+    if conflict == "all_pairs":
+        contested = (claims > 1).nonzero().squeeze(1)
+        g, og, mg = all_pairs(contested)
+        gt[contested], of[contested], mf[contested] = g, og, mg
+    if head.kept != head.topk:
         idx = fg.nonzero().squeeze(1)  # sorted by (b, a)
         grp = (idx // N) * M + gt[idx]
         order = torch.argsort(grp, stable=True)  # -> (group, anchor)
         keep = torch.zeros_like(fg)
-        keep[idx[order]] = sparse_topk(grp[order], idx[order] % N, mf[idx[order]], topk2)
+        keep[idx[order]] = sparse_topk(grp[order], idx[order] % N, mf[idx[order]], head.kept)
         fg &= keep
     # per ground truth maxima over the final positives, then t = m * Og / (Mg + eps)
     grp = (torch.arange(B * N, device=dev) // N) * M + gt
@@ -190,12 +268,22 @@ def empty_assignment(B, N, num_classes, device) -> Assignment:
     return Assignment(z != 0, z, z + num_classes, torch.zeros(B, N, 4, device=device), torch.zeros(B, N, device=device))
 
 
-def head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, head, *, conflict, iou_type, eps):
-    """One head (its HeadSettings) from shared candidate pairs -> (Assignment, per-pair o, per-pair m)."""
+def head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, head, anc_points, conv):
+    """One head (its HeadSettings) under Convention conv -> (Assignment, the pairs its statistics
+    rank, their m). pairs: the shared in-box candidate pairs (the top-k-first order builds its own
+    from the head's predictions)."""
     B, N, C = pd_scores.shape
     M = mask.shape[1]
     if M == 0:
-        return empty_assignment(B, N, C, pd_scores.device), None, None
-    o, m = pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, head.alpha, head.beta, iou_type)
-    fg, gt, _, _, t = assign_pairs(pairs, o, m, B, N, M, head.topk, head.kept, conflict, eps)
-    return make_assignment(fg, gt, t, labels, gt_bboxes, B, N), o, m
+        return empty_assignment(B, N, C, pd_scores.device), pairs, None
+    claim = None
+    if conv.order == "topk_first":
+        pairs, o, m, claim = topk_first_pairs(anc_points, pd_scores, pd_bboxes, labels, gt_bboxes, mask, head, conv)
+    else:
+        o, m = pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, head.alpha, head.beta, conv.iou_type)
+
+    def all_pairs(contested):
+        return all_pairs_winners(contested, pd_scores, pd_bboxes, labels, gt_bboxes, mask, head, conv.iou_type)
+
+    fg, gt, _, _, t = assign_pairs(pairs, o, m, B, N, M, head, conv.conflict, conv.eps, claim, all_pairs)
+    return make_assignment(fg, gt, t, labels, gt_bboxes, B, N), pairs, m

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from dualhead.checks import IOU_KINDS
+from dualhead.conventions import IOU_KINDS
 from dualhead.iou import iou_aligned
 
 
