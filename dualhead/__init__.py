@@ -15,6 +15,7 @@ from dualhead import (  # noqa: E402
 )
 from dualhead.assigners import DualAssigner, TaskAlignedAssigner  # noqa: E402
 from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment  # noqa: E402
+from dualhead.conventions import Convention  # noqa: E402
 from dualhead.settings import HeadSettings  # noqa: E402
 
 _moved.install()
@@ -22,6 +23,7 @@ _moved.install()
 __all__ = [
     "Assignment",
     "ConsistencyStats",
+    "Convention",
     "DualAssignment",
     "DualAssigner",
     "HeadSettings",

@@ -7,6 +7,7 @@ from torch import nn
 
 from dualhead import ops
 from dualhead.assignment import DualAssignment
+from dualhead.conventions import Convention
 from dualhead.settings import O2M, O2O, dual_settings
 
 
@@ -30,7 +31,10 @@ class TaskAlignedAssigner(nn.Module):
     """Drop-in for ultralytics.utils.tal.TaskAlignedAssigner (same constructor, forward and
     return tuple), computed by dualhead's kernels.
 
-    Extra keyword-only options: conflict ("all" as ultralytics, or "claimants"), iou_type.
+    Extra keyword-only options: conflict ("all" as ultralytics, "claimants" or "all_pairs"),
+    iou_type; or convention, another codebase's rules (dualhead.Convention: e.g.
+    Convention.ultralytics("8.3.0", stride), which dualhead.integrations.ultralytics.patch() picks
+    for the installed release), which then decides them (and eps) instead.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class TaskAlignedAssigner(nn.Module):
         *,
         conflict: str = "all",
         iou_type: str = "ciou",
+        convention: Convention | None = None,
     ):
         super().__init__()
         self.topk = topk
@@ -57,6 +62,7 @@ class TaskAlignedAssigner(nn.Module):
         self.eps = eps
         self.conflict = conflict
         self.iou_type = iou_type
+        self.convention = convention
 
     def assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
         """Compact form (dualhead.Assignment): no (B, N, C) tensor."""
@@ -72,11 +78,13 @@ class TaskAlignedAssigner(nn.Module):
             topk2=self.topk2,
             alpha=self.alpha,
             beta=self.beta,
-            min_side=self.stride_val,
-            conflict=self.conflict,
-            iou_type=self.iou_type,
-            eps=self.eps,
+            **self._call_rules(),
         )
+
+    def _call_rules(self) -> dict:
+        if self.convention is not None:
+            return dict(convention=self.convention)
+        return dict(min_side=self.stride_val, conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
 
     @torch.no_grad()
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
@@ -113,6 +121,7 @@ class DualAssigner(nn.Module):
         o2o_alpha: float | None = None,
         o2o_beta: float | None = None,
         heads=None,
+        convention: Convention | None = None,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -124,6 +133,7 @@ class DualAssigner(nn.Module):
         self.stride = tuple(stride)
         self.min_side = _min_side(self.stride) if min_side is None else min_side
         self.conflict, self.iou_type, self.eps = conflict, iou_type, eps
+        self.convention = convention  # another codebase's rules instead of min_side / conflict / iou_type / eps
 
     @torch.no_grad()
     def forward(
@@ -140,8 +150,9 @@ class DualAssigner(nn.Module):
             gt_bboxes,
             mask_gt,
             heads=(self.o2m, self.o2o),
-            min_side=self.min_side,
-            conflict=self.conflict,
-            iou_type=self.iou_type,
-            eps=self.eps,
+            **(
+                dict(convention=self.convention)
+                if self.convention is not None
+                else dict(min_side=self.min_side, conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
+            ),
         )

@@ -10,6 +10,7 @@ import ultralytics.utils.loss as uloss  # noqa: E402
 from ultralytics.cfg import get_cfg  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 
+import dualhead  # noqa: E402
 from dualhead.integrations import ultralytics as dhu  # noqa: E402
 
 
@@ -33,12 +34,12 @@ def yolov10n():
 def test_patch_unpatch_and_context_manager():
     orig = uloss.TaskAlignedAssigner
     dhu.patch()
-    assert uloss.TaskAlignedAssigner is dhu.UltralyticsTaskAlignedAssigner
+    assert issubclass(uloss.TaskAlignedAssigner, dhu.UltralyticsTaskAlignedAssigner)
     dhu.patch()  # idempotent
     dhu.unpatch()
     assert uloss.TaskAlignedAssigner is orig
     with dhu.patched():
-        assert uloss.TaskAlignedAssigner is dhu.UltralyticsTaskAlignedAssigner
+        assert issubclass(uloss.TaskAlignedAssigner, dhu.UltralyticsTaskAlignedAssigner)
     assert uloss.TaskAlignedAssigner is orig
 
 
@@ -46,7 +47,7 @@ def test_yolov10n_loss_equals_ultralytics(yolov10n):
     own = yolov10n.init_criterion()
     with dhu.patched():
         ours = yolov10n.init_criterion()
-    assert type(ours.one2many.assigner) is dhu.UltralyticsTaskAlignedAssigner
+    assert isinstance(ours.one2many.assigner, dhu.UltralyticsTaskAlignedAssigner)
     assert (ours.one2many.assigner.topk, ours.one2one.assigner.topk, ours.one2one.assigner.topk2) == (10, 7, 1)
     g = torch.Generator().manual_seed(1)
     for _ in range(3):
@@ -63,40 +64,52 @@ def test_yolov10n_loss_equals_ultralytics(yolov10n):
 
 
 @pytest.mark.parametrize(
-    "version,difference",
+    "version,floor",
     [
-        ("8.2.103", "no small-box floor and no topk2"),
-        ("8.3.253", "no small-box floor and no topk2"),
-        ("8.4.0", "shorter than stride[0] to stride[1]"),
-        ("8.4.127", "shorter than stride[0] to stride[1]"),
+        ("8.0.100", None),
+        ("8.2.103", None),
+        ("8.3.253", None),
+        ("8.4.0", (8.0, 16.0)),
+        ("8.4.127", (8.0, 16.0)),
+        ("8.4.128", (16.0, 16.0)),
+        ("8.4.190", (16.0, 16.0)),
     ],
 )
-def test_releases_that_assign_differently_are_refused(version, difference):
-    """Behaviour changed without a visible constructor parameter (the floor rule at 8.4.128; the
-    floor and topk2 at 8.4.0): the patch names the release and the nearest supported one."""
-    with pytest.raises(
-        dhu.UnsupportedRelease,
-        match=rf"installed ultralytics {version} differs: .*"
-        rf"{re.escape(difference)}.*Nearest supported release: 8\.4\.128",
-    ):
-        dhu.check_release(version)
+def test_patch_assigns_with_each_releases_rules(monkeypatch, version, floor):
+    """The small-box floor changed without a visible constructor parameter (none before 8.4.0;
+    sides < stride[0] -> stride_val in 8.4.0-8.4.127; < stride_val from 8.4.128): patch() reads
+    the release and the assigners it builds carry that release's Convention."""
+    import ultralytics
+
+    monkeypatch.setattr(ultralytics, "__version__", version)
+    dhu.check_release(version)
+    with dhu.patched():
+        a = uloss.TaskAlignedAssigner(topk=10, num_classes=80, alpha=0.5, beta=6.0, stride=[8, 16, 32])
+    c = a.convention
+    assert c == dualhead.Convention.ultralytics(version)
+    if floor is None:
+        assert not c.round_trip and (c.floor_below, c.floor_to) == (0.0, 0.0)
+    else:
+        assert c.round_trip and (c.floor_below, c.floor_to) == floor
 
 
 def test_supported_and_newer_releases():
-    for v in ("8.4.128", "8.4.150", "8.4.190"):
+    for v in ("8.0.100", "8.1.34", "8.4.128", "8.4.150", "8.4.190"):
         dhu.check_release(v)
     with pytest.warns(RuntimeWarning, match="newer than the newest release checked"):
         dhu.check_release("8.5.0")
 
 
-def test_patch_refuses_an_old_release_and_changes_nothing(monkeypatch):
+def test_patch_refuses_an_unchecked_release_and_changes_nothing(monkeypatch):
     import ultralytics
 
-    monkeypatch.setattr(ultralytics, "__version__", "8.3.253")
+    monkeypatch.setattr(ultralytics, "__version__", "8.0.99")
     orig = uloss.TaskAlignedAssigner
-    with pytest.raises(dhu.UnsupportedRelease, match="8.3.253"):
+    with pytest.raises(
+        dhu.UnsupportedRelease, match=r"installed ultralytics 8\.0\.99 is older.*Nearest supported release: 8\.0\.100"
+    ):
         dhu.patch()
     assert uloss.TaskAlignedAssigner is orig and not dhu.is_patched()
     dhu.patch(force=True)  # for measuring the difference (benchmarks/compat_ultralytics.py)
-    assert uloss.TaskAlignedAssigner is dhu.UltralyticsTaskAlignedAssigner
+    assert issubclass(uloss.TaskAlignedAssigner, dhu.UltralyticsTaskAlignedAssigner)
     dhu.unpatch()

@@ -7,32 +7,36 @@
     with dh_ultralytics.patched():  # or scoped
         ...
 
-What changes: the `TaskAlignedAssigner` name that ultralytics.utils.loss resolves when a loss
-(v8DetectionLoss, and E2ELoss's two heads for YOLOv10 / YOLO26) builds its assigner. The
-constructor arguments (topk, topk2, alpha, beta, stride, num_classes) pass through unchanged.
-Losses built before patch() keep the assigner they have. Nothing else in ultralytics changes;
-segmentation / pose / OBB losses build their own assigner subclasses and are unaffected.
+What changes: the `TaskAlignedAssigner` name that ultralytics' detection loss module resolves when
+a loss (v8DetectionLoss and the losses built on it: YOLOv10's v10DetectLoss, E2ELoss's two heads,
+the segmentation and pose losses; in 8.0.x the detection trainer's Loss) builds its assigner. The
+constructor arguments (topk, topk2, alpha, beta, stride, num_classes, eps) pass through unchanged.
+Losses built before patch() keep the assigner they have. The rotated (OBB) assigner is unaffected.
 
-Releases: the assignment dualhead computes is the one of ultralytics 8.4.128 and later (checked
-release by release up to 8.4.190 by `make compat-ultralytics`, RESULTS.md). Older releases assign
-differently in ways their assigner's constructor does not show (8.4.0-8.4.127 raise ground-truth
-sides shorter than stride[0] to stride[1], not those shorter than stride_val; 8.3 and older have
-no small-box floor and no topk2), so patch() refuses them with a message instead of silently
-training with another assignment than the user's release computes.
+Releases: each assigns with its own rules, which its assigner's constructor does not show, so
+patch() reads the installed release and assigns with its Convention
+(`dualhead.Convention.ultralytics(release, stride)`): no small-box floor before 8.4.0; sides
+shorter than stride[0] raised to stride_val in 8.4.0-8.4.127; shorter than stride_val from 8.4.128
+on. Checked release by release from 8.0.100 to 8.4.190 by `make compat-ultralytics` (RESULTS.md),
+THU-MIG/yolov10 (an 8.1.34 fork) included. A release older than 8.0.100 is refused with a message
+(its assigner is unchecked); a newer one than 8.4.190 is patched with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import warnings
 
 from dualhead.assigners import TaskAlignedAssigner as _DualheadTAL
+from dualhead.conventions import Convention
 
 _original = None
+_module = None
 
-FIRST_EXACT = (8, 4, 128)  # the small-box floor as dualhead computes it: sides < stride_val -> stride_val
-NEWEST_CHECKED = (8, 4, 190)  # the newest release benchmarks/compat_ultralytics.py has verified
+FIRST_CHECKED = (8, 0, 100)  # the oldest release benchmarks/compat_ultralytics.py has verified
+NEWEST_CHECKED = (8, 4, 190)  # the newest
 
 
 class UnsupportedRelease(RuntimeError):
@@ -52,16 +56,11 @@ def release(version: str | None = None) -> tuple[int, int, int]:
 
 
 def release_difference(v: tuple[int, int, int]) -> str | None:
-    """How release v's TaskAlignedAssigner differs from dualhead's, or None when it does not."""
-    if v < (8, 4, 0):
+    """Why release v cannot be patched, or None when dualhead reproduces its assignment."""
+    if v < FIRST_CHECKED:
         return (
-            "its TaskAlignedAssigner has no small-box floor and no topk2 (and its YOLOv10 loss assigns the "
-            "one-to-one head with top-1)"
-        )
-    if v < FIRST_EXACT:
-        return (
-            "its TaskAlignedAssigner raises ground-truth sides shorter than stride[0] to stride[1]; from 8.4.128 "
-            "on (and in dualhead) sides shorter than stride_val are raised to stride_val"
+            "releases before 8.0.100 have not been checked against dualhead (their assigner and loss modules "
+            "differ from 8.0.100's)"
         )
     return None
 
@@ -73,10 +72,10 @@ def check_release(version: str | None = None) -> None:
     name = ".".join(map(str, v))
     diff = release_difference(v)
     if diff:
-        first = ".".join(map(str, FIRST_EXACT))
+        first = ".".join(map(str, FIRST_CHECKED))
         raise UnsupportedRelease(
             f"dualhead.integrations.ultralytics.patch() reproduces ultralytics' assignment from {first} on; the "
-            f"installed ultralytics {name} differs: {diff}. Nearest supported release: {first} "
+            f"installed ultralytics {name} is older: {diff}. Nearest supported release: {first} "
             f"(pip install 'ultralytics>={first}'), or train without the patch."
         )
     if v > NEWEST_CHECKED:
@@ -90,8 +89,16 @@ def check_release(version: str | None = None) -> None:
 
 
 class UltralyticsTaskAlignedAssigner(_DualheadTAL):
-    """dualhead's assigner with ultralytics' forward keyword tail (`**extra` pass-through
-    tensors, which detection losses never send)."""
+    """dualhead's assigner with the installed release's rules (set by patch(): the class attribute
+    `release`) and ultralytics' forward keyword tail (`**extra` pass-through tensors, which
+    detection losses never send)."""
+
+    release: tuple[int, int, int] = NEWEST_CHECKED
+
+    def __init__(self, topk=13, num_classes=80, alpha=1.0, beta=6.0, stride=None, eps=1e-9, topk2=None, **kw):
+        super().__init__(topk, num_classes, alpha, beta, stride, eps, topk2, **kw)
+        if self.convention is None:
+            self.convention = Convention.ultralytics(self.release, self.stride, eps=eps)
 
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra):
         if extra:
@@ -100,30 +107,41 @@ class UltralyticsTaskAlignedAssigner(_DualheadTAL):
 
 
 def _loss_module():
-    import ultralytics.utils.loss as loss
-
-    return loss
+    """The module whose TaskAlignedAssigner name the detection loss resolves: ultralytics.utils.loss
+    from 8.1 on; the detection trainer's module in 8.0.x."""
+    for name in ("ultralytics.utils.loss", "ultralytics.yolo.v8.detect.train"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(mod, "TaskAlignedAssigner"):
+            return mod
+    raise UnsupportedRelease("cannot find the module of ultralytics' detection loss to patch")
 
 
 def patch(*, force: bool = False) -> None:
-    """Route ultralytics' detection losses created from now on through dualhead. Refuses
-    (UnsupportedRelease) an ultralytics release whose assignment dualhead does not reproduce;
-    force=True patches anyway (for measuring the difference: benchmarks/compat_ultralytics.py)."""
-    global _original
+    """Route ultralytics' detection losses created from now on through dualhead, with the
+    installed release's assignment rules. Refuses (UnsupportedRelease) a release whose
+    assignment dualhead does not reproduce; force=True patches anyway (with the rules of the
+    nearest checked release)."""
+    global _original, _module
     if not force:
         check_release()
+    v = release()
+    v = max(FIRST_CHECKED, v)
     loss = _loss_module()
     if _original is None:
-        _original = loss.TaskAlignedAssigner
-    loss.TaskAlignedAssigner = UltralyticsTaskAlignedAssigner
+        _original, _module = loss.TaskAlignedAssigner, loss
+    cls = type("UltralyticsTaskAlignedAssigner", (UltralyticsTaskAlignedAssigner,), {"release": v})
+    loss.TaskAlignedAssigner = cls
 
 
 def unpatch() -> None:
     """Restore ultralytics' own TaskAlignedAssigner for losses created from now on."""
-    global _original
+    global _original, _module
     if _original is not None:
-        _loss_module().TaskAlignedAssigner = _original
-        _original = None
+        _module.TaskAlignedAssigner = _original
+        _original = _module = None
 
 
 def loss_heads(criterion) -> list:
