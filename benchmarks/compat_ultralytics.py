@@ -11,6 +11,7 @@ A release that patch() refuses is reported as refused, together with the differe
 would have made (patch(force=True)), which is why it is refused.
 
     python benchmarks/compat_ultralytics.py [RELEASE ...]      # default: the matrix below
+    python benchmarks/compat_ultralytics.py /path/to/yolov10     # a checkout whose ultralytics/ is a fork
     python benchmarks/compat_ultralytics.py --child DIR         # (internal) one release
 """
 
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 
-RELEASES = ["8.2.103", "8.3.100", "8.3.253", "8.4.0", "8.4.127", "8.4.128", "8.4.150", "8.4.190"]
+RELEASES = ["8.0.100", "8.1.34", "8.2.103", "8.3.100", "8.3.253", "8.4.0", "8.4.127", "8.4.128", "8.4.150", "8.4.190"]
 MODELS = ["yolov10n.yaml", "yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,8 +36,19 @@ def child() -> dict:
 
     warnings.filterwarnings("ignore")
     import ultralytics
-    from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
+
+    try:
+        from ultralytics.cfg import get_cfg
+    except ImportError:  # 8.0.x
+        from ultralytics.yolo.cfg import get_cfg
+
+    def criterion(model):
+        if hasattr(model, "init_criterion"):
+            return model.init_criterion()
+        from ultralytics.yolo.v8.detect.train import Loss  # 8.0.x: the trainer's loss
+
+        return Loss(model)
 
     from dualhead.integrations import ultralytics as dhu
 
@@ -68,10 +80,10 @@ def child() -> dict:
             continue
         m.args = get_cfg()
         m.train()
-        own = m.init_criterion()
+        own = criterion(m)
         dhu.patch(force=True)
         try:
-            ours = m.init_criterion()
+            ours = criterion(m)
         finally:
             dhu.unpatch()
         g = torch.Generator().manual_seed(1)
@@ -95,7 +107,7 @@ def child() -> dict:
             if patched:
                 dhu.patch(force=True)
             try:
-                crit = mm.init_criterion()
+                crit = criterion(mm)
             finally:
                 dhu.unpatch()
             opt = torch.optim.SGD(mm.parameters(), lr=0.01)
@@ -119,12 +131,28 @@ def child() -> dict:
     return out
 
 
+def _older_than_8_2(v: str, target: str) -> bool:
+    """8.0 and 8.1 import modules that 8.4.190's dependencies no longer bring (pkg_resources, pandas)."""
+    if not os.path.isdir(v):
+        return tuple(int(x) for x in v.split(".")[:2]) < (8, 2)
+    with open(os.path.join(target, "ultralytics", "__init__.py")) as f:
+        return any(line.startswith('__version__ = "8.0.') or line.startswith('__version__ = "8.1.') for line in f)
+
+
+def _old_deps(cache: str) -> str:
+    folder = os.path.join(cache, "_deps_8.0_8.1")
+    if not os.path.isdir(os.path.join(folder, "pandas")):
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", folder]
+        subprocess.run([*pip, "pandas", "setuptools<70"], check=True)
+    return folder
+
+
 def run(releases) -> int:
     cache = os.environ.get("COMPAT_ULTRALYTICS_DIR", "/tmp/dualhead-ultralytics")
     rows, status = [], 0
     for v in releases:
         t0 = time.time()
-        target = os.path.join(cache, v)
+        target = v if os.path.isdir(v) else os.path.join(cache, v)
         if not os.path.isdir(os.path.join(target, "ultralytics")):
             subprocess.run(
                 [
@@ -141,9 +169,12 @@ def run(releases) -> int:
                 ],
                 check=True,
             )
+        path = [target, ROOT]
+        if _older_than_8_2(v, target):
+            path.insert(1, _old_deps(cache))
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([target, ROOT, os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]),
             "OMP_NUM_THREADS": "2",
             "YOLO_VERBOSE": "False",
             "YOLO_OFFLINE": "1",

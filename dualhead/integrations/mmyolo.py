@@ -1,0 +1,82 @@
+"""Drop-in for mmyolo's BatchTaskAlignedAssigner (the YOLOv6 and YOLOv8 configs), computed by
+dualhead's kernels with mmyolo's rules (`dualhead.Convention.mmyolo(use_ciou, eps)`: conflicts
+decided by the overlaps of every (object, anchor) pair, no small-box floor; IoU, or CIoU with
+use_ciou=True).
+
+Same constructor, call (pred_bboxes, pred_scores, priors, gt_labels, gt_bboxes, pad_bbox_flag)
+and result dict (assigned_labels, assigned_bboxes, assigned_scores, fg_mask_pre_prior). When mmyolo
+is importable, `register()` (run on import) adds it to mmyolo's TASK_UTILS registry as
+"DualheadBatchTaskAlignedAssigner", so a config changes one line:
+
+    assigner=dict(type="DualheadBatchTaskAlignedAssigner", num_classes=80, use_ciou=True, topk=10, alpha=0.5, beta=6.0)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dualhead import ops
+from dualhead.conventions import Convention
+
+
+class BatchTaskAlignedAssigner(nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        topk: int = 13,
+        alpha: float = 1.0,
+        beta: float = 6.0,
+        eps: float = 1e-7,
+        use_ciou: bool = False,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.topk = topk
+        self.alpha = alpha
+        self.beta = beta
+        self.eps = eps
+        self.use_ciou = use_ciou
+        self.convention = Convention.mmyolo(use_ciou=use_ciou, eps=eps)
+
+    @torch.no_grad()
+    def forward(self, pred_bboxes, pred_scores, priors, gt_labels, gt_bboxes, pad_bbox_flag) -> dict:
+        """pred_bboxes (B,N,4) xyxy, pred_scores (B,N,C), priors (N,4) (x, y, stride_w, stride_h),
+        gt_labels (B,M,1), gt_bboxes (B,M,4), pad_bbox_flag (B,M,1) -> dict of targets."""
+        if not (isinstance(priors, torch.Tensor) and priors.dim() == 2 and priors.shape[1] >= 2):
+            shape = tuple(priors.shape) if isinstance(priors, torch.Tensor) else type(priors).__name__
+            raise ValueError(f"priors must be (num_priors, 4), got {shape}")
+        a = ops.assign(
+            pred_scores,
+            pred_bboxes,
+            priors[:, :2],
+            gt_labels,
+            gt_bboxes,
+            pad_bbox_flag,
+            topk=self.topk,
+            alpha=self.alpha,
+            beta=self.beta,
+            convention=self.convention,
+        )
+        labels, bboxes, scores, fg, _ = a.to_dense(self.num_classes)
+        return {
+            "assigned_labels": labels,
+            "assigned_bboxes": bboxes,
+            "assigned_scores": scores,
+            "fg_mask_pre_prior": fg,
+        }
+
+
+def register() -> bool:
+    """Adds the class to mmyolo's TASK_UTILS registry (as DualheadBatchTaskAlignedAssigner) when
+    mmyolo is importable; returns whether it did."""
+    try:
+        from mmyolo.registry import TASK_UTILS
+    except ImportError:
+        return False
+    if "DualheadBatchTaskAlignedAssigner" not in TASK_UTILS.module_dict:
+        TASK_UTILS.register_module(name="DualheadBatchTaskAlignedAssigner", module=BatchTaskAlignedAssigner)
+    return True
+
+
+register()
