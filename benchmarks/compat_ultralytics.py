@@ -132,7 +132,7 @@ def child() -> dict:
 
 
 def _older_than_8_2(v: str, target: str) -> bool:
-    """8.0 and 8.1 import modules that 8.4.190's dependencies no longer bring (pkg_resources, pandas)."""
+    """8.0, 8.1 and the yolov10 fork import modules that 8.4.190's dependencies do not bring (pkg_resources, pandas, huggingface_hub)."""
     if not os.path.isdir(v):
         return tuple(int(x) for x in v.split(".")[:2]) < (8, 2)
     with open(os.path.join(target, "ultralytics", "__init__.py")) as f:
@@ -141,9 +141,9 @@ def _older_than_8_2(v: str, target: str) -> bool:
 
 def _old_deps(cache: str) -> str:
     folder = os.path.join(cache, "_deps_8.0_8.1")
-    if not os.path.isdir(os.path.join(folder, "pandas")):
+    if not os.path.isdir(os.path.join(folder, "huggingface_hub")):
         pip = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", folder]
-        subprocess.run([*pip, "pandas", "setuptools<70"], check=True)
+        subprocess.run([*pip, "pandas", "setuptools<70", "huggingface_hub"], check=True)
     return folder
 
 

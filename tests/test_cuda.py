@@ -541,3 +541,27 @@ def test_emulated_launch_counts_cover_every_kernel():
     counts = cuda_emu.launch_counts()
     missing = [k for k in cuda_emu.kernels() if not counts.get(k)]
     assert not missing, f"never launched: {missing} ({counts})"
+
+
+CONVENTIONS = [
+    dualhead.Convention.ultralytics("8.4.0"),
+    dualhead.Convention.ultralytics("8.3.0"),
+    dualhead.Convention.yolov9(),
+    dualhead.Convention.mmyolo(use_ciou=True),
+    dualhead.Convention.tood(),
+]
+
+
+@pytest.mark.parametrize("conv", CONVENTIONS, ids=[c.name for c in CONVENTIONS])
+def test_conventions_equal_cpu_kernel(dev, conv):
+    """Each codebase's rules on the device path, bitwise with the CPU: the all-pairs conflict
+    (resolve over every ground truth), the top-k-first scan (every row a big row over all N
+    anchors), the floor rules; single head and dual with statistics."""
+    args = _dual_args(fresh_seed(), imgsz=320, n_gt=(5, 30), kind="tiny")
+    one = [args[i] for i in (0, 1, 4, 5, 6, 7)]
+    for kw in (dict(topk=10), dict(topk=7, topk2=1)):
+        cpu = dualhead.ops.assign(*one, convention=conv, **kw)
+        with dev:
+            got = dualhead.ops.assign(*dev.put(one), convention=conv, **kw)
+        dev.same(cpu, got, f"{conv.name} {kw}")
+    _compare(dev, args, conv.name, o2o_topk=7, o2o_topk2=1, convention=conv)

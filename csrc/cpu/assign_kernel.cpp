@@ -107,6 +107,11 @@ void pass_candidates(const AssignParams& p, const S* const* scores) {
         tile_row(p, scores, r, T.data());
         continue;
       }
+      if (p.conv.order == kTopkFirst) {  // every anchor, in order: most fail boxes_meet at once
+        for (int64_t a = 0; a < p.N; ++a) gt_row_visit(p, scores, r, vals.data(), idxs.data(), kmax, a);
+        gt_row_end(p, scores, r, vals.data(), idxs.data(), kmax);
+        continue;
+      }
       // Collect the candidates first, then evaluate them with the loads of the candidate
       // kPrefetch places ahead in flight: each reads one class score from the (B, N, C) tensor,
       // a cache miss per anchor that dominated the pass when taken one at a time.

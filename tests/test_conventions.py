@@ -1,0 +1,235 @@
+"""Other codebases' assignment rules (dualhead.Convention): the kernel against the reference of
+each convention, the CPU twins bitwise, what each rule changes on hand-made cases, the argument
+checks, and the drop-in classes of dualhead.integrations (yolov9, mmyolo, mmdet) by their
+interfaces. The comparison with each codebase's own code is benchmarks/compare_codebases.py
+(their code is not ours to ship): benchmarks/RESULTS.md."""
+
+import pytest
+import torch
+from conftest import DEVICES, fresh_seed
+
+import dualhead
+from dualhead import _ext
+from dualhead.compare import assert_same_targets
+from dualhead.synthetic import make_batch
+
+pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")
+
+C = dualhead.Convention
+CONVENTIONS = [
+    C(),
+    C.ultralytics("8.4.0"),
+    C.ultralytics("8.1.34"),
+    C.yolov10(),
+    C.yolov9(),
+    C.mmyolo(),
+    C.mmyolo(use_ciou=True),
+    C.tood(),
+    C(order="topk_first", conflict="all_pairs", floor_below=0.0, floor_to=0.0, round_trip=False),
+]
+KINDS = [dict(n_gt=(1, 30)), dict(n_gt=(5, 40), kind="tiny"), dict(n_gt=(50, 120), kind="crowded", imgsz=320)]
+
+
+def _same(ref, got, what):
+    assert torch.equal(ref.fg_mask, got.fg_mask), f"{what}: positives differ"
+    assert torch.equal(ref.gt_idx[ref.fg_mask], got.gt_idx[got.fg_mask]), f"{what}: objects differ"
+    assert_same_targets(ref.to_dense(7), got.to_dense(7), what=what)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("conv", CONVENTIONS, ids=[c.name or f"custom{i}" for i, c in enumerate(CONVENTIONS)])
+@pytest.mark.parametrize("kind", KINDS, ids=["coco", "tiny", "crowded"])
+def test_kernel_matches_reference(device, conv, kind):
+    seed = fresh_seed()
+    bt = make_batch(B=3, C=7, seed=seed, **kind)
+    for kw in (dict(topk=10), dict(topk=13, alpha=1.0), dict(topk=7, topk2=1)):
+        ref = dualhead.reference.assign(*bt.args(), convention=conv, **kw)
+        got = dualhead.ops.assign(*[t.to(device) for t in bt.args()], convention=conv, **kw)
+        got = dualhead.Assignment(*(t.cpu() for t in (got.fg_mask, got.gt_idx, got.labels, got.bboxes, got.scores)))
+        _same(ref, got, f"seed {seed} {conv} {kw}")
+
+
+@pytest.mark.parametrize("conv", CONVENTIONS[1:], ids=[c.name or "custom" for c in CONVENTIONS[1:]])
+def test_dual_matches_reference_with_statistics(conv):
+    seed = fresh_seed()
+    bt = make_batch(B=2, C=7, seed=seed, n_gt=(3, 25))
+    s2, b2 = bt.second_head(seed + 1)
+    args = (bt.pd_scores, bt.pd_bboxes, s2, b2, *bt.args()[2:])
+    ref = dualhead.reference.dual_assign(*args, o2o_topk=7, o2o_topk2=1, convention=conv)
+    got = dualhead.ops.dual_assign(*args, o2o_topk=7, o2o_topk2=1, convention=conv)
+    _same(ref.o2m, got.o2m, f"seed {seed} o2m")
+    _same(ref.o2o, got.o2o, f"seed {seed} o2o")
+    assert torch.equal(ref.stats.pick, got.stats.pick), f"seed {seed}"
+    assert torch.equal(ref.stats.rank, got.stats.rank), f"seed {seed}"
+
+
+@pytest.mark.parametrize("env", ["DUALHEAD_CPU_TILES", "DUALHEAD_CPU_SCRAMBLE"])
+@pytest.mark.parametrize("conv", [C.yolov9(), C.tood()], ids=["all_pairs", "topk_first"])
+def test_cpu_twins_bitwise(monkeypatch, env, conv):
+    """CUDA's warp tiles (every top-k-first row a 16-warp big row) and any-order resolve phases,
+    run on CPU, equal the sequential pass bit for bit."""
+    seed = fresh_seed()
+    bt = make_batch(B=2, C=7, seed=seed, n_gt=(5, 30), kind="tiny", imgsz=320)
+    s2, b2 = bt.second_head(seed + 1)
+    args = (bt.pd_scores, bt.pd_bboxes, s2, b2, *bt.args()[2:])
+    base = dualhead.ops.dual_assign(*args, o2o_topk=7, o2o_topk2=1, convention=conv)
+    monkeypatch.setenv(env, "1")
+    twin = dualhead.ops.dual_assign(*args, o2o_topk=7, o2o_topk2=1, convention=conv)
+    for x, y in ((base.o2m, twin.o2m), (base.o2o, twin.o2o)):
+        assert torch.equal(x.fg_mask, y.fg_mask) and torch.equal(x.gt_idx, y.gt_idx), f"seed {seed}"
+        assert torch.equal(x.scores, y.scores), f"seed {seed}"
+    assert torch.equal(base.stats.rank, twin.stats.rank) and torch.equal(base.stats.gap, twin.stats.gap)
+
+
+def _scene(gts, preds, anc, scores=None, labels=None):
+    """One image: ground truths (M, 4), predicted boxes (N, 4), anchors (N, 2), class 0."""
+    gt = torch.tensor(gts, dtype=torch.float32)[None]
+    pb = torch.tensor(preds, dtype=torch.float32)[None]
+    N, M = pb.shape[1], gt.shape[1]
+    s = torch.full((1, N, 1), 0.5) if scores is None else torch.tensor(scores, dtype=torch.float32).view(1, N, 1)
+    lab = torch.zeros(1, M, 1) if labels is None else torch.tensor(labels, dtype=torch.float32).view(1, M, 1)
+    return s, pb, torch.tensor(anc, dtype=torch.float32), lab, gt, torch.ones(1, M, 1)
+
+
+def test_all_pairs_lets_an_object_that_does_not_hold_the_anchor_win_it():
+    """Anchors 0 and 1 lie in both A and B and are claimed by both; object C holds neither but
+    overlaps anchor 0's prediction most: 'all_pairs' gives anchor 0 to C (YOLOv9, mmyolo),
+    'all' (ultralytics) and 'claimants' to the better claimant."""
+    gts = [[0, 0, 20, 20], [0, 0, 30, 30], [12, 0, 40, 10]]
+    preds = [[12, 0, 40, 10], [0, 0, 20, 20], [0, 0, 30, 30]]
+    anc = [[5, 15], [6, 16], [25, 25]]
+    args = _scene(gts, preds, anc)
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        every = fn(*args, topk=3, convention=C.yolov9())
+        cand = fn(*args, topk=3, convention=C.ultralytics("8.3.0"))
+        assert every.fg_mask[0, 0] and int(every.gt_idx[0, 0]) == 2
+        assert cand.fg_mask[0, 0] and int(cand.gt_idx[0, 0]) in (0, 1)
+        assert float(every.scores[0, 0]) > 0  # the winner's metric counts, in its box or not
+
+
+def test_topk_first_takes_the_best_over_all_anchors_then_the_box():
+    """TOOD: the top-2 of all anchors by metric are anchor 2 (outside the box, best prediction)
+    and anchor 0; only anchor 0 is inside: one positive. Ultralytics' order takes the top-2 of
+    the anchors inside: anchors 0 and 1."""
+    gts = [[0, 0, 20, 20]]
+    preds = [[1, 1, 19, 19], [5, 5, 15, 15], [0, 0, 20, 20]]
+    anc = [[5, 5], [15, 15], [30, 30]]
+    args = _scene(gts, preds, anc)
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        tood = fn(*args, topk=2, alpha=1, beta=6, convention=C.tood())
+        ul = fn(*args, topk=2, alpha=1, beta=6, convention=C.ultralytics("8.3.0"))
+        assert tood.fg_mask[0].tolist() == [True, False, False]
+        assert ul.fg_mask[0].tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    "conv,fg",
+    [(C.ultralytics("8.3.0"), [False, False]), (C.ultralytics("8.4.0"), [True, False]), (C(), [True, True])],
+    ids=["no-floor", "8.4.0", "8.4.128"],
+)
+def test_small_box_floor_rules(conv, fg):
+    """A 4 x 10 px box: no floor (8.3) holds no anchor; 8.4.0-8.4.127 widen sides < 8 to 16 (the
+    width: the anchor 7 px right of the centre gets in, but not the one 7 px below, since the
+    height 10 >= 8 stays); 8.4.128 widen sides < 16 to 16 (both get in)."""
+    gts = [[98, 95, 102, 105]]
+    preds = [[90, 90, 110, 110]] * 2
+    anc = [[107, 100], [100, 107]]
+    args = _scene(gts, preds, anc)
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        assert fn(*args, topk=2, convention=conv).fg_mask[0].tolist() == fg
+
+
+def test_margin():
+    gts = [[0, 0, 20, 20]]
+    args = _scene(gts, [[0, 0, 20, 20]] * 2, [[0.005, 10], [0.5, 10]])
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        assert fn(*args, topk=2, convention=C.tood()).fg_mask[0].tolist() == [False, True]  # 0.01 px margin
+        assert fn(*args, topk=2, convention=C.yolov9()).fg_mask[0].tolist() == [True, True]  # 1e-9
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(order="first"), "order must be one of"),
+        (dict(conflict="nearest"), "conflict must be one of"),
+        (dict(order="topk_first", conflict="all"), "conflict='all' counts the overlaps of candidate pairs"),
+        (dict(floor_below=-1.0), "floor_below must be a finite number >= 0"),
+        (dict(round_trip=False), "needs round_trip=True"),
+        (dict(margin=float("nan")), "margin must be"),
+        (dict(eps=1.0), r"eps must be a number in \[0, 1\)"),
+        (dict(iou_type="siou"), "iou_type must be one of"),
+    ],
+)
+def test_convention_checks(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        C(**kw)
+
+
+def test_convention_or_shorthand_not_both():
+    bt = make_batch(B=1, C=3, seed=0)
+    with pytest.raises(ValueError, match="either convention= or min_side"):
+        dualhead.ops.assign(*bt.args(), min_side=8.0, convention=C.yolov9())
+    with pytest.raises(ValueError, match="convention must be a dualhead.Convention"):
+        dualhead.ops.assign(*bt.args(), convention="yolov9")
+
+
+def test_ultralytics_release_rules():
+    assert C.ultralytics("8.0.100") == C.ultralytics("8.3.253") == C.yolov10() != C()
+    assert C.ultralytics("8.4.0", stride=(8, 16, 32)).floor_below == 8.0
+    assert C.ultralytics("8.4.127", stride=(4, 8)).floor_to == 8.0
+    assert C.ultralytics("8.4.128", stride=(8, 16, 32)) == C()
+    assert C.ultralytics("8.4.190", stride=(32,)).floor_below == 32.0  # one level: stride[0]
+
+
+def test_yolov9_drop_in():
+    from dualhead.integrations.yolov9 import TaskAlignedAssigner
+
+    bt = make_batch(B=2, C=5, seed=fresh_seed(), n_gt=(1, 9))
+    out = TaskAlignedAssigner(topk=10, num_classes=5, alpha=0.5, beta=6.0)(*bt.args())
+    assert len(out) == 4 and out[2].shape == (2, 8400, 5) and out[3].dtype == torch.bool
+    ref = dualhead.reference.assign(*bt.args(), topk=10, convention=C.yolov9()).to_dense(5)
+    assert torch.equal(out[3], ref[3]) and torch.allclose(out[2], ref[2], atol=1e-5)
+
+
+def test_mmyolo_drop_in_takes_its_argument_order():
+    from dualhead.integrations.mmyolo import BatchTaskAlignedAssigner
+
+    bt = make_batch(B=2, C=5, seed=fresh_seed(), n_gt=(1, 9))
+    s, b, anc, lab, gt, mask = bt.args()
+    priors = torch.cat((anc, torch.full_like(anc, 8.0)), 1)
+    a = BatchTaskAlignedAssigner(num_classes=5, topk=10, alpha=0.5, beta=6.0, use_ciou=True)
+    r = a(b, s, priors, lab, gt, mask)
+    assert set(r) == {"assigned_labels", "assigned_bboxes", "assigned_scores", "fg_mask_pre_prior"}
+    ref = dualhead.reference.assign(*bt.args(), topk=10, convention=C.mmyolo(use_ciou=True)).to_dense(5)
+    assert torch.equal(r["fg_mask_pre_prior"], ref[3]) and torch.allclose(r["assigned_scores"], ref[2], atol=1e-5)
+    with pytest.raises(ValueError, match="priors must be"):
+        a(b, s, anc[:, 0], lab, gt, mask)
+
+
+def test_mmdet_drop_in_per_image_equals_batched():
+    from types import SimpleNamespace
+
+    from dualhead.integrations.mmdet import TaskAlignedAssigner
+
+    bt = make_batch(B=3, C=5, seed=fresh_seed(), n_gt=(1, 9))
+    s, b, anc, lab, gt, mask = bt.args()
+    priors = torch.cat((anc - 16, anc + 16), 1)
+    a = TaskAlignedAssigner(topk=13)
+    gi, mo, labels, met = a.assign_batch(priors, b, s, gt, lab[..., 0], mask[..., 0])
+    for i in range(3):
+        m = mask[i, :, 0].bool()
+        r = a.assign(
+            SimpleNamespace(priors=priors, bboxes=b[i], scores=s[i]),
+            SimpleNamespace(bboxes=gt[i][m], labels=lab[i, :, 0][m].long()),
+        )
+        assert torch.equal(r.gt_inds, gi[i]) and torch.equal(r.labels, labels[i])
+        assert torch.equal(r.max_overlaps, mo[i]) and torch.equal(r.assign_metrics, met[i])
+        pos = r.gt_inds > 0
+        assert pos.any() and bool((r.max_overlaps[~pos] == -1e8).all()) and bool((r.labels[~pos] == -1).all())
+    empty = a.assign(
+        SimpleNamespace(priors=priors, bboxes=b[0], scores=s[0]),
+        SimpleNamespace(bboxes=gt[0][:0], labels=lab[0, :0, 0].long()),
+    )
+    assert not empty.gt_inds.any()
+    with pytest.raises(ValueError, match="iou_calculator must be BboxOverlaps2D"):
+        TaskAlignedAssigner(13, iou_calculator=dict(type="BboxOverlaps3D"))
