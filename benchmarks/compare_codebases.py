@@ -32,10 +32,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from dualhead.anchors import STRIDES  # noqa: E402
 from dualhead.integrations import mmdet as dh_mmdet  # noqa: E402
 from dualhead.integrations import mmyolo as dh_mmyolo  # noqa: E402
 from dualhead.integrations import yolov9 as dh_yolov9  # noqa: E402
-from dualhead.anchors import STRIDES  # noqa: E402
 from dualhead.synthetic import make_batch  # noqa: E402
 
 
@@ -117,7 +117,9 @@ def load_mmdet(root: str):
         )
     )
     _package("mmdet.models.task_modules.assigners.base_assigner").BaseAssigner = object
-    m = _load("mmdet.models.task_modules.assigners.task_aligned_assigner", os.path.join(adir, "task_aligned_assigner.py"))
+    m = _load(
+        "mmdet.models.task_modules.assigners.task_aligned_assigner", os.path.join(adir, "task_aligned_assigner.py")
+    )
     return m.TaskAlignedAssigner
 
 
@@ -186,7 +188,10 @@ def cases(peers):
     if "mmyolo" in peers:
         T = peers["mmyolo"]
         for label, kw in (
-            ("mmyolo YOLOv8 config (CIoU, top-10, 0.5, 6, eps 1e-9)", dict(use_ciou=True, topk=10, alpha=0.5, beta=6.0, eps=1e-9)),
+            (
+                "mmyolo YOLOv8 config (CIoU, top-10, 0.5, 6, eps 1e-9)",
+                dict(use_ciou=True, topk=10, alpha=0.5, beta=6.0, eps=1e-9),
+            ),
             ("mmyolo YOLOv6 config (IoU, top-13, 1, 6)", dict(use_ciou=False, topk=13, alpha=1.0, beta=6.0)),
         ):
 
@@ -261,13 +266,28 @@ def main(argv=None) -> int:
                     worst = max(worst, d)
                 ok = pos_all and obj_all and worst <= 1e-5
                 status |= not ok
-                rows.append(dict(codebase=label, kind=kind, seeds=a.seeds, positives_equal=pos_all, object_equal=obj_all, max_score_diff=worst))
-                print(f"{label:68s} {kind:8s} positives {'=' if pos_all else 'DIFFER'}  object {'=' if obj_all else 'DIFFER'}  max score diff {worst:.1e}", flush=True)
+                rows.append(
+                    dict(
+                        codebase=label,
+                        kind=kind,
+                        seeds=a.seeds,
+                        positives_equal=pos_all,
+                        object_equal=obj_all,
+                        max_score_diff=worst,
+                    )
+                )
+                print(
+                    f"{label:68s} {kind:8s} positives {'=' if pos_all else 'DIFFER'}  object {'=' if obj_all else 'DIFFER'}  max score diff {worst:.1e}",
+                    flush=True,
+                )
             bt = batch("default", 0, B=16)
-            t_theirs = timed(lambda: run(bt, False))
-            t_ours = timed(lambda: run(bt, True))
+            t_theirs = timed(lambda run=run, bt=bt: run(bt, False))
+            t_ours = timed(lambda run=run, bt=bt: run(bt, True))
             rows.append(dict(codebase=label, kind="speed W1 B=16", theirs_ms=t_theirs * 1e3, ours_ms=t_ours * 1e3))
-            print(f"{label:68s} W1 B=16: theirs {t_theirs * 1e3:.1f} ms, dualhead {t_ours * 1e3:.2f} ms, {t_theirs / t_ours:.0f}x", flush=True)
+            print(
+                f"{label:68s} W1 B=16: theirs {t_theirs * 1e3:.1f} ms, dualhead {t_ours * 1e3:.2f} ms, {t_theirs / t_ours:.0f}x",
+                flush=True,
+            )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -585,7 +585,8 @@ DH_HD void resolve_anchor(const AssignParams& p, const S* const* scores, int h, 
   int64_t g;
   if (n == 1 || p.conv.conflict == kConflictClaimants) {
     g = key_gt(static_cast<uint64_t>(p.claim_key[base + a]));
-  } else if (p.conv.conflict == kConflictAll) {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
+  } else if (p.conv.conflict ==
+             kConflictAll) {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
     const uint64_t k = static_cast<uint64_t>(p.all_key[base + a]);
     g = key_overlap(k) > 0.f ? key_gt(k) : 0;
   } else {

@@ -6,8 +6,6 @@ that need data (labels in range, finite non-inverted boxes) look only at real gr
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from dualhead.conventions import IOU_KINDS  # noqa: F401  (re-exported: the IoU kinds by name)

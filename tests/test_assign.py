@@ -165,9 +165,7 @@ def test_torch_compile_fullgraph():
     labels, mask = bt.gt_labels[..., 0].long(), bt.mask_gt[..., 0].bool()
 
     def f(s, b, anc, lab, gt, m):
-        fg, gi, t, *_ = torch.ops.dualhead.assign(
-            s, b, None, None, anc, lab, gt, m, settings, False
-        )
+        fg, gi, t, *_ = torch.ops.dualhead.assign(s, b, None, None, anc, lab, gt, m, settings, False)
         return torch.ops.dualhead.to_dense(lab.gather(1, gi[0]), t[0], 5), fg[0]
 
     settings = op_settings()

@@ -1,7 +1,5 @@
 """dualhead.integrations.ultralytics: YOLOv10n's loss with the patch equals ultralytics' own."""
 
-import re
-
 import pytest
 import torch
 

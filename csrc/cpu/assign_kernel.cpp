@@ -213,8 +213,8 @@ void run_passes(const AssignParams& p, const AssignCall& call) {
 AssignResult assign_cpu(Tensor scores, Tensor bboxes, std::optional<Tensor> scores2, std::optional<Tensor> bboxes2,
                         Tensor anc_points, Tensor gt_labels, Tensor gt_bboxes, Tensor mask_gt,
                         std::vector<double> settings, bool with_stats) {
-  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, settings,
-                                   with_stats);
+  AssignCall call =
+      prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, settings, with_stats);
   host_checks_and_grid(call);
   const AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {

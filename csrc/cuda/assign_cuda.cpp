@@ -81,8 +81,8 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
   const CudaGuard guard(device);
   DeviceErrors* errors = device_errors(device);
   raise_pending(errors, device, false);
-  AssignCall call = prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, settings,
-                                   with_stats);
+  AssignCall call =
+      prepare_assign(scores, bboxes, scores2, bboxes2, anc_points, gt_labels, gt_bboxes, mask_gt, settings, with_stats);
   AssignParams& p = call.p;
   if (p.B * p.N == 0 || p.M == 0) {
     fill_empty(call);

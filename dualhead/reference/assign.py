@@ -186,8 +186,7 @@ def all_pairs_winners(contested, pd_scores, pd_bboxes, labels, gt_bboxes, mask, 
     of the image with the largest overlap with the anchor's prediction among all its real ground
     truths (first index on ties, 0 when all are 0; padding counts 0), and that pair's o and m
     (the metric of every pair, in or out of the box). O(contested x M), nothing (B, M, N)."""
-    B, N, _ = pd_scores.shape
-    M = mask.shape[1]
+    N = pd_scores.shape[1]
     b, a = contested // N, contested % N
     pb = pd_bboxes[b, a].float()  # (K, 4)
     o = iou_aligned(gt_bboxes[b].float(), pb[:, None, :], iou_type).clamp_(0)  # (K, M)
