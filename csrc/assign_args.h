@@ -5,7 +5,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -85,8 +84,7 @@ inline AssignParams check_assign_args(const Tensor& scores, const Tensor& bboxes
     DH_CHECK(same_device(*scores2, scores) && same_device(*bboxes2, scores), "o2o inputs must be on ",
              device_str(scores));
   // The op's own guard for callers of torch.ops.dualhead.assign; dualhead.ops validates the same
-  // settings once, in HeadSettings, with the names users know.
-  // (HeadSettings and Convention validate the same, once, with the names users know.)
+  // settings once, in HeadSettings and Convention, with the names users know.
   const AssignSetting head_set[2][4] = {{kSet_o2m_topk, kSet_o2m_topk2, kSet_o2m_alpha, kSet_o2m_beta},
                                         {kSet_o2o_topk, kSet_o2o_topk2, kSet_o2o_alpha, kSet_o2o_beta}};
   static const char* const kHeadName[2] = {"o2m", "o2o"};

@@ -271,17 +271,16 @@ DH_HD bool visit_pair(const AssignParams& p, const S* const* scores, const GtRow
   return !topk_first || *m > 0.f;
 }
 
-// Whether entry j (anchor a) of a head's sorted top-k list is a positive claim: in the
-// in-box-first order the leading `keep` entries (topk_keep_count); in the top-k-first order
-// every entry (all have a positive metric) whose anchor lies inside the region.
-DH_HD bool claims_entry(const AssignParams& p, const GtRow& r, int j, int keep, int64_t a) {
-  return j < keep && (p.conv.order == kInBoxFirst || anchor_in(p, a, r.region));
-}
-DH_HD int keep_count(const AssignParams& p, const float* vals, const int64_t* idxs, int len, int h) {
+// Which entries of a head's sorted top-k list are positive claims: the leading keep_count()
+// entries (in the in-box-first order topk_keep_count's zero-metric rule; in the top-k-first
+// order all, every entry having a positive metric), and of those, in the top-k-first order, only
+// the ones whose anchor lies inside the region (claims_anchor).
+template <typename I>
+DH_HD int keep_count(const AssignParams& p, const float* vals, const I* idxs, int len, int h) {
   return p.conv.order == kInBoxFirst ? topk_keep_count(vals, idxs, len, static_cast<int>(p.head[h].topk)) : len;
 }
-DH_HD int keep_count(const AssignParams& p, const float* vals, const int* idxs, int len, int h) {
-  return p.conv.order == kInBoxFirst ? topk_keep_count(vals, idxs, len, static_cast<int>(p.head[h].topk)) : len;
+DH_HD bool claims_anchor(const AssignParams& p, const GtRow& r, int64_t a) {
+  return p.conv.order == kInBoxFirst || anchor_in(p, a, r.region);
 }
 
 // Evaluate anchor a for every head and insert it into the given top-k lists (one per head,
@@ -482,7 +481,7 @@ DH_HD void tile_finish(const AssignParams& p, const S* const* scores, const GtRo
   }
   for (int h = 0; h < p.H; ++h) {
     const int keep = keep_count(p, T.v[h], T.a[h], T.len[h], h);
-    if (lane >= keep || !claims_entry(p, r, lane, keep, T.a[h][lane])) continue;
+    if (lane >= keep || !claims_anchor(p, r, T.a[h][lane])) continue;
     const int64_t a = T.a[h][lane];
     const int64_t slot = (h * p.B + r.b) * p.N + a;
     float o, m;
@@ -507,7 +506,7 @@ DH_HD void gt_row_end(const AssignParams& p, const S* const* scores, GtRow& r, c
     const int64_t* ix = idxs + h * kmax;
     const int keep = keep_count(p, vals + h * kmax, ix, r.len[h], h);
     for (int j = 0; j < keep; ++j) {
-      if (!claims_entry(p, r, j, keep, ix[j])) continue;
+      if (!claims_anchor(p, r, ix[j])) continue;
       const int64_t slot = (h * p.B + r.b) * p.N + ix[j];
       float o, m;
       eval_pair(p, scores[h], h, r.b, r.gb, r.gt_atan, r.label, ix[j], &o, &m);
@@ -585,8 +584,8 @@ DH_HD void resolve_anchor(const AssignParams& p, const S* const* scores, int h, 
   int64_t g;
   if (n == 1 || p.conv.conflict == kConflictClaimants) {
     g = key_gt(static_cast<uint64_t>(p.claim_key[base + a]));
-  } else if (p.conv.conflict ==
-             kConflictAll) {  // ultralytics: argmax of o over all ground truths, index 0 when all are 0
+  } else if (p.conv.conflict == kConflictAll) {
+    // ultralytics: argmax of o over all ground truths, index 0 when all are 0
     const uint64_t k = static_cast<uint64_t>(p.all_key[base + a]);
     g = key_overlap(k) > 0.f ? key_gt(k) : 0;
   } else {

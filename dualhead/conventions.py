@@ -156,14 +156,10 @@ def resolve(convention: Convention | None, **options) -> Convention:
         return Convention.from_options(**{**DEFAULT_OPTIONS, **options})
     if not isinstance(convention, Convention):
         raise ValueError(f"convention must be a dualhead.Convention, got {type(convention).__name__}")
-    given = [k for k, v in options.items() if not _same(v, DEFAULT_OPTIONS[k])]
+    given = [k for k, v in options.items() if v != DEFAULT_OPTIONS[k]]
     if given:
         raise ValueError(f"give either convention= or {', '.join(given)}, not both")
     return convention
-
-
-def _same(a, b) -> bool:
-    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, float) and a == b)
 
 
 def op_settings(heads, convention: Convention, layout: list[str]) -> list[float]:

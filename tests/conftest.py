@@ -58,25 +58,21 @@ DISTS = [
 def op_settings(o2m=(10, 10, 0.5, 6.0), o2o=(10, 10, 0.5, 6.0), **convention):
     """The `settings` list of a direct torch.ops.dualhead.assign call: each head's (topk, topk2,
     alpha, beta) and the Convention's fields by name (default: ultralytics 8.4.128+ at min_side
-    16), packed in the op's own order (csrc/assign_settings.h) without HeadSettings' checks, so a
-    test can hand the op values the Python layer would refuse."""
-    from dualhead.conventions import CONFLICT_RULES, IOU_KINDS, ORDERS, Convention
+    16), packed in the op's own order (csrc/assign_settings.h) by dualhead's own packing, then the
+    given values set without HeadSettings' or Convention's checks, so a test can hand the op
+    values the Python layer would refuse."""
+    from types import SimpleNamespace
 
-    c = Convention()
-    values = dict(
-        order=ORDERS[c.order],
-        conflict=CONFLICT_RULES[c.conflict],
-        floor_below=c.floor_below,
-        floor_to=c.floor_to,
-        round_trip=1,
-        margin=c.margin,
-        iou_type=IOU_KINDS[c.iou_type],
-        eps=c.eps,
-    )
+    from dualhead.conventions import Convention
+    from dualhead.conventions import op_settings as pack
+
+    layout = settings_layout()
+    heads = [SimpleNamespace(topk=1, kept=1, alpha=0.0, beta=0.0)] * 2
+    values = dict(zip(layout, pack(heads, Convention(), layout)))
     for prefix, h in (("o2m", o2m), ("o2o", o2o)):
         values.update(zip((f"{prefix}_topk", f"{prefix}_topk2", f"{prefix}_alpha", f"{prefix}_beta"), h))
     values.update(convention)
-    return [float(values[n]) for n in settings_layout()]
+    return [float(values[n]) for n in layout]
 
 
 def settings_layout():

@@ -107,7 +107,10 @@ void pass_candidates(const AssignParams& p, const S* const* scores) {
         tile_row(p, scores, r, T.data());
         continue;
       }
-      if (p.conv.order == kTopkFirst) {  // every anchor, in order: most fail boxes_meet at once
+      // The top-k-first order visits every anchor, and most fail boxes_meet before any score is
+      // read: walked directly, not collected and prefetched below (that path loads N scores per
+      // row for nothing; W1 TOOD-style: 35 ms that way, 22 ms this way, 2 threads).
+      if (p.conv.order == kTopkFirst) {
         for (int64_t a = 0; a < p.N; ++a) gt_row_visit(p, scores, r, vals.data(), idxs.data(), kmax, a);
         gt_row_end(p, scores, r, vals.data(), idxs.data(), kmax);
         continue;

@@ -25,6 +25,7 @@ import torch
 
 from dualhead import ops
 from dualhead.conventions import Convention
+from dualhead.integrations._registry import register_task_util
 
 INF = 100000000  # mmdet's background max_overlaps is -INF
 
@@ -124,13 +125,7 @@ class TaskAlignedAssigner:
 def register() -> bool:
     """Adds the class to mmdet's TASK_UTILS registry (as DualheadTaskAlignedAssigner) when mmdet is
     importable; returns whether it did."""
-    try:
-        from mmdet.registry import TASK_UTILS
-    except ImportError:
-        return False
-    if "DualheadTaskAlignedAssigner" not in TASK_UTILS.module_dict:
-        TASK_UTILS.register_module(name="DualheadTaskAlignedAssigner", module=TaskAlignedAssigner)
-    return True
+    return register_task_util("mmdet.registry", "DualheadTaskAlignedAssigner", TaskAlignedAssigner)
 
 
 register()

@@ -14,13 +14,13 @@ is importable, `register()` (run on import) adds it to mmyolo's TASK_UTILS regis
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from dualhead import ops
+from dualhead.assigners import TaskAlignedAssigner
 from dualhead.conventions import Convention
+from dualhead.integrations._registry import register_task_util
 
 
-class BatchTaskAlignedAssigner(nn.Module):
+class BatchTaskAlignedAssigner(TaskAlignedAssigner):
     def __init__(
         self,
         num_classes: int,
@@ -30,14 +30,8 @@ class BatchTaskAlignedAssigner(nn.Module):
         eps: float = 1e-7,
         use_ciou: bool = False,
     ):
-        super().__init__()
-        self.num_classes = num_classes
-        self.topk = topk
-        self.alpha = alpha
-        self.beta = beta
-        self.eps = eps
+        super().__init__(topk, num_classes, alpha, beta, eps=eps, convention=Convention.mmyolo(use_ciou, eps))
         self.use_ciou = use_ciou
-        self.convention = Convention.mmyolo(use_ciou=use_ciou, eps=eps)
 
     @torch.no_grad()
     def forward(self, pred_bboxes, pred_scores, priors, gt_labels, gt_bboxes, pad_bbox_flag) -> dict:
@@ -46,19 +40,9 @@ class BatchTaskAlignedAssigner(nn.Module):
         if not (isinstance(priors, torch.Tensor) and priors.dim() == 2 and priors.shape[1] >= 2):
             shape = tuple(priors.shape) if isinstance(priors, torch.Tensor) else type(priors).__name__
             raise ValueError(f"priors must be (num_priors, 4), got {shape}")
-        a = ops.assign(
-            pred_scores,
-            pred_bboxes,
-            priors[:, :2],
-            gt_labels,
-            gt_bboxes,
-            pad_bbox_flag,
-            topk=self.topk,
-            alpha=self.alpha,
-            beta=self.beta,
-            convention=self.convention,
+        labels, bboxes, scores, fg, _ = super().forward(
+            pred_scores, pred_bboxes, priors[:, :2], gt_labels, gt_bboxes, pad_bbox_flag
         )
-        labels, bboxes, scores, fg, _ = a.to_dense(self.num_classes)
         return {
             "assigned_labels": labels,
             "assigned_bboxes": bboxes,
@@ -70,13 +54,7 @@ class BatchTaskAlignedAssigner(nn.Module):
 def register() -> bool:
     """Adds the class to mmyolo's TASK_UTILS registry (as DualheadBatchTaskAlignedAssigner) when
     mmyolo is importable; returns whether it did."""
-    try:
-        from mmyolo.registry import TASK_UTILS
-    except ImportError:
-        return False
-    if "DualheadBatchTaskAlignedAssigner" not in TASK_UTILS.module_dict:
-        TASK_UTILS.register_module(name="DualheadBatchTaskAlignedAssigner", module=BatchTaskAlignedAssigner)
-    return True
+    return register_task_util("mmyolo.registry", "DualheadBatchTaskAlignedAssigner", BatchTaskAlignedAssigner)
 
 
 register()

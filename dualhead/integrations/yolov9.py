@@ -13,38 +13,18 @@ target_scores (B,N,C), fg_mask (B,N) bool).
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from dualhead import ops
+from dualhead.assigners import TaskAlignedAssigner as _TaskAlignedAssigner
 from dualhead.conventions import Convention
 
 
-class TaskAlignedAssigner(nn.Module):
+class TaskAlignedAssigner(_TaskAlignedAssigner):
     def __init__(self, topk=13, num_classes=80, alpha=1.0, beta=6.0, eps=1e-9):
-        super().__init__()
-        self.topk = topk
-        self.num_classes = num_classes
+        super().__init__(topk, num_classes, alpha, beta, eps=eps, convention=Convention.yolov9(eps=eps))
         self.bg_idx = num_classes
-        self.alpha = alpha
-        self.beta = beta
-        self.eps = eps
-        self.convention = Convention.yolov9(eps=eps)
 
     @torch.no_grad()
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
         """pd_scores (B,N,C) probabilities, pd_bboxes (B,N,4) xyxy, anc_points (N,2), gt_labels
-        (B,M,1), gt_bboxes (B,M,4), mask_gt (B,M,1) -> the 4-tuple above."""
-        a = ops.assign(
-            pd_scores,
-            pd_bboxes,
-            anc_points,
-            gt_labels,
-            gt_bboxes,
-            mask_gt,
-            topk=self.topk,
-            alpha=self.alpha,
-            beta=self.beta,
-            convention=self.convention,
-        )
-        labels, bboxes, scores, fg, _ = a.to_dense(self.num_classes)
-        return labels, bboxes, scores, fg
+        (B,M,1), gt_bboxes (B,M,4), mask_gt (B,M,1) -> the 4-tuple above (no target_gt_idx)."""
+        return super().forward(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)[:4]
