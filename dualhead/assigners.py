@@ -17,6 +17,14 @@ def _min_side(stride) -> float:
     return float(stride[1] if len(stride) > 1 else stride[0])
 
 
+def _call_rules(convention, min_side, conflict, iou_type, eps) -> dict:
+    """The ops' keywords for an assigner's rules: its Convention when it has one, else the
+    shorthand (ultralytics 8.4.128's rules at its min_side)."""
+    if convention is not None:
+        return dict(convention=convention)
+    return dict(min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
+
+
 def _check_classes(scores, num_classes, name="pd_scores"):
     """The scores' class dimension must be the assigner's num_classes (contract §4: a shape error is
     an error; a mismatch would give positives with all-zero dense targets)."""
@@ -78,13 +86,8 @@ class TaskAlignedAssigner(nn.Module):
             topk2=self.topk2,
             alpha=self.alpha,
             beta=self.beta,
-            **self._call_rules(),
+            **_call_rules(self.convention, self.stride_val, self.conflict, self.iou_type, self.eps),
         )
-
-    def _call_rules(self) -> dict:
-        if self.convention is not None:
-            return dict(convention=self.convention)
-        return dict(min_side=self.stride_val, conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
 
     @torch.no_grad()
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
@@ -150,9 +153,5 @@ class DualAssigner(nn.Module):
             gt_bboxes,
             mask_gt,
             heads=(self.o2m, self.o2o),
-            **(
-                dict(convention=self.convention)
-                if self.convention is not None
-                else dict(min_side=self.min_side, conflict=self.conflict, iou_type=self.iou_type, eps=self.eps)
-            ),
+            **_call_rules(self.convention, self.min_side, self.conflict, self.iou_type, self.eps),
         )

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from dualhead.assignment import Assignment
+from dualhead.assignment import RANK_DEPTH, Assignment
 from dualhead.reference.iou import iou_aligned
 
 CHUNK = 1 << 22  # in-box mask / metric elements evaluated at a time (bounded memory)
-RANK_DEPTH = 10  # the o2m ordering the statistics need (dualhead.assignment.RANK_DEPTH)
 
 
 @dataclass
@@ -79,7 +78,13 @@ def pair_metrics(pairs, pd_scores, pd_bboxes, labels, gt_bboxes, alpha, beta, io
     Non-finite predictions give o = 0 / m = 0 instead of NaN targets (contract §4)."""
     b, g, a = pairs.b, pairs.g, pairs.a
     p = pd_scores[b, a, labels[b, g]].float()
-    o = iou_aligned(gt_bboxes[b, g].float(), pd_bboxes[b, a].float(), iou_type).clamp_(0)
+    return overlap_metric(p, gt_bboxes[b, g].float(), pd_bboxes[b, a].float(), alpha, beta, iou_type)
+
+
+def overlap_metric(p, gt_boxes, pred_boxes, alpha, beta, iou_type):
+    """o = max(IoU(gt_boxes, pred_boxes), 0) (broadcast) and m = p^alpha * o^beta, fp32; a
+    non-finite o or m is 0 (pair_metrics)."""
+    o = iou_aligned(gt_boxes, pred_boxes, iou_type).clamp_(0)
     o = torch.where(torch.isfinite(o), o, torch.zeros_like(o))
     m = p.pow(alpha) * o.pow(beta)
     m = torch.where(torch.isfinite(m) & (m >= 0), m, torch.zeros_like(m))
@@ -104,10 +109,8 @@ def topk_first_pairs(anc_points, pd_scores, pd_bboxes, labels, gt_bboxes, mask, 
         r = rows[s : s + step]
         b, g = r // M, r % M
         p = pd_scores[b][torch.arange(r.numel(), device=r.device), :, labels[b, g]].float()  # (R, N)
-        o = iou_aligned(gt_bboxes[b, g].float()[:, None, :], pd_bboxes[b].float(), conv.iou_type).clamp_(0)
-        o = torch.where(torch.isfinite(o), o, torch.zeros_like(o))
-        m = p.pow(head.alpha) * o.pow(head.beta)
-        m = torch.where(torch.isfinite(m) & (m >= 0), m, torch.zeros_like(m))
+        gb = gt_bboxes[b, g].float()[:, None, :]
+        o, m = overlap_metric(p, gb, pd_bboxes[b].float(), head.alpha, head.beta, conv.iou_type)
         vals, idx = torch.sort(-m, dim=1, stable=True)  # metric desc, anchor asc on ties
         vals, idx = -vals[:, :depth], idx[:, :depth]
         rank = torch.arange(depth, device=r.device).expand_as(idx)
@@ -191,14 +194,11 @@ def all_pairs_winners(contested, pd_scores, pd_bboxes, labels, gt_bboxes, mask, 
     pb = pd_bboxes[b, a].float()  # (K, 4)
     o = iou_aligned(gt_bboxes[b].float(), pb[:, None, :], iou_type).clamp_(0)  # (K, M)
     o = torch.where(torch.isfinite(o) & mask[b], o, torch.zeros_like(o))
-    best, g = o.max(1)
-    g = torch.where(best > 0, torch.argmax(o, 1), torch.zeros_like(g))  # argmax: the first maximum
-    og = o.gather(1, g[:, None]).squeeze(1)
+    g = torch.where(o.amax(1) > 0, torch.argmax(o, 1), 0)  # argmax: the first maximum
     p = pd_scores[b, a, labels[b, g]].float()
-    mg = p.pow(head.alpha) * og.pow(head.beta)
-    mg = torch.where(torch.isfinite(mg) & (mg >= 0) & mask[b, g], mg, torch.zeros_like(mg))
-    og = torch.where(mask[b, g], og, torch.zeros_like(og))
-    return g, og, mg
+    og, mg = overlap_metric(p, gt_bboxes[b, g].float(), pb, head.alpha, head.beta, iou_type)
+    real = mask[b, g]
+    return g, torch.where(real, og, torch.zeros_like(og)), torch.where(real, mg, torch.zeros_like(mg))
 
 
 def assign_pairs(pairs, o, m, B, N, M, head, conflict, eps, claim=None, all_pairs=None):
