@@ -5,7 +5,10 @@ timing, tie-aware as in the tests):
   dualhead     dualhead.ops (fused kernels when the extension is built)
   reference    dualhead.reference (pure torch)
   ultralytics  ultralytics' TaskAlignedAssigner, called twice for dual (o2m topk 10; o2o topk 7 +
-               topk2 1), when installed
+               topk2 1); asked for (the default) but not installed is an error
+A row gets a speed-up only when its output was checked equal to ultralytics' (column
+checked_against). Where ultralytics did not run (left out of --impls, or out of memory) the
+others are checked against dualhead.reference and report no speed-up.
 Modes: dual-compact (both heads, compact targets), dual-dense (both heads, ultralytics tuples),
 single-compact / single-dense (the o2m head alone; ultralytics called once, topk 10).
 Times are medians of interleaved rounds (torch.utils.benchmark.Timer, which synchronises CUDA).
@@ -216,7 +219,9 @@ def _finish_group(group, base, args):
     """Speed-ups and peak memory of one (workload, mode) group's rows, then print them."""
     for r in group:
         b = base.get((r["workload"], r["mode"].split("-")[0]))
-        r["speedup_vs_ultralytics"] = b / r["median_s"] if b and r["median_s"] else None
+        # a speed-up only for a row whose output was checked equal to the baseline's
+        same = r["impl"] == "ultralytics" or r.get("checked_against") == "ultralytics"
+        r["speedup_vs_ultralytics"] = b / r["median_s"] if b and r["median_s"] and same else None
         if not args.no_memory and r["workload"] in WORKLOADS:
             r["peak_extra_mb"] = (lambda v: None if v is None else v / 2**20)(
                 measure_memory(r["impl"], r["mode"], r["workload"], args.device, args.batch)
@@ -237,8 +242,11 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     impls = [i for i in args.impls.split(",") if i]
     if "ultralytics" in impls and not have_ultralytics():
-        print("ultralytics not installed: baseline 'ultralytics' skipped (pip install ultralytics==8.4.190)")
-        impls.remove("ultralytics")
+        # no baseline means no equality check and no speed-up: refuse rather than print timings alone
+        raise ValueError(
+            "--impls names the baseline 'ultralytics', which is not installed: pip install ultralytics==8.4.190, "
+            "or leave it out (--impls dualhead,reference: timings checked against dualhead.reference, no speed-ups)"
+        )
     # Dense modes first: ultralytics only has a dense call, and the compact rows' speed-up is
     # against that call's time, so every row can be printed as soon as its group is timed.
     modes = sorted((m for m in args.modes.split(",") if m), key=lambda m: m.endswith("compact"))
@@ -265,24 +273,31 @@ def run(args) -> int:
         for mode in modes:
             fns = {i: make_fn(i, mode, bt, s2, b2, C) for i in impls}
             fns = {i: f for i, f in fns.items() if f is not None}
-            notes = {}
-            ref = None
+            notes, checked = {}, {}
+            ref, against = None, None
             if "ultralytics" in impls:  # assert equal once before timing
                 ref, notes["ultralytics"] = first_call(
                     make_fn("ultralytics", mode.replace("compact", "dense"), bt, s2, b2, C)
                 )
+                against = "ultralytics" if ref is not None else None
+            outs = {}
             for i, f in fns.items():
-                if i == "ultralytics":
+                if i != "ultralytics":
+                    outs[i], notes[i] = first_call(f)
+            if ref is None and outs.get("reference") is not None:
+                # no baseline output (not asked for, or out of memory): dualhead.reference, itself
+                # tested equal to ultralytics, is the check; no speed-up is reported from it
+                ref, against = as_dense(outs["reference"], mode, C), "reference"
+            for i, out in outs.items():
+                if out is None or ref is None or i == against:
                     continue
-                out, notes[i] = first_call(f)
-                if out is not None and ref is not None:
-                    try:
-                        check_equal(as_dense(out, mode, C), ref, f"{name}/{mode}/{i}")
-                    except AssertionError as e:  # keep measuring, but say so loudly (and fail at the end)
-                        notes[i] = f"NOT EQUAL to ultralytics: {e}"
-                        print(f"!! {name}/{mode}/{i}: {notes[i]}", file=sys.stderr)
-                del out
-            ref = None
+                try:
+                    check_equal(as_dense(out, mode, C), ref, f"{name}/{mode}/{i}")
+                    checked[i] = against
+                except AssertionError as e:  # keep measuring, but say so loudly (and fail at the end)
+                    notes[i] = f"NOT EQUAL to {against}: {e}"
+                    print(f"!! {name}/{mode}/{i}: {notes[i]}", file=sys.stderr)
+            ref = outs = None
             ran = list(fns)
             fns = {i: f for i, f in fns.items() if notes.get(i) != "out of memory"}
             times = {i: [] for i in fns}
@@ -302,6 +317,7 @@ def run(args) -> int:
                         candidates=n_cand,
                         device=args.device,
                         note=notes.get(i),
+                        checked_against="itself" if i == against else checked.get(i),
                         median_s=statistics.median(times[i]) if times.get(i) else None,
                     )
                 )
@@ -319,6 +335,9 @@ def run(args) -> int:
     for r in rows:
         if r.get("note"):
             print(f"note: {r['workload']}/{r['mode']}/{r['impl']}: {r['note']}")
+    unchecked = [f"{r['workload']}/{r['mode']}/{r['impl']}" for r in rows if r["median_s"] and not r["checked_against"]]
+    if unchecked:
+        print(f"note: not checked for equality (no ultralytics or reference output): {', '.join(unchecked)}")
     return 1 if any((r.get("note") or "").startswith("NOT EQUAL") for r in rows) else 0
 
 

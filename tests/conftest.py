@@ -12,6 +12,19 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of a minute or more on 2 CPU cores (make test-slow)")
 
 
+def pytest_sessionstart(session):
+    # The kernel tests skip themselves without the extension; a run of the README's test command
+    # on a build that does not load must fail, not pass green over the skips.
+    from dualhead import _ext
+
+    if not _ext.available() and os.environ.get("DUALHEAD_ALLOW_NO_EXTENSION") != "1":
+        pytest.exit(
+            f"dualhead's compiled extension did not load: {_ext.load_error()!r}. Rebuild it (make install); "
+            "DUALHEAD_ALLOW_NO_EXTENSION=1 runs the tests that need no extension on purpose.",
+            returncode=1,
+        )
+
+
 def pytest_collection_modifyitems(config, items):
     # CUDA tests are collected everywhere and skipped without a device (no GPU query at import).
     if not torch.cuda.is_available():
@@ -33,10 +46,47 @@ def pytest_sessionfinish(session):
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
+_SEEDS = []  # the fresh seeds the running test drew, in order
+_REPLAY = [int(s) for s in os.environ.get("DUALHEAD_SEEDS", "").split(",") if s.strip()]
+
+
 def fresh_seed():
-    """A new seed every run (random inputs with fresh seeds); tests name it in their failures.
-    Drawn inside tests, never at collection, so pytest-xdist workers collect the same items."""
-    return int(torch.randint(0, 2**31 - 1, ()).item()) ^ os.getpid()
+    """A new seed every run (random inputs with fresh seeds). A failing test's report names the
+    seeds it drew and the command that re-runs it with them (DUALHEAD_SEEDS=a,b,... replays
+    them in order). Drawn inside tests, never at collection, so xdist workers collect alike."""
+    i = len(_SEEDS)
+    seed = _REPLAY[i] if i < len(_REPLAY) else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    _SEEDS.append(seed)
+    return seed
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _SEEDS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _seeded_global_rng():
+    """torch's, numpy's and random's global generators seeded from a fresh seed per test: a test
+    that draws from them (torch.rand, randn_like, a weight init) is reproducible from its report."""
+    import random
+
+    import numpy as np
+
+    seed = fresh_seed()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.failed and _SEEDS:
+        seeds = ",".join(map(str, _SEEDS))
+        report.sections.append(
+            ("fresh seeds", f"seeds {seeds}; re-run: DUALHEAD_SEEDS={seeds} python -m pytest '{item.nodeid}'")
+        )
 
 
 CONFIGS = [

@@ -110,10 +110,25 @@ def test_ultralytics_anchor_runs_and_is_evaluated_by_our_code(tmp_path):
     (row,) = ablate(TrainConfig(**TINY), out, configs=(), anchors=("yolov10n",), seeds=1, jobs=1)
     assert row["n"] == 1 and row["name"].startswith("ultralytics YOLOv10n")
     res = json.loads((out / "ablation.json").read_text())["runs"][0]
-    for k in ("map", "map50", "map_o2o_nms", "fp_dup", "prec", "rec", "time_s"):
-        assert k in res and 0 <= res[k] < 1e6, k
-    assert (out / "yolov10n" / "seed0" / "ultralytics" / "weights" / "last.pt").is_file()
-    assert (out / "data_yolo" / "images" / "val" / "000015.png").is_file()  # the exported val split
+    for k in ("map", "map50", "map_o2o_nms", "prec", "rec"):
+        assert 0 <= res[k] <= 1, (k, res[k])
+    assert res["map"] <= res["map50"] and res["fp_dup"] >= 0 and res["fp_dup"] == int(res["fp_dup"])
+    assert res["time_s"] > 0
+    weights = out / "yolov10n" / "seed0" / "ultralytics" / "weights" / "last.pt"
+    images = sorted((out / "data_yolo" / "images" / "val").glob("*.png"))
+    assert len(images) == TINY["val_len"] and images[-1].name == "000015.png"  # the exported val split
+    # the row is our evaluation of ultralytics' last weights: the same numbers again from them
+    from dualhead.detector.data import build_dataset
+    from dualhead.detector.evaluate import coco_ground_truth, detection_metrics
+    from dualhead.detector.ultralytics_anchor import detections
+
+    gt = coco_ground_truth(build_dataset("shapes-easy", "val", TINY["imgsz"], TINY["val_len"]))
+    again = detection_metrics(
+        gt, detections(weights, images, TINY["imgsz"], TINY["eval_max_det"], "cpu"), nms_free=True
+    )
+    for k in ("map", "map50", "prec", "rec", "fp_dup"):
+        assert res[k] == pytest.approx(again[k], abs=1e-6), (k, res[k], again[k])
+    assert res["map_o2o_nms"] == pytest.approx(again["map_nms"], abs=1e-6)
 
 
 def test_anchor_workers_follow_dualhead_train_when_unset():

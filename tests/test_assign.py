@@ -100,7 +100,16 @@ def test_bitwise_deterministic_across_threads_and_runs():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize=False: Hypothesis' CI profile would replay the same examples in every CI run; a
+# failure prints its example (the seed argument included) and a @reproduce_failure blob
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=False,
+    print_blob=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     B=st.integers(1, 3),
     imgsz=st.sampled_from([64, 96, 160, 320]),

@@ -110,7 +110,16 @@ def test_padding_rows_are_not_checked(args):
     a[3][0, 0] = -7
     a[4] = a[4].clone()
     a[4][0, 0] = torch.tensor([5.0, 5.0, 1.0, float("nan")], device=a[4].device)
-    dualhead.ops.assign(*a)
+    clean = list(a)
+    clean[3], clean[4] = a[3].clone(), a[4].clone()
+    clean[3][0, 0], clean[4][0, 0] = 0, 0
+    for assign in (dualhead.ops.assign, dualhead.reference.assign):
+        got, want = assign(*a), assign(*clean)
+        assert want.fg_mask.any()
+        for f in ("fg_mask", "gt_idx", "scores"):
+            assert torch.equal(getattr(got, f), getattr(want, f)), f
+        fg = want.fg_mask  # background rows carry ground truth 0's class and box, as ultralytics
+        assert torch.equal(got.labels[fg], want.labels[fg]) and torch.equal(got.bboxes[fg], want.bboxes[fg])
 
 
 @pytest.mark.parametrize("poison", [float("nan"), float("inf"), -float("inf"), 1e30])

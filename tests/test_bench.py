@@ -1,6 +1,7 @@
 """`dualhead bench`: runs end to end, equality-checks against ultralytics before timing, and
 reports an out-of-memory baseline (ultralytics on W3 at B = 128 on a GPU) instead of crashing."""
 
+import dataclasses
 import json
 
 import pytest
@@ -40,9 +41,67 @@ def test_bench_cli_small_run(tmp_path, capsys):
     rows = json.loads(out.read_text())["rows"]
     impls = {r["impl"]: r for r in rows if r["mode"] == "dual-compact"}
     assert impls["dualhead"]["median_s"] > 0 and impls["reference"]["median_s"] > 0
-    if bench.have_ultralytics():  # compact rows are compared with ultralytics' dense call (timed in dual-dense)
-        assert impls["dualhead"]["speedup_vs_ultralytics"] > 1
+    # compact rows are compared with ultralytics' dense call (timed in dual-dense)
+    assert impls["dualhead"]["checked_against"] == impls["reference"]["checked_against"] == "ultralytics"
+    assert impls["dualhead"]["speedup_vs_ultralytics"] > 1
     assert "W1" in capsys.readouterr().out
+
+
+SMALL = ["bench", "--workloads", "W1", "--rounds", "1", "--min-time", "0.01", "--no-memory"]
+
+
+def test_bench_refuses_a_missing_baseline(monkeypatch, tmp_path, capsys):
+    """No ultralytics: an error, not timings without their equality check and speed-up."""
+    monkeypatch.setattr(bench, "have_ultralytics", lambda: False)
+    assert cli.main([*SMALL, "--json", str(tmp_path / "r.json")]) == 2
+    assert "'ultralytics', which is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def _ultralytics_out_of_memory(monkeypatch, wrong=False):
+    real = bench.make_fn
+
+    def make_fn(impl, mode, *a):
+        f = real(impl, mode, *a)
+        if impl == "ultralytics" and f is not None:
+
+            def oom():
+                raise torch.OutOfMemoryError("out of memory")
+
+            return oom
+        if impl == "dualhead" and wrong:
+            return lambda: dataclasses.replace(f(), o2o=f().o2m)  # the o2m targets in the o2o slot
+        return f
+
+    monkeypatch.setattr(bench, "make_fn", make_fn)
+
+
+def test_bench_without_baseline_output_checks_against_reference(monkeypatch, tmp_path):
+    """ultralytics out of memory: dualhead is still checked (against dualhead.reference) and
+    gets no speed-up; a wrong dualhead output is then found as before."""
+    _ultralytics_out_of_memory(monkeypatch)
+    out = tmp_path / "r.json"
+    assert cli.main([*SMALL, "--modes", "dual-compact", "--json", str(out)]) == 0
+    rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
+    assert "ultralytics" not in rows  # compact rows: ultralytics' dense call is their check, timed in dual-dense
+    assert rows["dualhead"]["checked_against"] == "reference" and rows["dualhead"]["speedup_vs_ultralytics"] is None
+    _ultralytics_out_of_memory(monkeypatch, wrong=True)
+    assert cli.main([*SMALL, "--modes", "dual-compact", "--json", str(out)]) == 1
+    rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["dualhead"]["note"].startswith("NOT EQUAL to reference")
+
+
+def test_bench_gives_no_speedup_to_an_unequal_row(monkeypatch, tmp_path):
+    def check_equal(impl_out, ref_out, what):
+        if "dualhead" in what:
+            raise AssertionError("planted difference")
+
+    monkeypatch.setattr(bench, "check_equal", check_equal)
+    out = tmp_path / "r.json"
+    assert cli.main([*SMALL, "--modes", "dual-dense", "--json", str(out)]) == 1
+    rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["dualhead"]["speedup_vs_ultralytics"] is None and rows["dualhead"]["checked_against"] is None
+    assert rows["reference"]["speedup_vs_ultralytics"] > 0 and rows["ultralytics"]["checked_against"] == "itself"
 
 
 def test_bench_oom_row_is_reported(monkeypatch, tmp_path, capsys):

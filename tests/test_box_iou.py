@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, fresh_seed
 
 import dualhead
 from dualhead import _ext
@@ -22,7 +22,7 @@ def rand_boxes(n, g, scale=100.0):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_box_iou_matches_reference(device, kind, dtype, contiguous):
-    g = torch.Generator().manual_seed(torch.seed() % 2**31)  # fresh seed each run
+    g = torch.Generator().manual_seed(fresh_seed())
     b1, b2 = rand_boxes(37, g).to(dtype), rand_boxes(23, g).to(dtype)
     if not contiguous:
         b1 = torch.cat((b1, b1), 1)[:, ::2].contiguous().t().contiguous().t()  # column-major view

@@ -21,6 +21,30 @@ def test_extension_loaded():
     assert _ext.has_kernel("box_iou", "CPU")
 
 
+def test_unloaded_build_fails_the_test_run(tmp_path):
+    """The kernel test modules skip themselves without the extension; the test command itself
+    must then fail (a green run of skips is no test), unless the run asks for that on purpose."""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        pytest.skip("make mutation: the copied package is mutmut's, which needs its own configuration")
+    here = os.path.dirname(os.path.abspath(__file__))
+    pkg = tmp_path / "pkg" / "dualhead"
+    shutil.copytree(os.path.join(here, "..", "dualhead"), pkg, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    suite = tmp_path / "tests"
+    suite.mkdir()
+    shutil.copy(os.path.join(here, "conftest.py"), suite)
+    (suite / "test_nothing.py").write_text("def test_python_only():\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "pkg")}
+    env.pop("DUALHEAD_ALLOW_NO_EXTENSION", None)
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)]
+    r = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "compiled extension did not load" in r.stdout + r.stderr and "not built" in r.stdout + r.stderr
+    r = subprocess.run(
+        run, capture_output=True, text=True, env={**env, "DUALHEAD_ALLOW_NO_EXTENSION": "1"}, cwd=tmp_path
+    )
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout + r.stderr
+
+
 @pytest.mark.skipif(not expect_cuda, reason="set DUALHEAD_EXPECT_CUDA=1 where a CUDA build is expected")
 def test_cuda_built_with_sm90_kernels():
     from dualhead import _C

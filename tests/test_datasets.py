@@ -316,20 +316,40 @@ def test_predict_and_ablate_take_the_same_data_forms(tmp_path):
     assert r.returncode == 2 and "embedded data only" in r.stderr
 
 
-def test_evaluate_uses_the_coco_file(tmp_path):
-    """A model evaluated on a COCO copy and on the YOLO copy of the same images: the same mAP."""
-    from dualhead.detector.data import DetectionSet, collate
-    from dualhead.detector.nn import Detector
+class _Oracle(torch.nn.Module):
+    """A "model" whose NMS-free detections are each batch's ground truth (network-input pixels)
+    moved by 0.5 px, at score 0.9, plus one wrong-class copy of each at 0.4: a known, imperfect
+    mAP that only a correct mapping back to the COCO file's images and pixels reproduces."""
 
-    torch.manual_seed(0)
-    model = Detector(nc=5, width=0.125, imgsz=64).eval()
+    def __init__(self, loader, nc):
+        super().__init__()
+        self.head = type("Head", (), {"branches": ("o2o",)})()
+        self.batches, self.nc = iter(list(loader)), nc
+
+    def forward(self, images, branches):
+        b = next(self.batches)
+        boxes = torch.cat((b["gt_bboxes"] + 0.5, b["gt_bboxes"]), 1)
+        scores = torch.zeros(*boxes.shape[:2], self.nc)
+        B, M = b["gt_labels"].shape
+        i, j = torch.meshgrid(torch.arange(B), torch.arange(M), indexing="ij")
+        scores[i, j, b["gt_labels"]] = 0.9 * b["mask_gt"]
+        scores[i, M + j, (b["gt_labels"] + 1) % self.nc] = 0.4 * b["mask_gt"]
+        return {"o2o": (boxes, scores)}
+
+
+def test_evaluate_uses_the_coco_file(tmp_path):
+    """The same detections evaluated on a COCO copy (its own image ids and original pixels) and on
+    the YOLO copy of the same images: the same mAP, and the one the detections deserve."""
+    from dualhead.detector.data import DetectionSet, collate
+
     maps = []
     for fmt in ("yolo", "coco"):
         out = export("shapes", tmp_path / fmt, imgsz=64, train_len=1, val_len=8, fmt=fmt)
-        ds = build_dataset(str(out / "data.yaml"), "val", 64)
+        ds = build_dataset(str(out / "data.yaml"), "val", 96)  # 64 px images letterboxed to 96
         loader = torch.utils.data.DataLoader(DetectionSet(ds), 4, collate_fn=collate)
-        maps.append(evaluate(model, loader, coco_ground_truth(ds), "cpu", max_det=100))
+        maps.append(evaluate(_Oracle(loader, len(ds.names)), loader, coco_ground_truth(ds), "cpu", max_det=100))
     assert maps[0] == maps[1]
+    assert 0.3 < maps[0]["o2o"]["map"] < 1 and maps[0]["o2o"]["map50"] == pytest.approx(1.0)
 
 
 @pytest.mark.slow

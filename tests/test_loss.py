@@ -105,12 +105,20 @@ def test_empty_foreground_keeps_graph():
 
 
 def test_dfl_target_split():
-    # a target exactly on bin 3 puts all weight there; 3.25 splits 0.75 / 0.25
-    logits = torch.zeros(1, 4, 16)
-    logits[..., 3] = 10
-    on_bin = dfl_loss(logits, torch.full((1, 4), 3.0), 16)
-    off_bin = dfl_loss(logits, torch.full((1, 4), 3.25), 16)
-    assert float(on_bin) < float(off_bin)
+    """A target between bins 3 and 4 weighs their log-probabilities by its distance to the other
+    bin: 3.25 -> 0.75 on bin 3, 0.25 on bin 4; exactly on bin 3 -> all on bin 3; beyond the last
+    bin -> clamped to reg_max - 1.01 (0.01 on bin 14, 0.99 on 15). The four sides are averaged."""
+    logits = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(0))
+    logp = torch.log_softmax(logits, -1)
+    target = torch.tensor([[3.25, 3.0, 15.5, 0.0], [7.9, 0.5, 14.99, 2.0]])
+    want = torch.zeros(2, 4)
+    for i in range(2):
+        for j in range(4):
+            t = min(max(float(target[i, j]), 0.0), 16 - 1 - 0.01)
+            lo = int(t)
+            want[i, j] = -((lo + 1 - t) * logp[i, j, lo] + (t - lo) * logp[i, j, lo + 1])
+    assert float(want[0, 0]) == pytest.approx(-(0.75 * float(logp[0, 0, 3]) + 0.25 * float(logp[0, 0, 4])))
+    torch.testing.assert_close(dfl_loss(logits, target, 16), want.mean(-1), rtol=1e-6, atol=1e-6)
 
 
 def test_bad_weighting():

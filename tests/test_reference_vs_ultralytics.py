@@ -42,16 +42,25 @@ def assert_matches_ultralytics(ukw, args, C, got, what, monkeypatch):
     implementation-defined way, and such a zero-weight claim can turn an anchor into a conflict
     and change who keeps a *scored* anchor (seen: crowded boxes, 1 in ~1000 seeds). Only then is
     ultralytics re-run with the tie rule of contract §1 (smaller anchor index first), and it must
-    match exactly: the difference is the tie order, nothing else."""
+    match exactly, and ultralytics itself must change with the tie order: the difference is the
+    tie order, nothing else. Returns (ultralytics' own targets, whether the tie rule was needed)."""
     ref = run_ultralytics(ukw, args, C)
     try:
         assert_same_targets(ref, got, what=what)
-    except AssertionError:
+        return ref, False
+    except AssertionError as plain:
         with monkeypatch.context() as m:
             m.setattr(torch, "topk", _stable_topk)
             stable = run_ultralytics(ukw, args, C)
+        # the fallback's premise: ultralytics' own targets change with torch.topk's tie order here
+        try:
+            assert_same_targets(ref, stable)
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError(f"{plain} (and ultralytics does not depend on its tie order here)") from None
         assert_same_targets(stable, got, what=what + " (ultralytics with the contract's tie order)")
-    return ref
+        return ref, True
 
 
 @pytest.mark.parametrize("dist_name,dist", DISTS, ids=[d[0] for d in DISTS])
@@ -62,7 +71,7 @@ def test_reference_matches_ultralytics_fp32(name, ukw, dkw, dist_name, dist, see
     s = 1000 * seed + zlib.crc32((dist_name + name).encode()) % 997  # stable across processes (not hash())
     bt = make_batch(B=3, C=C, seed=s, **dist)
     got = dualhead.reference.assign(*bt.args(), **dkw).to_dense(C)
-    ref = assert_matches_ultralytics(ukw, bt.args(), C, got, f"{name}/{dist_name}/seed {s}", monkeypatch)
+    ref, _ = assert_matches_ultralytics(ukw, bt.args(), C, got, f"{name}/{dist_name}/seed {s}", monkeypatch)
     assert int(ref[3].sum()) > 0  # the case exercised something
 
 
@@ -138,6 +147,12 @@ def test_zero_metric_tie_cascade(monkeypatch):
     bt = make_batch(B=3, C=C, seed=829, imgsz=640, n_gt=(150, 300), kind="crowded")
     ukw = dict(topk=7, topk2=1, alpha=0.5, beta=6.0)
     got = dualhead.reference.assign(*bt.args(), topk=7, topk2=1, min_side=16.0).to_dense(C)
-    assert_matches_ultralytics(ukw, bt.args(), C, got, "seed 829", monkeypatch)
+    ref, tie_rule = assert_matches_ultralytics(ukw, bt.args(), C, got, "seed 829", monkeypatch)
+    # the premise: plain ultralytics differs exactly there (anchor 87 to gt 138 instead of anchor 5)
+    assert tie_rule
+    differ = ((ref[3] != got[3]) | (ref[4] != got[4])).nonzero().tolist()
+    assert differ == [[0, 5], [0, 87]], differ
+    assert (bool(ref[3][0, 87]), int(ref[4][0, 87]), bool(ref[3][0, 5])) == (True, 138, False)
+    assert (bool(got[3][0, 5]), int(got[4][0, 5]), bool(got[3][0, 87])) == (True, 138, False)
     kern = dualhead.ops.assign(*bt.args(), topk=7, topk2=1, min_side=16.0).to_dense(C)
     assert_same_targets(got, kern, what="kernel vs reference")

@@ -97,9 +97,68 @@ def test_single_head_modes_and_yolo_directory(tmp_path):
         assert m["epoch"] == 1 and "map" in m and ("top1" not in m)
 
 
-def test_inconsistent_metric_is_used(tmp_path):
-    m = train(TrainConfig(**EASY, train_len=32, epochs=1, out=str(tmp_path), o2o_alpha=0.5, o2o_beta=2.0))
-    assert "top1" in m
+def _one_loss(cfg, monkeypatch):
+    """TrainStep.build(cfg)'s model, loss and optimiser on one batch: (step, heads the library
+    call received, loss, items, the backbone's gradient (L1) from the o2o branch's loss alone)."""
+    import dualhead.ops
+    from dualhead.detector.train.step import TrainStep
+
+    seen = {}
+    real = dualhead.ops.dual_assign
+
+    def spy(*a, **kw):
+        seen["heads"] = kw["heads"]
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dualhead.ops, "dual_assign", spy)
+    torch.manual_seed(0)
+    step = TrainStep.build(cfg.validate(), 3, torch.device("cpu"), total_iters=10)
+    model = step.model.train()
+    out, feats = model(torch.rand(2, 3, 64, 64))
+    anchors, strides = model.head.anchors(feats)
+    gb = torch.tensor([[[8.0, 8.0, 40.0, 40.0], [20.0, 10.0, 60.0, 50.0]], [[4.0, 30.0, 30.0, 62.0], [0, 0, 0, 0]]])
+    gl, gm = torch.tensor([[0, 2], [1, 0]]), torch.tensor([[True, True], [True, False]])
+    loss, items, _ = step.criterion(out, anchors, strides, gl, gb, gm)
+    model.zero_grad()
+    vec = step.criterion({"o2o": out["o2o"]}, anchors, strides, gl, gb, gm)[0]
+    vec.backward(retain_graph=True)
+    grads = [p.grad.abs().sum() for p in model.backbone.parameters() if p.grad is not None]
+    return step, seen["heads"], loss, items, float(sum(grads)) if grads else 0.0
+
+
+def test_o2o_options_reach_the_library_the_loss_and_the_model(monkeypatch):
+    """TrainConfig's o2o_alpha / o2o_beta reach the assignment call, o2o_gain the loss's weighting,
+    o2o_detach the model's o2o branch, o2o_lr the optimiser; the defaults are the consistent,
+    detached YOLOv10 setting."""
+    base = TrainConfig(**EASY, train_len=32, epochs=1, out="unused")
+    step, heads, loss, items, grad = _one_loss(base, monkeypatch)
+    o2m, o2o = heads
+    assert (o2m.alpha, o2m.beta, o2o.alpha, o2o.beta) == (0.5, 6.0, 0.5, 6.0) and (o2o.topk, o2o.kept) == (7, 1)
+    assert step.model.head.detach_o2o is True and grad == 0.0  # the o2o loss does not train the backbone
+    fast = {id(p) for g in step.opt.param_groups if g["initial_lr"] == 3.0 * base.lr for p in g["params"]}
+    assert base.o2o_lr == 3.0 and fast == {id(p) for p in step.model.head.heads["o2o"].parameters()}
+    total = sum(float(v) for v in items.values())
+    assert float(loss.detach()) == pytest.approx(2 * total, rel=1e-6)  # x batch size 2, equal weights, gain 1
+
+    cfg = TrainConfig(
+        **EASY,
+        train_len=32,
+        epochs=1,
+        out="unused",
+        o2o_alpha=0.25,
+        o2o_beta=3.0,
+        o2o_gain=2.5,
+        o2o_detach=False,
+        o2o_lr=1.0,
+    )
+    step, heads, loss, items, grad = _one_loss(cfg, monkeypatch)
+    o2m, o2o = heads
+    assert (o2m.alpha, o2m.beta, o2o.alpha, o2o.beta) == (0.5, 6.0, 0.25, 3.0)
+    assert step.model.head.detach_o2o is False and grad > 0
+    assert {g["initial_lr"] for g in step.opt.param_groups} == {cfg.lr}
+    o2m_sum = sum(float(v) for k, v in items.items() if k.startswith("o2m"))
+    o2o_sum = sum(float(v) for k, v in items.items() if k.startswith("o2o"))
+    assert float(loss.detach()) == pytest.approx(2 * (o2m_sum + 2.5 * o2o_sum), rel=1e-6)
 
 
 @pytest.mark.slow
