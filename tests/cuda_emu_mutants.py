@@ -121,7 +121,7 @@ def _pytest(build: str, *args: str) -> subprocess.CompletedProcess:
 
 def selected(build: str, tests: str) -> list[str]:
     """The node ids the selection -k tests picks in that build's run."""
-    r = _pytest(build, "--collect-only", "-q", "-k", tests)
+    r = _pytest(build, "--collect-only", "-k", tests)  # cuda_emu_run.sh gives -q: one id a line
     return [line for line in r.stdout.splitlines() if line.startswith("tests/") and "::" in line]
 
 

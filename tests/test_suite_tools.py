@@ -1,7 +1,47 @@
-"""tests/cuda_emu_mutants.py counts a mutant as caught only by its expected catcher, after the
-clean build passed the same selection; every other failure is "broken" (and fails the run)."""
+"""The suite's own tools: a failing randomized test names its seeds and one command replays
+them (conftest.fresh_seed); tests/cuda_emu_mutants.py counts a mutant as caught only by its
+expected catcher, after the clean build passed the same selection; every other failure is
+"broken" (and fails the run)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
 
 import cuda_emu_mutants as mm
+
+FAILS_ON_ITS_SEED = """
+import torch
+from conftest import fresh_seed
+
+def test_random():
+    a, b = fresh_seed(), fresh_seed()
+    print("drew", a, b, float(torch.rand(())))
+    assert False
+"""
+
+
+def test_failure_names_its_seeds_and_the_rerun_replays_them(tmp_path):
+    here = os.path.dirname(os.path.abspath(__file__))
+    shutil.copy(os.path.join(here, "conftest.py"), tmp_path)
+    (tmp_path / "test_r.py").write_text(FAILS_ON_ITS_SEED)
+    env = {k: v for k, v in os.environ.items() if k != "DUALHEAD_SEEDS"}
+
+    def run(**extra):
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_r.py::test_random"]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**env, **extra})
+        assert r.returncode == 1, r.stdout + r.stderr
+        return r.stdout
+
+    first = run()
+    seeds = re.search(r"re-run: DUALHEAD_SEEDS=([\d,]+) python -m pytest 'test_r.py::test_random'", first).group(1)
+    drawn = re.search(r"drew (\d+) (\d+) (\S+)", first).groups()
+    assert len(seeds.split(",")) == 3 and seeds.split(",")[1:] == list(drawn[:2])  # the global seed, then a, b
+    again = run(DUALHEAD_SEEDS=seeds)
+    assert re.search(r"drew (\d+) (\d+) (\S+)", again).groups() == drawn  # torch.rand too
+    assert re.search(r"drew (\d+) (\d+) (\S+)", run()).groups() != drawn  # fresh otherwise
+
 
 IDS = ["tests/test_cuda.py::test_a[x]", "tests/test_cuda.py::test_b"]
 RACE = "==================\nWARNING: ThreadSanitizer: data race (pid=1)\n  Write of size 4"

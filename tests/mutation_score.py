@@ -1,0 +1,105 @@
+"""The Python library's mutation score, from the last `mutmut run` (make mutation).
+
+    python tests/mutation_score.py [--min 90]
+
+Reads mutmut's verdicts (mutants/**/*.py.meta), counts a mutant killed when a selected test
+failed, timed out or crashed on it, and scores killed / (all - equivalent). Equivalent mutants
+(no test can tell them from the original) are listed in tests/mutation_equivalent.txt, one line
+each: `<mutant name>: <reason>`. Prints the score per file and every surviving mutant (each one
+a test to write or an equivalence to state); exits 1 below --min or when mutants were not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MUTANTS = os.path.join(ROOT, "mutants")
+EQUIVALENT = os.path.join(ROOT, "tests", "mutation_equivalent.txt")
+KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+KILLED.update({-11: "crash", -9: "crash", -6: "crash"})
+
+
+def verdicts() -> dict[str, tuple[str, int | None]]:
+    """{mutant name: (source file, exit code of its test run)}."""
+    out = {}
+    for base, _, files in os.walk(MUTANTS):
+        for f in files:
+            if f.endswith(".py.meta"):
+                path = os.path.join(base, f)
+                with open(path) as fh:
+                    codes = json.load(fh)["exit_code_by_key"]
+                src = os.path.relpath(path, MUTANTS)[: -len(".meta")]
+                out.update({k: (src, v) for k, v in codes.items()})
+    return out
+
+
+def equivalent() -> dict[str, str]:
+    eq = {}
+    if os.path.exists(EQUIVALENT):
+        with open(EQUIVALENT) as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    name, sep, why = line.partition(":")
+                    if not sep or not why.strip():
+                        raise SystemExit(f"{EQUIVALENT}:{n}: expected `<mutant name>: <reason>`, got {line!r}")
+                    eq[name.strip()] = why.strip()
+    return eq
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--min", type=float, default=90.0, help="least score in percent")
+    args = p.parse_args(argv)
+    got, eq = verdicts(), equivalent()
+    if not got:
+        print("no mutmut results under mutants/: run `make mutation` first", file=sys.stderr)
+        return 2
+    unrun = [k for k, (_, code) in got.items() if code is None]
+    stale = sorted(set(eq) - set(got))
+    per_file = {}
+    survivors = []
+    for name, (src, code) in sorted(got.items()):
+        c = per_file.setdefault(src, Counter())
+        if name in eq:
+            c["equivalent"] += 1
+        elif code in KILLED:
+            c["killed"] += 1
+        else:
+            c["survived"] += 1
+            survivors.append((name, src, code))
+    print(f"{'file':<40}{'mutants':>9}{'killed':>8}{'equiv.':>8}{'survived':>10}{'score':>8}")
+    total = Counter()
+    for src, c in sorted(per_file.items()):
+        total.update(c)
+        n = c["killed"] + c["survived"]
+        print(
+            f"{src:<40}{sum(c.values()):>9}{c['killed']:>8}{c['equivalent']:>8}{c['survived']:>10}"
+            f"{(100 * c['killed'] / n if n else 100):>7.1f}%"
+        )
+    n = total["killed"] + total["survived"]
+    score = 100 * total["killed"] / n if n else 100.0
+    print(
+        f"{'all':<40}{sum(total.values()):>9}{total['killed']:>8}{total['equivalent']:>8}{total['survived']:>10}"
+        f"{score:>7.1f}%"
+    )
+    for name, src, code in survivors:
+        print(f"survived: {name} ({src}, exit code {code}): `mutmut show {name}`")
+    if stale:
+        print(f"note: {len(stale)} listed equivalent mutant(s) no longer exist: {', '.join(stale[:5])}")
+    if unrun:
+        print(f"{len(unrun)} mutant(s) not run yet: run `make mutation` to the end", file=sys.stderr)
+        return 1
+    if score < args.min:
+        print(f"mutation score {score:.1f}% is below {args.min}%", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
