@@ -233,3 +233,157 @@ def test_mmdet_drop_in_per_image_equals_batched():
     assert not empty.gt_inds.any()
     with pytest.raises(ValueError, match="iou_calculator must be BboxOverlaps2D"):
         TaskAlignedAssigner(13, iou_calculator=dict(type="BboxOverlaps3D"))
+
+
+def _fields(c):
+    return (c.order, c.conflict, c.floor_below, c.floor_to, c.round_trip, c.margin, c.iou_type, c.eps, c.name)
+
+
+@pytest.mark.parametrize(
+    "conv,want",
+    [
+        (C(), ("in_box_first", "all", 16.0, 16.0, True, 1e-9, "ciou", 1e-9, "")),
+        (
+            C.ultralytics("8.4.190"),
+            ("in_box_first", "all", 16.0, 16.0, True, 1e-9, "ciou", 1e-9, "ultralytics 8.4.190"),
+        ),
+        (C.ultralytics("8.4.60"), ("in_box_first", "all", 8.0, 16.0, True, 1e-9, "ciou", 1e-9, "ultralytics 8.4.60")),
+        (C.ultralytics("8.3.0"), ("in_box_first", "all", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "ultralytics 8.3.0")),
+        (C.yolov10(), ("in_box_first", "all", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "THU-MIG/yolov10")),
+        (C.yolov9(), ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "yolov9")),
+        (C.mmyolo(), ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "iou", 1e-7, "mmyolo")),
+        (
+            C.mmyolo(use_ciou=True, eps=1e-6),
+            ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "ciou", 1e-6, "mmyolo"),
+        ),
+        (C.tood(), ("topk_first", "claimants", 0.0, 0.0, False, 0.01, "iou", 1e-9, "mmdetection TOOD")),
+        (
+            C.from_options(min_side=8, conflict="claimants", iou_type="giou", eps=1e-7),
+            ("in_box_first", "claimants", 8.0, 8.0, True, 1e-9, "giou", 1e-7, ""),
+        ),
+    ],
+    ids=lambda x: x.name or "default" if isinstance(x, C) else None,
+)
+def test_presets_state_each_codebases_rules(conv, want):
+    """Each preset's rules as that codebase has them (each measured equal to the codebase's own
+    assigner: benchmarks/RESULTS.md), written out here rather than derived from the presets, so a
+    changed preset fails here and not only where it is compared with itself."""
+    assert _fields(conv) == want
+
+
+def test_presets_take_overrides():
+    """A preset's keywords set the fields it leaves at their defaults."""
+    assert C.yolov9(iou_type="giou").iou_type == "giou" and C.tood(eps=1e-7).eps == 1e-7
+    assert C.mmyolo(margin=0.1).margin == 0.1 and C.yolov10(iou_type="iou").iou_type == "iou"
+    assert C.ultralytics("8.4.190", margin=0.2).margin == 0.2
+
+
+def _tood_dense(priors, bboxes, scores, gt_bboxes, gt_labels, topk, alpha, beta):
+    """mmdetection's TOOD assignment of one image written densely from its definition: the
+    metric s^alpha * IoU^beta of every (anchor, object), each object's top-k anchors by metric,
+    kept if the prior centre is more than 0.01 px inside the box on all four sides and the metric
+    is positive; an anchor kept by several objects goes to the one of largest IoU."""
+    n, m = priors.shape[0], gt_bboxes.shape[0]
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    lt = torch.max(bboxes[:, None, :2], gt_bboxes[None, :, :2])
+    rb = torch.min(bboxes[:, None, 2:], gt_bboxes[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    iou = inter / (area(bboxes)[:, None] + area(gt_bboxes)[None] - inter).clamp(min=1e-6)  # (n, m)
+    metric = scores[:, gt_labels] ** alpha * iou**beta
+    top = torch.zeros(n, m, dtype=torch.bool)
+    top[metric.topk(min(topk, n), dim=0).indices, torch.arange(m)] = True
+    cx, cy = (priors[:, 0] + priors[:, 2]) / 2, (priors[:, 1] + priors[:, 3]) / 2
+    inside = (
+        torch.stack(
+            (
+                cx[:, None] - gt_bboxes[:, 0],
+                cy[:, None] - gt_bboxes[:, 1],
+                gt_bboxes[:, 2] - cx[:, None],
+                gt_bboxes[:, 3] - cy[:, None],
+            ),
+            -1,
+        ).amin(-1)
+        > 0.01
+    )
+    pos = top & inside & (metric > 0)
+    best = torch.where(pos, iou, torch.full_like(iou, -1.0)).argmax(1)
+    fg = pos.any(1)
+    gt_inds = torch.where(fg, best + 1, torch.zeros_like(best))
+    idx = torch.arange(n)
+    return (
+        gt_inds,
+        torch.where(fg, iou[idx, best], torch.full((n,), -1e8)),
+        torch.where(fg, gt_labels[best], -1),
+        torch.where(fg, metric[idx, best], 0.0),
+    )
+
+
+@pytest.mark.parametrize("alpha,beta", [(1, 6), (0.5, 2.0)])
+def test_mmdet_drop_in_equals_tood_written_densely(alpha, beta):
+    """The drop-in's AssignResult fields against TOOD's assignment written densely from its
+    definition (an oracle independent of dualhead's reference and conventions)."""
+    from types import SimpleNamespace
+
+    from dualhead.integrations.mmdet import TaskAlignedAssigner
+
+    seed = fresh_seed()
+    bt = make_batch(B=2, C=5, seed=seed, n_gt=(2, 12), imgsz=320)
+    s, b, anc, lab, gt, mask = bt.args()
+    priors = torch.cat((anc - 4, anc + 4), 1)
+    for i in range(2):
+        m = mask[i, :, 0].bool()
+        g, lb = gt[i][m], lab[i, :, 0][m].long()
+        r = TaskAlignedAssigner(topk=9).assign(
+            SimpleNamespace(priors=priors, bboxes=b[i], scores=s[i]),
+            SimpleNamespace(bboxes=g, labels=lb),
+            None,
+            alpha,
+            beta,
+        )
+        want = _tood_dense(priors, b[i], s[i], g, lb, 9, alpha, beta)
+        assert r.num_gts == int(m.sum()) and (r.gt_inds > 0).any(), f"seed {seed}"
+        assert torch.equal(r.gt_inds, want[0]) and torch.equal(r.labels, want[2]), f"seed {seed}"
+        torch.testing.assert_close(r.max_overlaps, want[1], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(r.assign_metrics, want[3], rtol=1e-5, atol=1e-6)
+    empty = TaskAlignedAssigner(topk=9).assign(
+        SimpleNamespace(priors=priors[:0], bboxes=b[0][:0], scores=s[0][:0]),
+        SimpleNamespace(bboxes=gt[0], labels=lab[0, :, 0].long()),
+    )
+    assert empty.num_gts == gt.shape[1] and empty.gt_inds.shape == (0,) and empty.labels.shape == (0,)
+    with pytest.raises(ValueError, match=r"topk must be an int >= 1, got 0"):
+        TaskAlignedAssigner(0)
+    assert TaskAlignedAssigner(5, iou_calculator=dict(type="mmdet.BboxOverlaps2D")).topk == 5
+
+
+@pytest.mark.parametrize(
+    "module,registry,name",
+    [
+        ("dualhead.integrations.mmdet", "mmdet.registry", "DualheadTaskAlignedAssigner"),
+        ("dualhead.integrations.mmyolo", "mmyolo.registry", "DualheadBatchTaskAlignedAssigner"),
+    ],
+)
+def test_drop_ins_register_in_the_task_utils_registry(monkeypatch, module, registry, name):
+    """With the OpenMMLab library importable (a stand-in registry here), register() adds the class
+    under its name once; without it, it says it did not."""
+    import importlib
+    import sys
+    import types
+
+    mod = importlib.import_module(module)
+    monkeypatch.setitem(sys.modules, registry, None)  # not importable
+    assert mod.register() is False
+
+    class Registry:
+        def __init__(self):
+            self.module_dict = {}
+
+        def register_module(self, name, module):
+            assert name not in self.module_dict
+            self.module_dict[name] = module
+
+    fake = types.ModuleType(registry)
+    fake.TASK_UTILS = Registry()
+    monkeypatch.setitem(sys.modules, registry, fake)
+    assert mod.register() is True and mod.register() is True  # twice: registered once
+    cls = mod.TaskAlignedAssigner if module.endswith("mmdet") else mod.BatchTaskAlignedAssigner
+    assert fake.TASK_UTILS.module_dict == {name: cls}
