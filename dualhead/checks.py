@@ -11,8 +11,8 @@ import torch
 from dualhead.conventions import IOU_KINDS  # noqa: F401  (re-exported: the IoU kinds by name)
 
 
-def _shape(t) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else repr(type(t).__name__)
+def _shape(t: torch.Tensor) -> str:
+    return str(tuple(t.shape))  # of a tensor: _tensor has refused anything else
 
 
 def _tensor(name, t):

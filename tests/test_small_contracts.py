@@ -1,0 +1,157 @@
+"""The library's small promises, each stated exactly: the consistency summaries, the argument
+messages, the pure-torch fallbacks, the drop-ins' default arguments, the empty cases. (The
+mutation run, make mutation, found each of these able to change unnoticed.)"""
+
+import inspect
+import math
+
+import pytest
+import torch
+
+import dualhead
+from dualhead import ops, reference
+from dualhead.assignment import ConsistencyStats
+from dualhead.synthetic import make_batch
+
+C = dualhead.Convention
+
+
+def test_consistency_rates_count_real_ground_truths_with_a_pick():
+    """top1/top5/top10: the share of real ground truths with an o2o pick whose o2m rank is below
+    1/5/10; padding and ground truths without a pick (-1) are not counted; none -> nan."""
+    pick = torch.tensor([[0, 3, -1, 7, 2, 9]])
+    rank = torch.tensor([[0, 4, -1, 5, 9, 0]])
+    valid = torch.tensor([[True, True, True, True, True, False]])
+    s = ConsistencyStats(pick, rank, torch.zeros(1, 6), valid)
+    assert (s.top1, s.top5, s.top10) == (1 / 4, 2 / 4, 4 / 4)  # pick 0 counts; the padding does not
+    assert s.as_dict()["top5"] == 0.5
+    none = ConsistencyStats(
+        torch.full((1, 2), -1), torch.full((1, 2), -1), torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool)
+    )
+    assert all(math.isnan(v) for v in (none.top1, none.top5, none.top10))
+
+
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_box_iou_without_the_kernel_is_the_reference(monkeypatch, kind):
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(6, 2, generator=g) * 50
+    b1 = torch.cat((xy, xy + 5 + torch.rand(6, 2, generator=g) * 30), 1)
+    b2 = b1.flip(0)[:4] + 2.0
+    kernel = ops.box_iou(b1, b2, kind)
+    monkeypatch.setattr(ops, "_use_kernel", lambda op, t: False)
+    fallback = ops.box_iou(b1, b2, kind)
+    assert fallback.shape == (6, 4) and torch.equal(fallback, reference.box_iou(b1, b2, kind))
+    torch.testing.assert_close(fallback, kernel, rtol=1e-5, atol=1e-6)
+    assert torch.equal(ops.box_iou(b1, b2), ops.box_iou(b1, b2, "ciou"))
+
+
+def test_reference_box_iou_defaults_and_messages():
+    b = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 15.0]])
+    assert torch.equal(reference.box_iou(b, b), reference.box_iou(b, b, "ciou"))
+    assert float(reference.box_iou(b, b, "iou")[0, 1]) == pytest.approx(25 / 175, rel=1e-5)
+    with pytest.raises(ValueError, match=r"kind must be one of \['ciou', 'diou', 'giou', 'iou'\], got 'siou'"):
+        reference.box_iou(b, b, "siou")
+    with pytest.raises(ValueError, match=r"^boxes1 must be \(N, 4\), got \(2, 3\)$"):
+        reference.box_iou(b[:, :3], b)
+    with pytest.raises(ValueError, match=r"^boxes2 must be \(N, 4\), got \(4,\)$"):
+        reference.box_iou(b, b[0])
+    with pytest.raises(ValueError, match=r"^boxes2 must be \(N, 4\), got \(1, 2, 4\)$"):
+        reference.box_iou(b, b[None])
+
+
+@pytest.mark.parametrize("impl", [ops, reference])
+def test_messages_name_the_shape_or_the_type(impl):
+    bt = make_batch(B=2, C=3, seed=0, n_gt=(1, 4))
+    a = list(bt.args())
+    with pytest.raises(ValueError, match=r"pd_scores must be \(B, N, C\), got \(2, 8400\)"):
+        impl.assign(a[0][..., 0], *a[1:])
+    with pytest.raises(ValueError, match=r"pd_bboxes must be \(B, N, 4\) = \(2, 8400, 4\), got \(2, 8400, 3\)"):
+        impl.assign(a[0], a[1][..., :3], *a[2:])
+    with pytest.raises(ValueError, match=r"pd_scores must be a torch.Tensor, got list"):
+        impl.assign(a[0].tolist(), *a[1:])
+
+
+@pytest.mark.parametrize("impl", [ops, reference])
+def test_dense_buffer_of_the_wrong_shape_is_refused(impl):
+    bt = make_batch(B=2, C=3, seed=0, n_gt=(1, 4))
+    a = impl.assign(*bt.args())
+    from dualhead.assignment import dense_torch
+
+    want = dense_torch(a, 3)
+    out = torch.full((2, 8400, 3), 7.0)
+    got = dense_torch(a, 3, out)
+    assert got[2] is out and torch.equal(out, want[2])  # written in place, zeros included
+    with pytest.raises(ValueError, match=r"^out must be \(2, 8400, 3\), got \(2, 8400, 4\)$"):
+        dense_torch(a, 3, torch.zeros(2, 8400, 4))
+    with pytest.raises(ValueError, match=r"^out must be \(2, 8400, 3\), got \(8400, 3\)$"):
+        ops.to_dense(a, 3, torch.zeros(8400, 3))
+
+
+def test_no_ground_truth_slots_in_the_reference():
+    """M = 0: every anchor background with class C, index 0, zero box and score (ultralytics)."""
+    bt = make_batch(B=2, C=4, seed=0, n_gt=(1, 3))
+    a = list(bt.args())
+    a[3], a[4], a[5] = a[3][:, :0], a[4][:, :0], a[5][:, :0]
+    for conv in (C(), C.tood()):
+        r = reference.assign(*a, convention=conv)
+        assert r.fg_mask.dtype == torch.bool and r.fg_mask.shape == (2, 8400) and not r.fg_mask.any()
+        assert r.gt_idx.dtype == torch.int64 and not r.gt_idx.any() and (r.labels == 4).all()
+        assert r.bboxes.shape == (2, 8400, 4) and not r.bboxes.any() and r.scores.shape == (2, 8400)
+        assert not r.scores.any()
+
+
+@pytest.mark.parametrize("impl", [ops, reference])
+def test_topk_first_with_no_real_ground_truth_and_with_zero_metrics(impl):
+    """TOOD's rule: only padding -> no positives; an object whose top-k anchors inside it all have
+    metric 0 (the predictions do not overlap it) gets no positive, not its zero-metric anchors."""
+    bt = make_batch(B=2, C=4, seed=1, n_gt=(2, 5))
+    a = list(bt.args())
+    pad = torch.zeros_like(a[5])
+    r = impl.assign(*a[:5], pad, topk=9, convention=C.tood())
+    assert not r.fg_mask.any() and (r.scores == 0).all()
+    far = a[1].clone()
+    far[...] = torch.tensor([-50.0, -50.0, -40.0, -40.0])  # every prediction outside the image
+    r = impl.assign(a[0], far, *a[2:], topk=9, convention=C.tood())
+    assert not r.fg_mask.any()
+
+
+def test_o2m_weight_schedule():
+    """ultralytics E2ELoss: 0.8 at epoch 0, 0.1 at the last epoch, linear between, never below."""
+    from dualhead.detector.loss import o2m_weight
+
+    assert o2m_weight(0, 5) == pytest.approx(0.8) and o2m_weight(4, 5) == pytest.approx(0.1)
+    assert o2m_weight(2, 5) == pytest.approx(0.45) and o2m_weight(9, 5) == pytest.approx(0.1)
+    assert o2m_weight(1, 2) == pytest.approx(0.1) and o2m_weight(0, 1) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    "cls_path,defaults",
+    [
+        # WongKinYiu/yolov9 utils/tal/assigner.py TaskAlignedAssigner.__init__
+        (
+            "dualhead.integrations.yolov9.TaskAlignedAssigner",
+            dict(topk=13, num_classes=80, alpha=1.0, beta=6.0, eps=1e-9),
+        ),
+        # mmyolo BatchTaskAlignedAssigner.__init__
+        (
+            "dualhead.integrations.mmyolo.BatchTaskAlignedAssigner",
+            dict(topk=13, alpha=1.0, beta=6.0, eps=1e-7, use_ciou=False),
+        ),
+    ],
+)
+def test_drop_ins_default_arguments_are_their_codebases(cls_path, defaults):
+    import importlib
+
+    mod, name = cls_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(mod), name)
+    sig = inspect.signature(cls.__init__)
+    assert {k: sig.parameters[k].default for k in defaults} == defaults
+    a = cls(num_classes=5) if "num_classes" not in defaults else cls()
+    assert (a.topk, a.alpha, a.beta, a.eps) == (defaults["topk"], defaults["alpha"], defaults["beta"], defaults["eps"])
+    assert a.convention.eps == defaults["eps"]
+    if "use_ciou" in defaults:
+        assert a.use_ciou is False and a.convention.iou_type == "iou"
+        b = cls(num_classes=5, use_ciou=True, eps=1e-6)
+        assert b.use_ciou is True and b.convention.iou_type == "ciou" and b.eps == b.convention.eps == 1e-6
+    else:
+        assert a.num_classes == 80 and cls(eps=1e-7).convention.eps == 1e-7
