@@ -387,3 +387,31 @@ def test_drop_ins_register_in_the_task_utils_registry(monkeypatch, module, regis
     assert mod.register() is True and mod.register() is True  # twice: registered once
     cls = mod.TaskAlignedAssigner if module.endswith("mmdet") else mod.BatchTaskAlignedAssigner
     assert fake.TASK_UTILS.module_dict == {name: cls}
+
+
+def test_mmdet_drop_in_returns_mmdets_assign_result_when_mmdet_imports(monkeypatch):
+    """With mmdet importable (a stand-in module here) the result is mmdet's own AssignResult,
+    built with (num_gts, gt_inds, max_overlaps, labels=labels), plus assign_metrics."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    from dualhead.integrations.mmdet import TaskAlignedAssigner
+
+    class AssignResult:
+        def __init__(self, num_gts, gt_inds, max_overlaps, labels=None):
+            self.num_gts, self.gt_inds, self.max_overlaps, self.labels = num_gts, gt_inds, max_overlaps, labels
+
+    fake = types.ModuleType("mmdet.models.task_modules.assigners")
+    fake.AssignResult = AssignResult
+    monkeypatch.setitem(sys.modules, "mmdet.models.task_modules.assigners", fake)
+    bt = make_batch(B=1, C=5, seed=fresh_seed(), n_gt=(2, 6))
+    s, b, anc, lab, gt, mask = bt.args()
+    m = mask[0, :, 0].bool()
+    pred = SimpleNamespace(priors=torch.cat((anc - 4, anc + 4), 1), bboxes=b[0], scores=s[0])
+    r = TaskAlignedAssigner(topk=9).assign(pred, SimpleNamespace(bboxes=gt[0][m], labels=lab[0, :, 0][m].long()))
+    monkeypatch.delitem(sys.modules, "mmdet.models.task_modules.assigners")
+    plain = TaskAlignedAssigner(topk=9).assign(pred, SimpleNamespace(bboxes=gt[0][m], labels=lab[0, :, 0][m].long()))
+    assert type(r) is AssignResult and r.num_gts == plain.num_gts == int(m.sum())
+    for f in ("gt_inds", "max_overlaps", "labels", "assign_metrics"):
+        assert torch.equal(getattr(r, f), getattr(plain, f)), f
