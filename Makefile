@@ -66,8 +66,8 @@ cuda-emu-mutants: install
 
 # Mutation testing of the Python library and the detector's loss and data check (mutmut, set up
 # in pyproject.toml [tool.mutmut]); the score and the survivors: tests/mutation_score.py, RESULTS.md.
-# Not in CI: about 40 min on 2 cores. mutmut forks the test process per mutant; one OpenMP thread
-# keeps the fork safe.
+# Not in CI: about 3 h on 2 cores (a stopped run resumes where it left off). mutmut forks the test
+# process per mutant; one OpenMP thread keeps the fork safe (a forked OpenMP pool hangs).
 MUTMUT := mutmut==3.8.1
 mutation: install
 	$(BIN)/pip install -q $(MUTMUT)

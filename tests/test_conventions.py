@@ -242,33 +242,40 @@ def _fields(c):
 @pytest.mark.parametrize(
     "conv,want",
     [
-        (C(), ("in_box_first", "all", 16.0, 16.0, True, 1e-9, "ciou", 1e-9, "")),
+        (lambda: C(), ("in_box_first", "all", 16.0, 16.0, True, 1e-9, "ciou", 1e-9, "")),
         (
-            C.ultralytics("8.4.190"),
+            lambda: C.ultralytics("8.4.190"),
             ("in_box_first", "all", 16.0, 16.0, True, 1e-9, "ciou", 1e-9, "ultralytics 8.4.190"),
         ),
-        (C.ultralytics("8.4.60"), ("in_box_first", "all", 8.0, 16.0, True, 1e-9, "ciou", 1e-9, "ultralytics 8.4.60")),
-        (C.ultralytics("8.3.0"), ("in_box_first", "all", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "ultralytics 8.3.0")),
-        (C.yolov10(), ("in_box_first", "all", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "THU-MIG/yolov10")),
-        (C.yolov9(), ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "yolov9")),
-        (C.mmyolo(), ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "iou", 1e-7, "mmyolo")),
         (
-            C.mmyolo(use_ciou=True, eps=1e-6),
+            lambda: C.ultralytics("8.4.60"),
+            ("in_box_first", "all", 8.0, 16.0, True, 1e-9, "ciou", 1e-9, "ultralytics 8.4.60"),
+        ),
+        (
+            lambda: C.ultralytics("8.3.0"),
+            ("in_box_first", "all", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "ultralytics 8.3.0"),
+        ),
+        (lambda: C.yolov10(), ("in_box_first", "all", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "THU-MIG/yolov10")),
+        (lambda: C.yolov9(), ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "ciou", 1e-9, "yolov9")),
+        (lambda: C.mmyolo(), ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "iou", 1e-7, "mmyolo")),
+        (
+            lambda: C.mmyolo(use_ciou=True, eps=1e-6),
             ("in_box_first", "all_pairs", 0.0, 0.0, False, 1e-9, "ciou", 1e-6, "mmyolo"),
         ),
-        (C.tood(), ("topk_first", "claimants", 0.0, 0.0, False, 0.01, "iou", 1e-9, "mmdetection TOOD")),
+        (lambda: C.tood(), ("topk_first", "claimants", 0.0, 0.0, False, 0.01, "iou", 1e-9, "mmdetection TOOD")),
         (
-            C.from_options(min_side=8, conflict="claimants", iou_type="giou", eps=1e-7),
+            lambda: C.from_options(min_side=8, conflict="claimants", iou_type="giou", eps=1e-7),
             ("in_box_first", "claimants", 8.0, 8.0, True, 1e-9, "giou", 1e-7, ""),
         ),
     ],
-    ids=lambda x: x.name or "default" if isinstance(x, C) else None,
+    ids=lambda x: x().name or "default" if callable(x) else None,
 )
 def test_presets_state_each_codebases_rules(conv, want):
     """Each preset's rules as that codebase has them (each measured equal to the codebase's own
     assigner: benchmarks/RESULTS.md), written out here rather than derived from the presets, so a
-    changed preset fails here and not only where it is compared with itself."""
-    assert _fields(conv) == want
+    changed preset fails here and not only where it is compared with itself. Built inside the
+    test, not at collection (where make mutation's mutants are not yet switched on)."""
+    assert _fields(conv()) == want
 
 
 def test_presets_take_overrides():
@@ -350,6 +357,15 @@ def test_mmdet_drop_in_equals_tood_written_densely(alpha, beta):
         SimpleNamespace(bboxes=gt[0], labels=lab[0, :, 0].long()),
     )
     assert empty.num_gts == gt.shape[1] and empty.gt_inds.shape == (0,) and empty.labels.shape == (0,)
+    assert empty.max_overlaps.shape == empty.assign_metrics.shape == (0,)
+    no_gt = TaskAlignedAssigner(topk=9).assign(
+        SimpleNamespace(priors=priors, bboxes=b[0], scores=s[0]),
+        SimpleNamespace(bboxes=gt[0][:0], labels=lab[0, :0, 0].long()),
+    )
+    n = priors.shape[0]
+    assert no_gt.num_gts == 0 and torch.equal(no_gt.gt_inds, torch.zeros(n, dtype=torch.long))
+    assert torch.equal(no_gt.labels, torch.full((n,), -1)) and not no_gt.max_overlaps.any()
+    assert no_gt.assign_metrics.shape == (n,) and not no_gt.assign_metrics.any()
     with pytest.raises(ValueError, match=r"topk must be an int >= 1, got 0"):
         TaskAlignedAssigner(0)
     assert TaskAlignedAssigner(5, iou_calculator=dict(type="mmdet.BboxOverlaps2D")).topk == 5
