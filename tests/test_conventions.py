@@ -270,7 +270,7 @@ def _fields(c):
     ],
     ids=lambda x: x().name or "default" if callable(x) else None,
 )
-def test_presets_state_each_codebases_rules(conv, want):
+def test_each_preset_states_its_codebases_rules(conv, want):
     """Each preset's rules as that codebase has them (each measured equal to the codebase's own
     assigner: benchmarks/RESULTS.md), written out here rather than derived from the presets, so a
     changed preset fails here and not only where it is compared with itself. Built inside the
