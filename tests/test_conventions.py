@@ -368,6 +368,15 @@ def test_mmdet_drop_in_equals_tood_written_densely(alpha, beta):
     assert no_gt.assign_metrics.shape == (n,) and not no_gt.assign_metrics.any()
     with pytest.raises(ValueError, match=r"topk must be an int >= 1, got 0"):
         TaskAlignedAssigner(0)
+    assert TaskAlignedAssigner(1).topk == 1
+    assert no_gt.gt_inds.dtype == no_gt.labels.dtype == torch.int64
+    a = TaskAlignedAssigner(topk=9)
+    with pytest.raises(ValueError, match=r"^priors must be \(num_priors, 4\), got \(2100, 3\)$"):
+        a.assign_batch(priors[:, :3], b, s, gt, lab[..., 0], mask[..., 0])
+    with pytest.raises(ValueError, match=r"^priors must be \(num_priors, 4\), got \(4,\)$"):
+        a.assign_batch(priors[0], b, s, gt, lab[..., 0], mask[..., 0])
+    with pytest.raises(ValueError, match=r"^priors must be \(num_priors, 4\), got list$"):
+        a.assign_batch(priors.tolist(), b, s, gt, lab[..., 0], mask[..., 0])
     assert TaskAlignedAssigner(5, iou_calculator=dict(type="mmdet.BboxOverlaps2D")).topk == 5
 
 

@@ -19,12 +19,14 @@ C = dualhead.Convention
 def test_consistency_rates_count_real_ground_truths_with_a_pick():
     """top1/top5/top10: the share of real ground truths with an o2o pick whose o2m rank is below
     1/5/10; padding and ground truths without a pick (-1) are not counted; none -> nan."""
-    pick = torch.tensor([[0, 3, -1, 7, 2, 9]])
-    rank = torch.tensor([[0, 4, -1, 5, 9, 0]])
-    valid = torch.tensor([[True, True, True, True, True, False]])
-    s = ConsistencyStats(pick, rank, torch.zeros(1, 6), valid)
-    assert (s.top1, s.top5, s.top10) == (1 / 4, 2 / 4, 4 / 4)  # pick 0 counts; the padding does not
-    assert s.as_dict()["top5"] == 0.5
+    pick = torch.tensor([[0, 3, -1, 7, 2, 9, 4, 6, 8]])
+    rank = torch.tensor([[0, 4, -1, 5, 9, 0, 1, 10, 4]])
+    valid = torch.tensor([[True, True, True, True, True, False, True, True, True]])
+    gap = torch.tensor([[0.5, 1.5, 0.0, 1.0, 2.0, 9.0, 0.0, 1.0, 0.0]])
+    s = ConsistencyStats(pick, rank, gap, valid)
+    # 7 picks counted (pick 0 included, the -1 and the padding not): ranks 0, 4, 5, 9, 1, 10, 4
+    assert (s.top1, s.top5, s.top10) == (1 / 7, 4 / 7, 6 / 7)
+    assert s.as_dict() == {"top1": 1 / 7, "top5": 4 / 7, "top10": 6 / 7, "gap": 6.0 / 8}
     none = ConsistencyStats(
         torch.full((1, 2), -1), torch.full((1, 2), -1), torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool)
     )
@@ -69,6 +71,12 @@ def test_messages_name_the_shape_or_the_type(impl):
         impl.assign(a[0], a[1][..., :3], *a[2:])
     with pytest.raises(ValueError, match=r"pd_scores must be a torch.Tensor, got list"):
         impl.assign(a[0].tolist(), *a[1:])
+
+
+def test_assignment_repr():
+    bt = make_batch(B=2, C=3, seed=0, n_gt=(1, 4))
+    a = reference.assign(*bt.args())
+    assert repr(a) == f"Assignment(B=2, N=8400, positives={int(a.fg_mask.sum())})" and a.fg_mask.any()
 
 
 @pytest.mark.parametrize("impl", [ops, reference])
@@ -149,6 +157,8 @@ def test_drop_ins_default_arguments_are_their_codebases(cls_path, defaults):
     a = cls(num_classes=5) if "num_classes" not in defaults else cls()
     assert (a.topk, a.alpha, a.beta, a.eps) == (defaults["topk"], defaults["alpha"], defaults["beta"], defaults["eps"])
     assert a.convention.eps == defaults["eps"]
+    c = cls(num_classes=5, topk=4, alpha=0.25, beta=2.5, eps=1e-5)
+    assert (c.topk, c.num_classes, c.alpha, c.beta, c.eps, c.convention.eps) == (4, 5, 0.25, 2.5, 1e-5, 1e-5)
     if "use_ciou" in defaults:
         assert a.use_ciou is False and a.convention.iou_type == "iou"
         b = cls(num_classes=5, use_ciou=True, eps=1e-6)
