@@ -26,7 +26,8 @@ def test_unloaded_build_fails_the_test_run(tmp_path):
     must then fail (a green run of skips is no test), unless the run asks for that on purpose."""
     here = os.path.dirname(os.path.abspath(__file__))
     pkg = tmp_path / "pkg" / "dualhead"
-    shutil.copytree(os.path.join(here, "..", "dualhead"), pkg, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    source = os.path.dirname(os.path.abspath(_ext.__file__))  # the checkout's or the installed wheel's
+    shutil.copytree(source, pkg, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     suite = tmp_path / "tests"
     suite.mkdir()
     shutil.copy(os.path.join(here, "conftest.py"), suite)
