@@ -223,9 +223,15 @@ def test_mmdet_drop_in_per_image_equals_batched():
             SimpleNamespace(bboxes=gt[i][m], labels=lab[i, :, 0][m].long()),
         )
         assert torch.equal(r.gt_inds, gi[i]) and torch.equal(r.labels, labels[i])
-        assert torch.equal(r.max_overlaps, mo[i]) and torch.equal(r.assign_metrics, met[i])
+        # the returned overlaps and metrics are torch arithmetic on (1, N) vs (B, N) tensors: an
+        # element may fall in a vectorised loop's scalar tail in one and not the other (1 ulp of
+        # p**alpha, seen at anchor 8397 of 8400); the assignment itself is exact
+        torch.testing.assert_close(r.max_overlaps, mo[i], rtol=1e-6, atol=0)
+        torch.testing.assert_close(r.assign_metrics, met[i], rtol=1e-6, atol=0)
         pos = r.gt_inds > 0
-        assert pos.any() and bool((r.max_overlaps[~pos] == -1e8).all()) and bool((r.labels[~pos] == -1).all())
+        assert bool((r.max_overlaps[~pos] == -1e8).all()) and bool((r.labels[~pos] == -1).all())
+    # an image may have none (a small box holding no prior centre 0.01 px inside): the batch has
+    assert (gi > 0).any()
     empty = a.assign(
         SimpleNamespace(priors=priors, bboxes=b[0], scores=s[0]),
         SimpleNamespace(bboxes=gt[0][:0], labels=lab[0, :0, 0].long()),
@@ -337,6 +343,7 @@ def test_mmdet_drop_in_equals_tood_written_densely(alpha, beta):
     bt = make_batch(B=2, C=5, seed=seed, n_gt=(2, 12), imgsz=320)
     s, b, anc, lab, gt, mask = bt.args()
     priors = torch.cat((anc - 4, anc + 4), 1)
+    positives = 0
     for i in range(2):
         m = mask[i, :, 0].bool()
         g, lb = gt[i][m], lab[i, :, 0][m].long()
@@ -348,10 +355,12 @@ def test_mmdet_drop_in_equals_tood_written_densely(alpha, beta):
             beta,
         )
         want = _tood_dense(priors, b[i], s[i], g, lb, 9, alpha, beta)
-        assert r.num_gts == int(m.sum()) and (r.gt_inds > 0).any(), f"seed {seed}"
+        assert r.num_gts == int(m.sum()), f"seed {seed}"
+        positives += int((r.gt_inds > 0).sum())
         assert torch.equal(r.gt_inds, want[0]) and torch.equal(r.labels, want[2]), f"seed {seed}"
         torch.testing.assert_close(r.max_overlaps, want[1], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(r.assign_metrics, want[3], rtol=1e-5, atol=1e-6)
+    assert positives > 0, f"seed {seed}"
     empty = TaskAlignedAssigner(topk=9).assign(
         SimpleNamespace(priors=priors[:0], bboxes=b[0][:0], scores=s[0][:0]),
         SimpleNamespace(bboxes=gt[0], labels=lab[0, :, 0].long()),
