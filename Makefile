@@ -52,11 +52,12 @@ format: install
 	$(BIN)/clang-format -i $(CXX_SOURCES)
 
 # The CUDA kernels on CPU (csrc/cuda/emu, tests/test_cuda.py) under AddressSanitizer +
-# UndefinedBehaviorSanitizer, then under ThreadSanitizer; ends with every __global__ kernel of
+# UndefinedBehaviorSanitizer with each launch's blocks in reverse order, then under ThreadSanitizer
+# with them shuffled (the seed is logged: DH_EMU_BLOCK_ORDER=shuffle:SEED replays it); ends with every __global__ kernel of
 # csrc/cuda and its launch count (fails if one never ran). ~4 min on 2 cores.
 cuda-emu: install
-	bash tests/cuda_emu_run.sh asan
-	bash tests/cuda_emu_run.sh tsan
+	DH_EMU_BLOCK_ORDER=reverse bash tests/cuda_emu_run.sh asan
+	DH_EMU_BLOCK_ORDER=shuffle bash tests/cuda_emu_run.sh tsan
 	$(BIN)/python tests/cuda_emu.py report build/cuda_emu/asan.counts.json build/cuda_emu/tsan.counts.json
 
 # The layer's teeth: kernels with a planted defect each (a barrier removed, a shared-memory

@@ -5,8 +5,9 @@
 // cub/block/block_scan.cuh) before all other include paths, so the same kernel bodies, the same
 // launchers and the same CUDA host code run on CPU tensors.
 //
-// Each block's threads are real OS threads (a reused pool; blocks run one after another), so
-// AddressSanitizer, UndefinedBehaviorSanitizer and ThreadSanitizer see the kernels as they are.
+// Each block's threads are real OS threads (a reused pool; blocks run one after another, in the
+// order DH_EMU_BLOCK_ORDER picks: index, reverse or shuffle[:SEED]), so AddressSanitizer,
+// UndefinedBehaviorSanitizer and ThreadSanitizer see the kernels as they are.
 // The layer is stricter than the hardware: a barrier reached from different call sites, by a
 // subset of the threads it waits for, or while a thread it waits for has exited, is a fault;
 // shared memory is poisoned before each block; a block of more than 1024 threads or more than

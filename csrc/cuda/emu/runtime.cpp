@@ -13,6 +13,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -396,6 +398,36 @@ void require_block_dim_x(int n, const char* what) {
   }
 }
 
+// The order the blocks of a launch run in (DH_EMU_BLOCK_ORDER): "index" (the default), "reverse",
+// or "shuffle[:SEED]" (a fresh seed, logged once, when none is given). A GPU promises no order
+// among blocks, so a kernel whose result depends on it is wrong there; running them in another
+// order here makes such a dependence a wrong result.
+struct BlockOrder {
+  enum Kind { kIndex, kReverse, kShuffle } kind = kIndex;
+  std::mt19937_64 rng;
+  BlockOrder() {
+    const char* v = std::getenv("DH_EMU_BLOCK_ORDER");
+    const std::string s = v ? v : "index";
+    if (s == "reverse") {
+      kind = kReverse;
+    } else if (s.rfind("shuffle", 0) == 0) {
+      kind = kShuffle;
+      unsigned long long seed = s.size() > 8 ? std::strtoull(s.c_str() + 8, nullptr, 10) : std::random_device{}();
+      rng.seed(seed);
+      std::fprintf(stderr, "dh_emu: blocks run shuffled, DH_EMU_BLOCK_ORDER=shuffle:%llu replays the order\n", seed);
+    } else if (s != "index") {
+      std::fprintf(stderr, "dh_emu: DH_EMU_BLOCK_ORDER=%s is not index, reverse or shuffle[:SEED]; index\n", s.c_str());
+    }
+  }
+  std::vector<unsigned long long> order(unsigned long long n) {
+    std::vector<unsigned long long> o(n);
+    std::iota(o.begin(), o.end(), 0ull);
+    if (kind == kReverse) std::reverse(o.begin(), o.end());
+    if (kind == kShuffle) std::shuffle(o.begin(), o.end(), rng);
+    return o;
+  }
+};
+
 void run_grid_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, Site site,
                      void (*call)(void*), void* body) {
   const std::string at = std::string(kernel) + " launched at " + where(site);
@@ -431,23 +463,23 @@ void run_grid_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_by
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
   } trace{at, grid, block, start};
-  unsigned long long n = 0;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x, ++n) {
-        Block b;
-        b.nthreads = static_cast<int>(threads);
-        b.state.reset(new std::atomic<int>[threads]);
-        for (long long i = 0; i < threads; ++i) b.state[i].store(kRunning);
-        for (long long w = 0; w < (threads + warpSize - 1) / warpSize; ++w)
-          b.warps.push_back(std::make_unique<Barrier>());
-        poison_shared(n);
-        pool().run_block(b, dim3(x, y, z), block, grid, call, body);
-        if (b.aborted.load()) {  // a fault ends the grid, as a device fault ends a kernel
-          return set_error(b.fault_code, at + ", block (" + std::to_string(x) + ", " + std::to_string(y) + ", " +
-                                             std::to_string(z) + "): " + b.fault);
-        }
-      }
+  static BlockOrder block_order;  // under g_launch_mu
+  const unsigned long long nblocks = static_cast<unsigned long long>(grid.x) * grid.y * grid.z;
+  for (const unsigned long long n : block_order.order(nblocks)) {
+    const unsigned x = static_cast<unsigned>(n % grid.x), y = static_cast<unsigned>(n / grid.x % grid.y),
+                   z = static_cast<unsigned>(n / grid.x / grid.y);
+    Block b;
+    b.nthreads = static_cast<int>(threads);
+    b.state.reset(new std::atomic<int>[threads]);
+    for (long long i = 0; i < threads; ++i) b.state[i].store(kRunning);
+    for (long long w = 0; w < (threads + warpSize - 1) / warpSize; ++w) b.warps.push_back(std::make_unique<Barrier>());
+    poison_shared(n);
+    pool().run_block(b, dim3(x, y, z), block, grid, call, body);
+    if (b.aborted.load()) {  // a fault ends the grid, as a device fault ends a kernel
+      return set_error(b.fault_code, at + ", block (" + std::to_string(x) + ", " + std::to_string(y) + ", " +
+                                         std::to_string(z) + "): " + b.fault);
+    }
+  }
 }
 
 std::string launch_counts() {
