@@ -61,7 +61,8 @@ cuda-emu: install
 	$(BIN)/python tests/cuda_emu.py report build/cuda_emu/asan.counts.json build/cuda_emu/tsan.counts.json
 
 # The layer's teeth: kernels with a planted defect each (a barrier removed, a shared-memory
-# index off by one, a block above its launch bound) must be caught. ~3 min on 2 cores.
+# index off by one, a block above its launch bound) must be caught, each by the catcher it names,
+# after the clean build passed the same tests (docs/testing.md). ~5 min on 2 cores.
 cuda-emu-mutants: install
 	$(BIN)/python tests/cuda_emu_mutants.py
 
