@@ -30,6 +30,8 @@ import time
 
 import torch
 
+from dualhead.conventions import Convention
+from dualhead.reference.assign import candidate_pairs
 from dualhead.settings import O2M, O2O_E2E
 from dualhead.synthetic import WORKLOADS, make_batch
 
@@ -266,9 +268,6 @@ def run(args) -> int:
         bt, s2, b2, C = workload_batch(wid, args.device, args.batch, m_override=m_over)
         name = wid if m_over is None else f"W1 M={m_over}"
         n_gt = int(bt.mask_gt.sum())
-        from dualhead.conventions import Convention
-        from dualhead.reference.assign import candidate_pairs
-
         n_cand = len(candidate_pairs(bt.anc_points, bt.gt_bboxes, bt.mask_gt[..., 0].bool(), Convention()))
         for mode in modes:
             fns = {i: make_fn(i, mode, bt, s2, b2, C) for i in impls}

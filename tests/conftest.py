@@ -1,7 +1,9 @@
 import json
 import os
+import random
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,10 +71,6 @@ def pytest_runtest_setup(item):
 def _seeded_global_rng():
     """torch's, numpy's and random's global generators seeded from a fresh seed per test: a test
     that draws from them (torch.rand, randn_like, a weight init) is reproducible from its report."""
-    import random
-
-    import numpy as np
-
     seed = fresh_seed()
     torch.manual_seed(seed)
     np.random.seed(seed)

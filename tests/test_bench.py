@@ -58,19 +58,21 @@ def test_bench_refuses_a_missing_baseline(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
-def _ultralytics_out_of_memory(monkeypatch, wrong=False):
+def _out_of_memory(monkeypatch, impl, wrong=False):
+    """bench.make_fn with impl's call running out of memory; wrong: dualhead's o2o targets
+    replaced by its o2m ones (an output that must be found unequal)."""
     real = bench.make_fn
 
-    def make_fn(impl, mode, *a):
-        f = real(impl, mode, *a)
-        if impl == "ultralytics" and f is not None:
+    def make_fn(i, mode, *a):
+        f = real(i, mode, *a)
+        if i == impl and f is not None:
 
             def oom():
                 raise torch.OutOfMemoryError("out of memory")
 
             return oom
-        if impl == "dualhead" and wrong:
-            return lambda: dataclasses.replace(f(), o2o=f().o2m)  # the o2m targets in the o2o slot
+        if i == "dualhead" and wrong:
+            return lambda: dataclasses.replace(f(), o2o=f().o2m)
         return f
 
     monkeypatch.setattr(bench, "make_fn", make_fn)
@@ -79,13 +81,13 @@ def _ultralytics_out_of_memory(monkeypatch, wrong=False):
 def test_bench_without_baseline_output_checks_against_reference(monkeypatch, tmp_path):
     """ultralytics out of memory: dualhead is still checked (against dualhead.reference) and
     gets no speed-up; a wrong dualhead output is then found as before."""
-    _ultralytics_out_of_memory(monkeypatch)
+    _out_of_memory(monkeypatch, "ultralytics")
     out = tmp_path / "r.json"
     assert cli.main([*SMALL, "--modes", "dual-compact", "--json", str(out)]) == 0
     rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
     assert "ultralytics" not in rows  # compact rows: ultralytics' dense call is their check, timed in dual-dense
     assert rows["dualhead"]["checked_against"] == "reference" and rows["dualhead"]["speedup_vs_ultralytics"] is None
-    _ultralytics_out_of_memory(monkeypatch, wrong=True)
+    _out_of_memory(monkeypatch, "ultralytics", wrong=True)
     assert cli.main([*SMALL, "--modes", "dual-compact", "--json", str(out)]) == 1
     rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["dualhead"]["note"].startswith("NOT EQUAL to reference")
@@ -105,19 +107,7 @@ def test_bench_gives_no_speedup_to_an_unequal_row(monkeypatch, tmp_path):
 
 
 def test_bench_oom_row_is_reported(monkeypatch, tmp_path, capsys):
-    real = bench.make_fn
-
-    def make_fn(impl, mode, *a):
-        f = real(impl, mode, *a)
-        if impl == "reference" and f is not None:
-
-            def oom():
-                raise torch.OutOfMemoryError("out of memory")
-
-            return oom
-        return f
-
-    monkeypatch.setattr(bench, "make_fn", make_fn)
+    _out_of_memory(monkeypatch, "reference")
     out = tmp_path / "r.json"
     rc = cli.main(
         [
