@@ -1,51 +1,41 @@
-"""Old names of the detector application's modules (`dualhead.train`, `dualhead.nn`, ... for
-`dualhead.detector.train`, ...): they import the modules themselves, with a DeprecationWarning,
-for one release."""
+"""Module names that moved: importing one (`import`, `python -m`, `torchrun -m`) fails at once
+with a one-line ModuleNotFoundError naming the new module, instead of Python's bare "No module
+named ...". Nothing of the detector application is imported here."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.abc
-import importlib.util
 import sys
-import warnings
 
-MOVED = (
-    "nn",
-    "loss",
-    "train",
-    "data",
-    "evaluate",
-    "diagnose",
-    "predict",
-    "ablate",
-    "cli",
-    "device",
-    "bench_train",
-    "bench_train_step",
-)
+_APP = "nn loss train data evaluate diagnose predict cli device".split()
+_EXPERIMENTS = "ablate ultralytics_anchor bench_train bench_train_step".split()
+# old module prefix -> new one (the longest matching prefix wins)
+MOVED = {
+    **{f"dualhead.{m}": f"dualhead.detector.{m}" for m in _APP},
+    **{f"dualhead.{m}": f"dualhead.detector.experiments.{m}" for m in _EXPERIMENTS},
+    **{f"dualhead.detector.{m}": f"dualhead.detector.experiments.{m}" for m in _EXPERIMENTS},
+}
 
 
-class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+_LONGEST_FIRST = sorted(MOVED, key=len, reverse=True)
+
+
+def new_name(name: str) -> str | None:
+    """The module that `name` moved to, or None when it did not move."""
+    for old in _LONGEST_FIRST:
+        if name == old or name.startswith(old + "."):
+            return MOVED[old] + name[len(old) :]
+    return None
+
+
+class _Moved(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        parts = name.split(".")
-        if len(parts) >= 2 and parts[0] == "dualhead" and parts[1] in MOVED:
-            return importlib.util.spec_from_loader(name, self)
+        new = new_name(name)
+        if new is not None:
+            raise ModuleNotFoundError(f"{name} was renamed {new}", name=name)
         return None
-
-    def create_module(self, spec):
-        return None  # a placeholder; exec_module puts the real module in its place
-
-    def exec_module(self, module):
-        name = module.__name__
-        new = "dualhead.detector." + name.split(".", 1)[1]
-        if name.count(".") == 1:
-            warnings.warn(
-                f"{name} is now {new}; the old name goes in the next release", DeprecationWarning, stacklevel=2
-            )
-        sys.modules[name] = importlib.import_module(new)  # the import system returns what sys.modules holds
 
 
 def install() -> None:
-    if not any(isinstance(f, _Finder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _Finder())
+    if not any(isinstance(f, _Moved) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Moved())

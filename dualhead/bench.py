@@ -29,7 +29,10 @@ import sys
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
+import dualhead
+from dualhead.compare import assert_same_targets
 from dualhead.conventions import Convention
 from dualhead.reference.assign import candidate_pairs
 from dualhead.settings import O2M, O2O_E2E
@@ -77,8 +80,6 @@ def workload_batch(wid, device, batch=None, seed=0, m_override=None):
 
 def make_fn(impl, mode, bt, s2, b2, C):
     """A zero-argument callable computing both heads with impl in mode."""
-    import dualhead
-
     a = bt.args()
     rest = a[2:]
     single = mode.startswith("single")
@@ -120,8 +121,6 @@ def as_dense(out, mode, C):
 
 def check_equal(impl_out, ref_out, what):
     """Tie-aware equality of two (o2m, o2o) dense pairs (dualhead.compare)."""
-    from dualhead.compare import assert_same_targets
-
     for r, g in zip(ref_out, impl_out):
         assert_same_targets(r, g, what=what)
 
@@ -141,6 +140,8 @@ def first_call(fn):
 
 
 def time_fn(fn, min_time, threads=None):
+    # here, not at the top: it imports torch.utils.cpp_extension, which logs a CUDA_HOME warning on
+    # machines without CUDA into every command's output
     from torch.utils.benchmark import Timer
 
     # Timer runs with num_threads=1 unless told otherwise: pass the thread count being measured.
@@ -201,8 +202,6 @@ def machine() -> str:
 
 def kernel_times(fn, calls=10):
     """{kernel name: GPU microseconds per call} of fn on CUDA (torch.profiler, after a warm-up)."""
-    from torch.profiler import ProfilerActivity, profile
-
     fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -234,6 +233,15 @@ def _finish_group(group, base, args):
     sys.stdout.flush()
 
 
+def _listed(value: str, option: str, allowed: tuple) -> list[str]:
+    """A comma list option's entries, each one of allowed (ValueError naming the option otherwise)."""
+    items = [v for v in value.split(",") if v]
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise ValueError(f"{option} takes a comma list of {', '.join(allowed)}, got {value!r}")
+    return items
+
+
 def run(args) -> int:
     if args.mem_child:
         impl, mode, wid, dev_batch = args.mem_child
@@ -242,7 +250,9 @@ def run(args) -> int:
         print(mem_child(impl, mode, wid, device, batch))
         return 0
     torch.set_num_threads(args.threads)
-    impls = [i for i in args.impls.split(",") if i]
+    impls = _listed(args.impls, "--impls", ("dualhead", "reference", "ultralytics"))
+    _listed(args.workloads, "--workloads", tuple(WORKLOADS))
+    _listed(args.modes, "--modes", ("dual-compact", "dual-dense", "single-compact", "single-dense"))
     if "ultralytics" in impls and not have_ultralytics():
         # no baseline means no equality check and no speed-up: refuse rather than print timings alone
         raise ValueError(

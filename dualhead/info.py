@@ -9,6 +9,7 @@ import torch
 
 import dualhead
 from dualhead import _ext
+from dualhead._fatbin import cubins
 
 
 def report() -> str:
@@ -19,8 +20,7 @@ def report() -> str:
     if not _ext.available():
         lines.append(f"extension: NOT built ({_ext.load_error()!r}); using the pure-torch reference")
         return "\n".join(lines)
-    from dualhead import _C
-    from dualhead._fatbin import cubins
+    from dualhead import _C  # the built extension: only once _ext has loaded it
 
     lines += [
         f"extension: {_C.__file__}",

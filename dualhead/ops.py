@@ -13,7 +13,7 @@ from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, ch
 from dualhead.checks import check_dual_inputs, check_inputs
 from dualhead.conventions import IOU_KINDS, Convention, op_settings, resolve
 from dualhead.reference.assign import empty_assignment
-from dualhead.settings import O2M, O2O, HeadSettings, dual_settings
+from dualhead.settings import O2M, O2O, HeadSettings, dual_settings, single_settings
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense", "check_errors"]
 
@@ -100,14 +100,17 @@ def assign(
     iou_type="ciou",
     eps=1e-9,
     convention: Convention | None = None,
+    head: HeadSettings | None = None,
 ) -> Assignment:
     """Single-head task-aligned assignment (contract §1), compact output.
 
     pd_scores (B, N, C) probabilities, pd_bboxes (B, N, 4), anc_points (N, 2), gt_labels (B, M[, 1]),
     gt_bboxes (B, M, 4), mask_gt (B, M[, 1]); boxes xyxy in pixels. convention: another codebase's
     rules (dualhead.Convention), instead of the shorthand min_side / conflict / iou_type / eps
-    (ultralytics 8.4.128+). See dualhead.reference.assign."""
+    (ultralytics 8.4.128+). head: the head's HeadSettings instead of topk / topk2 / alpha / beta
+    (dualhead.settings), passed on as it is. See dualhead.reference.assign."""
     conv = resolve(convention, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
+    head = single_settings(head, topk, topk2, alpha, beta)
     if not _use_kernel("assign", pd_scores):
         return reference.assign(
             pd_scores,
@@ -116,13 +119,9 @@ def assign(
             gt_labels,
             gt_bboxes,
             mask_gt,
-            topk=topk,
-            topk2=topk2,
-            alpha=alpha,
-            beta=beta,
             convention=conv,
+            head=head,
         )
-    head = HeadSettings(topk, topk2, alpha, beta)
     labels, mask = check_inputs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, check_values=False)
     head.check_anchors(pd_scores.shape[1])
     if mask.shape[1] == 0:  # no ground-truth slots: labels = C (ultralytics)

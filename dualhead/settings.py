@@ -96,3 +96,25 @@ def dual_settings(
     a2 = r * alpha if o2o_alpha is None else o2o_alpha
     b2 = r * beta if o2o_beta is None else o2o_beta
     return o2m, HeadSettings(topk=o2o_topk, topk2=o2o_topk2, alpha=a2, beta=b2, head="o2o")
+
+
+def single_settings(head: HeadSettings | None, topk, topk2, alpha, beta) -> HeadSettings:
+    """A single-head call's settings: `head` as it is, else built (and so checked) from the
+    keywords; both at once is an error (the keywords would be silently ignored)."""
+    if head is None:
+        return HeadSettings(topk, topk2, alpha, beta)
+    if not isinstance(head, HeadSettings):
+        raise ValueError(f"head must be a dualhead.HeadSettings, got {type(head).__name__}")
+    given = [
+        k
+        for k, v, d in (
+            ("topk", topk, O2M.topk),
+            ("topk2", topk2, None),
+            ("alpha", alpha, O2M.alpha),
+            ("beta", beta, O2M.beta),
+        )
+        if v != d
+    ]
+    if given:
+        raise ValueError(f"give head or {', '.join(given)}, not both")
+    return head

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dualhead.detector.ablate import ablate, format_table, mean_std, parse_list, plan
+from dualhead.detector.experiments.ablate import ablate, format_table, mean_std, parse_list, plan
 from dualhead.detector.data import CLASSES, ShapesDataset, YoloDataset
 from dualhead.detector.data.export import export_yolo
 from dualhead.detector.train import TrainConfig
@@ -120,7 +120,7 @@ def test_ultralytics_anchor_runs_and_is_evaluated_by_our_code(tmp_path):
     # the row is our evaluation of ultralytics' last weights: the same numbers again from them
     from dualhead.detector.data import build_dataset
     from dualhead.detector.evaluate import coco_ground_truth, detection_metrics
-    from dualhead.detector.ultralytics_anchor import detections
+    from dualhead.detector.experiments.ultralytics_anchor import detections
 
     gt = coco_ground_truth(build_dataset("shapes-easy", "val", TINY["imgsz"], TINY["val_len"]))
     again = detection_metrics(
@@ -134,7 +134,7 @@ def test_ultralytics_anchor_runs_and_is_evaluated_by_our_code(tmp_path):
 def test_anchor_workers_follow_dualhead_train_when_unset():
     """--workers unset (the default) reached ultralytics as None, which it refuses: every anchor
     run of a default `dualhead ablate --anchors` failed. Unset now means dualhead train's rule."""
-    from dualhead.detector.ultralytics_anchor import anchor_workers
+    from dualhead.detector.experiments.ultralytics_anchor import anchor_workers
 
     cpu = torch.device("cpu")
     assert anchor_workers(None, cpu) == 1 and anchor_workers(0, cpu) == 0 and anchor_workers(3, cpu) == 3

@@ -61,6 +61,9 @@ def test_yaml_folders_names_list_and_dict_relative_path(tmp_path):
         np.testing.assert_allclose(boxes, [[0, 8, 32, 32], [40, 38, 56, 50]], atol=1e-4)
         assert labels.tolist() == [1, 0]
         assert len(build_dataset(y, "val", 64)) == 1
+    # a names dict whose keys are strings of ints (a YAML written from JSON)
+    y = _write_yaml(root / "s.yaml", "train: images/train\nval: images/val\nnames: {'1': b, '0': a}\n")
+    assert build_dataset(y, "train", 64).names == ("a", "b")
     # nc alone: generic names; path unset: the YAML's folder is the root
     y = _write_yaml(root / "d.yaml", "train: images/train\nval: images/val\nnc: 2\n")
     assert build_dataset(y, "train", 64).names == ("class0", "class1")
@@ -281,6 +284,58 @@ def test_coco_json_that_is_not_coco_is_named(tmp_path):
         build_dataset(str(p), "train", 64, images=str(tmp_path))
     with pytest.raises(ValueError, match="give --images"):
         build_dataset(str(p), "train", 64)
+
+
+def test_coco_category_ids_written_as_strings_are_read(tmp_path):
+    """Some converters write "9" for 9: read as the int (so "10" sorts after "9"), in the categories
+    and in the annotations alike, and handed to COCOeval as ints."""
+    ann = _coco(
+        tmp_path,
+        [
+            {"id": 1, "image_id": 11, "category_id": "10", "bbox": [10, 5, 20, 10]},
+            {"id": 2, "image_id": 11, "category_id": 9, "bbox": [40, 0, 40, 40]},
+        ],
+        cats=[{"id": "10", "name": "ten"}, {"id": "9", "name": "nine"}],
+    )
+    ds = build_dataset(str(ann), "train", 160)
+    assert ds.names == ("nine", "ten") and ds.cat_ids == [9, 10]
+    assert ds[0][2].tolist() == [1, 0]
+    gt = coco_ground_truth(ds)
+    assert [a["category_id"] for a in gt["annotations"]] == [10, 9]
+    assert [c["id"] for c in gt["categories"]] == [9, 10]
+
+
+def test_coco_problems_are_named_by_their_cause(tmp_path):
+    """A bad category or image entry is the problem named; the annotations that point at it are not
+    reported again as pointing nowhere, and "no categories" / "no images" are said only when the
+    file's lists are empty."""
+    ann = _coco(
+        tmp_path,
+        [
+            {"id": 1, "image_id": 11, "category_id": "person", "bbox": [10, 5, 20, 10]},
+            {"id": 2, "image_id": "b", "category_id": "car", "bbox": [0, 0, 10, 10]},
+        ],
+        images=[
+            {"id": 11, "file_name": "a.png", "width": 80, "height": 40},
+            {"id": "b", "file_name": "b.png", "width": 40, "height": 40},
+        ],
+        cats=[{"id": "person", "name": "person"}, {"id": "car", "name": "car"}],
+    )
+    with pytest.raises(DatasetError) as e:
+        build_dataset(str(ann), "train", 64)
+    report = str(e.value)
+    assert "3 error(s)" in report, report
+    assert "category {'id': 'person', 'name': 'person'}: needs an int 'id'" in report
+    assert "image {'id': 'b'" in report
+    assert "is not in 'categories'" not in report and "is not in 'images'" not in report
+    assert "no categories" not in report
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(ValueError, match="'categories' is empty"):
+        build_dataset(str(empty), "train", 64, images=str(tmp_path))
+    empty.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    with pytest.raises(ValueError, match="'images' is empty"):
+        build_dataset(str(empty), "train", 64, images=str(tmp_path))
 
 
 # ---------------------------------------------------------------------------------- round trips

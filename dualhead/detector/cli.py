@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import typing
 from pathlib import Path
+
+import torch
+
+from dualhead import __version__, bench
+from dualhead.detector.data import EMBEDDED, build_dataset
+from dualhead.detector.data.check import DatasetError
+from dualhead.detector.data.export import export
+from dualhead.detector.experiments import bench_train, bench_train_step
+from dualhead.detector.experiments.ablate import ANCHORS, CONFIGS, ablate, parse_list
+from dualhead.detector.predict import predict
+from dualhead.detector.train import TrainConfig, train
+from dualhead.info import report
 
 
 def cmd_info(args) -> int:
-    from dualhead.info import report
-
     print(report())
     return 0
 
 
 def _add_train_options(p):
     """One --option per TrainConfig field: type, default, allowed values and help from the dataclass."""
-    import dataclasses
-    import typing
-
-    from dualhead.detector.train import TrainConfig
-
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         t = hints[f.name]
@@ -42,28 +49,21 @@ def _add_train_options(p):
 
 
 def _config(args):
-    from dualhead.detector.train import TrainConfig
-
     return TrainConfig(**{k: getattr(args, k) for k in TrainConfig.field_names()})
 
 
 def cmd_train(args) -> int:
-    from dualhead.detector.train import train
-
-    m = train(_config(args).validate())
+    m = train(_config(args))  # checked there, before any work
     if "map" in m:  # rank 0 (the one that evaluates)
         print(f"final: mAP@.5:.95 {m['map']:.4f}  mAP@.5 {m['map50']:.4f}  (run folder {args.out})")
     return 0
 
 
 def cmd_ablate(args) -> int:
-    from dualhead.detector.ablate import ANCHORS, CONFIGS, ablate, parse_list
-
     configs = parse_list(args.configs, CONFIGS, "--configs")
     anchors = parse_list(args.anchors, ANCHORS, "--anchors")
     if not configs and not anchors:
         raise ValueError("--configs and --anchors are both empty: nothing to run")
-    from dualhead.detector.data.sources import EMBEDDED
 
     if anchors and args.data not in EMBEDDED:
         raise ValueError(f"--anchors trains ultralytics on the embedded data only, not --data {args.data!r}")
@@ -72,8 +72,6 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_export_data(args) -> int:
-    from dualhead.detector.data.export import export
-
     out = export(args.data, args.out, args.imgsz, args.train_len, args.val_len, args.overwrite, args.format)
     what = "images/, labels/, classes.txt" if args.format == "yolo" else "train/, val/, annotations/*.json"
     print(f"wrote {out} ({what}, data.yaml): train on it with --data {out / 'data.yaml'}")
@@ -81,13 +79,10 @@ def cmd_export_data(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from dualhead.detector.predict import predict
-
     source = args.source
     if args.data is not None:
         if args.source is not None:
             raise ValueError("give --source or --data, not both")
-        from dualhead.detector.data import build_dataset
 
         source = build_dataset(args.data, args.split, 32, images=args.images)
     elif args.images is not None:
@@ -99,19 +94,11 @@ def cmd_predict(args) -> int:
 
 def cmd_bench(args) -> int:
     """The assignment benchmarks (dualhead.bench), or the training ones of this detector."""
-    import torch
-
-    from dualhead import bench
-
     if args.train_step or args.train_loop:
         torch.set_num_threads(args.threads)
     if args.train_step:
-        from dualhead.detector import bench_train_step
-
         return bench_train_step.run(args)
     if args.train_loop:
-        from dualhead.detector import bench_train
-
         return bench_train.run(args)
     return bench.run(args)
 
@@ -119,8 +106,6 @@ def cmd_bench(args) -> int:
 def _one_line(e: BaseException) -> str:
     """The user-facing line of an error: a DataLoader worker's wrapper ("Caught ValueError in
     DataLoader worker process 0. Original Traceback ...") reduced to the original message."""
-    from dualhead.detector.data.check import DatasetError
-
     msg = str(e)
     if isinstance(e, DatasetError):  # the dataset check's report: every problem, one per line
         return msg
@@ -143,8 +128,6 @@ def _interrupted(args) -> str:
 
 
 def main(argv=None) -> int:
-    from dualhead import __version__
-
     p = argparse.ArgumentParser(prog="dualhead", description=__doc__)
     p.add_argument("--version", action="version", version=f"dualhead {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,ablate,export-data,bench,info}")
@@ -205,7 +188,6 @@ def main(argv=None) -> int:
     b = sub.add_parser(
         "bench", help="assignment benchmarks (contract §5 workloads) against the baselines", formatter_class=fmt
     )
-    from dualhead import bench
 
     bench.add_arguments(b)
     b.add_argument(

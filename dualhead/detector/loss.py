@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dualhead import ops
+from dualhead.assigners import DualAssigner
 from dualhead.assignment import Assignment
+from dualhead.detector.nn.head import decode_dist
 from dualhead.iou import iou_aligned
 from dualhead.settings import O2M, O2O_E2E, HeadSettings
 
@@ -117,7 +120,6 @@ class DetectionLoss:
         gains: LossGains = LossGains(),
         o2o_gain: float = 1.0,
     ):
-        from dualhead.assigners import DualAssigner
 
         if weighting not in ("equal", "schedule"):
             raise ValueError(f"weighting must be 'equal' or 'schedule', got {weighting!r}")
@@ -135,23 +137,9 @@ class DetectionLoss:
             self.weights = {"o2m": w, "o2o": 1.0 - w}
 
     def _single(self, branch, scores, boxes, anc_px, gt_labels, gt_bboxes, mask):
-        from dualhead import ops
-
         d = self.dual
-        h = d.o2m if branch == "o2m" else d.o2o
-        return ops.assign(
-            scores,
-            boxes,
-            anc_px,
-            gt_labels,
-            gt_bboxes,
-            mask,
-            topk=h.topk,
-            topk2=h.topk2,
-            alpha=h.alpha,
-            beta=h.beta,
-            min_side=d.min_side,
-        )
+        head = d.o2m if branch == "o2m" else d.o2o
+        return ops.assign(scores, boxes, anc_px, gt_labels, gt_bboxes, mask, head=head, min_side=d.min_side)
 
     def __call__(
         self,
@@ -166,8 +154,6 @@ class DetectionLoss:
         gt_labels (B, M), gt_bboxes (B, M, 4) xyxy pixels, mask_gt (B, M).
         Returns (loss to backpropagate (scalar, x batch size as ultralytics), {name: float tensor}
         of detached items, ConsistencyStats or None)."""
-        from dualhead.detector.nn.head import decode_dist
-
         B = gt_bboxes.shape[0]
         anc_px = anchors * strides
         pred = {b: decode_dist(d, anchors, self.reg_max) for b, (d, _) in out.items()}

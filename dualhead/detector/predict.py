@@ -9,10 +9,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from dualhead.detector.data import ShapesDataset
 from dualhead.detector.data.transforms import letterbox
-from dualhead.detector.data.yolo import IMAGE_SUFFIXES
+from dualhead.detector.data.yolo import IMAGE_SUFFIXES, read_image
+from dualhead.detector.device import resolve_device
 from dualhead.detector.nn.postprocess import branch_detections
-from dualhead.detector.train.checkpoint import ensure_writable
+from dualhead.detector.train.checkpoint import ensure_writable, load_model
 
 PALETTE = [
     (255, 56, 56),
@@ -63,11 +65,7 @@ def load_images(source, imgsz: int, limit: int = 16):
     """Images from a file, a folder, a dataset on disk, or 'shapes' (the embedded validation images) -> (list of
     (name, source path or None, original uint8 image, letterboxed image, letterbox frame), list
     of skipped-file messages). An unreadable file is skipped (with a warning), not fatal."""
-    from dualhead.detector.data.yolo import read_image
-
     if source == "shapes":
-        from dualhead.detector.data import ShapesDataset
-
         ds = ShapesDataset("val", limit, imgsz)
         return [(f"shapes_val_{i:03d}", None, ds[i][0], ds[i][0], (1.0, 0, 0)) for i in range(len(ds))], []
     if hasattr(source, "files"):  # a dataset on disk (build_dataset): its images
@@ -129,9 +127,6 @@ def predict(
     """Run the model on the images and save <name>_pred.png: the original image at its own
     resolution with the boxes mapped back from the network input and clipped (plus
     contact_sheet.png, the first 16 side by side). Returns the list of written paths."""
-    from dualhead.detector.device import resolve_device
-    from dualhead.detector.train.checkpoint import load_model
-
     if not (isinstance(conf, (int, float)) and 0 <= conf <= 1):
         raise ValueError(f"--conf must be a number in [0, 1], got {conf!r}")
     if not (isinstance(max_det, int) and max_det >= 1):

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from dualhead.detector.data import cache
+import dualhead.detector.data.cache as cache
 from dualhead.detector.data.check import Problems
+from dualhead.detector.data.images import image_problem, read_image
 from dualhead.detector.data.transforms import letterbox, letterbox_frame
-from dualhead.detector.data.yolo import IMAGE_ERRORS, read_image
 
 # a box may cross the image border by this many pixels (rounding in annotation tools), no more
 BORDER_PX = 1.0
@@ -34,6 +33,16 @@ BORDER_PX = 1.0
 
 def _num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def category_id(v) -> int | None:
+    """A category id as an int: an int, or a string of one as some converters write them ("3");
+    None for anything else."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    return None
 
 
 def load_json(path: Path) -> dict:
@@ -49,21 +58,6 @@ def load_json(path: Path) -> dict:
     return d
 
 
-def image_size_problem(path: Path, w, h) -> str | None:
-    """Why an image cannot be used (missing, unreadable, another size than the JSON says)."""
-    try:
-        with Image.open(path) as im:
-            size = im.size
-            im.verify()
-    except FileNotFoundError:
-        return "no such file"
-    except IMAGE_ERRORS as e:
-        return f"not a readable image ({type(e).__name__}: {e})"
-    if size != (w, h):
-        return f"is {size[0]} x {size[1]} px, the JSON says {w} x {h}"
-    return None
-
-
 class CocoDataset:
     def __init__(self, ann_file, images_dir, imgsz: int = 640):
         ann_file, images_dir = Path(ann_file), Path(images_dir)
@@ -72,17 +66,21 @@ class CocoDataset:
         d = load_json(ann_file)
         self.source, self.imgsz = str(ann_file), imgsz
         problems = Problems()
-        cats = {}
+        if not d["categories"]:
+            raise ValueError(f"--data {ann_file}: 'categories' is empty: the file names no class to train")
+        cats, bad_cats = {}, set()  # bad_cats: the ids of category entries that are themselves a problem
         for c in d["categories"]:
-            if not (isinstance(c, dict) and isinstance(c.get("id"), int)) or c["id"] in cats:
-                problems.add("malformed", ann_file, f"category {c!r}: needs a unique int 'id'")
+            cid = category_id(c.get("id")) if isinstance(c, dict) else None
+            if cid is None or cid in cats:
+                why = "needs an int 'id' (or a string of one)" if cid is None else f"id {cid} listed twice"
+                problems.add("malformed", ann_file, f"category {c!r}: {why}")
+                if isinstance(c, dict) and isinstance(c.get("id"), (str, int)):
+                    bad_cats.add(c["id"])
             else:
-                cats[c["id"]] = str(c.get("name", c["id"]))
+                cats[cid] = str(c.get("name", cid))
         self.cat_ids = sorted(cats)
         self.names, self.nc = tuple(cats[k] for k in self.cat_ids), len(cats)
         cls_of = {k: i for i, k in enumerate(self.cat_ids)}
-        if not cats:
-            raise ValueError(f"--data {ann_file}: no categories")
         images, by_file, dropped = {}, {}, set()  # dropped: ids of a file listed twice (its second entry)
         for im in d["images"]:
             ok = isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str)
@@ -91,6 +89,8 @@ class CocoDataset:
                 problems.add(
                     "malformed", ann_file, f"image {im!r}: needs int 'id', 'file_name', int 'width' and 'height'"
                 )
+                if isinstance(im, dict) and isinstance(im.get("id"), (str, int)):
+                    dropped.add(im["id"])  # its annotations are not reported again: the entry is the problem
             elif im["id"] in images:
                 problems.add("malformed", ann_file, f"image id {im['id']} listed twice")
             elif im["file_name"] in by_file:
@@ -118,13 +118,17 @@ class CocoDataset:
                 if a.get("image_id") not in dropped:
                     problems.add("image_id", where, f"image_id {a.get('image_id')!r} is not in 'images'")
                 continue
-            if a.get("category_id") not in cls_of:
-                problems.add("class", where, f"category_id {a.get('category_id')!r} is not in 'categories'")
+            cid = category_id(a.get("category_id"))
+            if cid not in cls_of:
+                if a.get("category_id") not in bad_cats and cid not in bad_cats:
+                    problems.add("class", where, f"category_id {a.get('category_id')!r} is not in 'categories'")
                 continue
             im = images[a["image_id"]]
             x, y, w, h = map(float, b)
             # COCOeval's area ranges read 'area'; a converter's file may leave it out: the box's
-            anns.append(a if _num(a.get("area")) else {**a, "area": max(w, 0.0) * max(h, 0.0)})
+            anns.append(
+                {**a, "category_id": cid, "area": a["area"] if _num(a.get("area")) else max(w, 0.0) * max(h, 0.0)}
+            )
             W, H = im["width"], im["height"]
             if a.get("iscrowd"):
                 problems.add("crowd", where)
@@ -137,15 +141,15 @@ class CocoDataset:
             else:
                 i = index[a["image_id"]]
                 boxes[i].append((max(x, 0.0), max(y, 0.0), min(x + w, W), min(y + h, H)))
-                labels[i].append(cls_of[a["category_id"]])
+                labels[i].append(cls_of[cid])
         self.files = [images_dir / im["file_name"] for im in self.images]
         self._check_images(ann_file, images_dir, problems)
         for f, bx in zip(self.files, boxes):
             if not bx:
                 problems.add("background", f, "no annotations")
-        if not self.images:
-            raise ValueError(f"--data {ann_file}: no images")
         problems.finish(str(ann_file), ann_file.with_name(ann_file.name + ".dualhead-report.txt"))
+        if not self.images:
+            raise ValueError(f"--data {ann_file}: 'images' is empty: the file lists no image")
         self.boxes = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
         self.labels = [np.asarray(lab, np.int64) for lab in labels]
         self.gt = {
@@ -164,7 +168,7 @@ class CocoDataset:
             return
         found = Problems()
         for f, im in zip(self.files, self.images):
-            why = image_size_problem(f, im["width"], im["height"])
+            why = image_problem(f, (im["width"], im["height"]))
             if why:
                 found.add("image", f, why)
         cache.save(where, key, {}, dict(problems=found.to_json()))

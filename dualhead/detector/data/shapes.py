@@ -15,6 +15,7 @@ import multiprocessing
 import signal
 
 import numpy as np
+from tqdm import tqdm
 
 CLASSES = ("circle", "rectangle", "triangle", "cross", "ring")
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -150,7 +151,6 @@ class ShapesDataset:
         todo = [i for i in range(self.length) if i not in self._cache][: max(0, self._cache_left // per)]
         if not todo:
             return 0
-        from tqdm import tqdm
 
         bar = tqdm(
             total=len(todo),

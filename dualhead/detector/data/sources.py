@@ -17,49 +17,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dualhead.detector.data.yolo import IMAGE_SUFFIXES
+import yaml
+
+from dualhead.detector.data.coco import CocoDataset
+from dualhead.detector.data.images import IMAGE_SUFFIXES
+from dualhead.detector.data.shapes import ShapesDataset
+from dualhead.detector.data.yolo import YoloDataset
 
 EMBEDDED = ("shapes", "shapes-easy")
 
 
-def folder_files(root: Path, split: str | None):
-    """(image files, label folder, class names or None) of a folder laid out images/ + labels/."""
-    if not root.is_dir():
-        raise ValueError(
-            f"--data must be 'shapes', 'shapes-easy', a YOLO-format folder, a dataset YAML or a COCO JSON, "
-            f"got {str(root)!r} (not found)"
-        )
-    img_dir, lab_dir = root / "images", root / "labels"
-    if split and (img_dir / split).is_dir():
-        img_dir, lab_dir = img_dir / split, lab_dir / split
-    elif split == "val" and (img_dir / "train").is_dir():
-        raise ValueError(f"--data {str(root)!r}: images/train exists but images/val does not: add a validation split")
-    elif split == "val":
-        print(f"dualhead: {root} has no images/val split: validating on the training images", file=sys.stderr)
-    if not img_dir.is_dir():
-        hint = " (or give its data.yaml)" if (root / "data.yaml").is_file() else ""
-        raise ValueError(
-            f"--data {str(root)!r} must be a YOLO-format folder with images/ and labels/ (no {img_dir}){hint}"
-        )
-    if not lab_dir.is_dir():
-        raise ValueError(
-            f"--data {str(root)!r}: no labels folder {lab_dir} next to {img_dir} (training would see zero objects)"
-        )
-    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"--data {str(root)!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {img_dir}")
-    names_file = root / "classes.txt"
-    names = None
-    if names_file.exists():
-        names = [n.strip() for n in names_file.read_text().splitlines() if n.strip()]
-        if not names:
-            raise ValueError(f"{names_file}: no class names")
-    return files, lab_dir, names
-
-
 def read_yaml(path: Path) -> dict:
-    import yaml
-
     try:
         cfg = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError) as e:
@@ -99,6 +67,8 @@ def yaml_names(cfg: dict, path: Path) -> list[str]:
             raise ValueError(f"{path}: needs 'names' (a list, or a dict 0: name, ...) or 'nc'")
         return [f"class{i}" for i in range(nc)]
     if isinstance(names, dict):
+        # keys as ints, or strings of ints as a YAML written from JSON has them ('0': person)
+        names = {int(k) if isinstance(k, str) and k.strip().isdigit() else k: v for k, v in names.items()}
         if not all(isinstance(k, int) for k in names) or sorted(names) != list(range(len(names))):
             raise ValueError(
                 f"{path}: names: the keys of a names dict must be 0..{len(names) - 1}, got {sorted(names, key=str)}"
@@ -144,10 +114,6 @@ def coco_images_dir(ann: Path) -> Path:
 
 def build_dataset(data: str, split: str, imgsz: int, length: int | None = None, images: str | None = None):
     """The dataset of one split ('train', 'val', 'test') of any --data form (module docstring)."""
-    from dualhead.detector.data.coco import CocoDataset
-    from dualhead.detector.data.shapes import ShapesDataset
-    from dualhead.detector.data.yolo import YoloDataset
-
     if data in EMBEDDED:
         if images:
             raise ValueError("--images applies to a COCO JSON --data only")

@@ -1,7 +1,7 @@
 """YOLO-format labels ("class cx cy w h" per line, normalised to the image) as a dataset.
 
-Where the files come from is sources.py's business (a folder laid out images/ + labels/, or an
-ultralytics dataset YAML); here a list of images is matched with its label files by ultralytics'
+The files come from a folder laid out images/ + labels/ (folder_files) or from an ultralytics
+dataset YAML (sources.py); here a list of images is matched with its label files by ultralytics'
 rule (the last /images/ of the path becomes /labels/, the suffix .txt), every label line and
 image is checked (check.py: one report, file:line), and the scan is cached beside the labels
 (cache.py). Images are letterboxed to imgsz when read.
@@ -10,21 +10,53 @@ image is checked (check.py: one report, file:line), and the scan is cached besid
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from dualhead.detector.data import cache
+import dualhead.detector.data.cache as cache
 from dualhead.detector.data.check import Problems
+from dualhead.detector.data.images import IMAGE_SUFFIXES, image_problem, read_image
 from dualhead.detector.data.transforms import letterbox
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-# What opening a bad file raises: PIL's errors, and ImportError once ultralytics is imported (it
-# replaces PIL's Image.open with one that tries to import pi_heif for any file PIL cannot identify).
-IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError)
 # normalised coordinates may exceed [0, 1] by this much (float printing), no more
 TOL = 1e-6
+
+
+def folder_files(root: Path, split: str | None):
+    """(image files, label folder, class names or None) of a folder laid out images/ + labels/."""
+    if not root.is_dir():
+        raise ValueError(
+            f"--data must be 'shapes', 'shapes-easy', a YOLO-format folder, a dataset YAML or a COCO JSON, "
+            f"got {str(root)!r} (not found)"
+        )
+    img_dir, lab_dir = root / "images", root / "labels"
+    if split and (img_dir / split).is_dir():
+        img_dir, lab_dir = img_dir / split, lab_dir / split
+    elif split == "val" and (img_dir / "train").is_dir():
+        raise ValueError(f"--data {str(root)!r}: images/train exists but images/val does not: add a validation split")
+    elif split == "val":
+        print(f"dualhead: {root} has no images/val split: validating on the training images", file=sys.stderr)
+    if not img_dir.is_dir():
+        hint = " (or give its data.yaml)" if (root / "data.yaml").is_file() else ""
+        raise ValueError(
+            f"--data {str(root)!r} must be a YOLO-format folder with images/ and labels/ (no {img_dir}){hint}"
+        )
+    if not lab_dir.is_dir():
+        raise ValueError(
+            f"--data {str(root)!r}: no labels folder {lab_dir} next to {img_dir} (training would see zero objects)"
+        )
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"--data {str(root)!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {img_dir}")
+    names_file = root / "classes.txt"
+    names = None
+    if names_file.exists():
+        names = [n.strip() for n in names_file.read_text().splitlines() if n.strip()]
+        if not names:
+            raise ValueError(f"{names_file}: no class names")
+    return files, lab_dir, names
 
 
 def label_path(image: Path) -> Path:
@@ -86,28 +118,6 @@ def to_pixels(rows: np.ndarray, w: int, h: int):
     return boxes, rows[:, 0].astype(np.int64)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image as uint8 RGB (H, W, 3); ValueError naming the file when it cannot be decoded."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except IMAGE_ERRORS as e:
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
-
-
-def image_problem(path: Path) -> str | None:
-    """Why an image cannot be used (missing, not an image, truncated), or None. PIL's verify()
-    reads the file through without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        return None
-    except FileNotFoundError:
-        return "no such file"
-    except IMAGE_ERRORS as e:
-        return f"not a readable image ({type(e).__name__}: {e})"
-
-
 def scan(files: list[Path], labels: list[Path], nc: int | None, problems: Problems) -> list[np.ndarray]:
     """The label rows of every image, with every label and image problem added to `problems`;
     cached beside the first label folder."""
@@ -145,8 +155,6 @@ class YoloDataset:
     sources.py). Every problem is reported before training (check.py)."""
 
     def __init__(self, root, split: str | None = None, imgsz: int = 640):
-        from dualhead.detector.data.sources import folder_files
-
         files, lab_dir, names = folder_files(Path(root), split)
         self._setup(files, names, imgsz, str(root), label_dirs=[lab_dir])
 

@@ -1,12 +1,7 @@
-"""Training: configuration, the loop, EMA, checkpoints, plots, distributed set-up."""
+"""Training: configuration (config.py), the loop in parts (trainer.py), one step (step.py), EMA,
+checkpoints, plots, distributed set-up. This file only hands their names on."""
 
 from dualhead.detector.train.config import MODES, TrainConfig
-
-
-def train(cfg: TrainConfig) -> dict:
-    from dualhead.detector.train.trainer import train as _train
-
-    return _train(cfg)
-
+from dualhead.detector.train.trainer import train
 
 __all__ = ["MODES", "TrainConfig", "train"]

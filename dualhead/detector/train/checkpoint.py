@@ -1,5 +1,6 @@
-"""Checkpoints written atomically (a failed write never destroys the previous file) and loaded
-back into a Detector."""
+"""Checkpoints: their fields (make_checkpoint writes them, resume_training and load_model read them
+back: the one place that knows them), written atomically (a failed write never destroys the
+previous file) and loaded with errors that name the file."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import os
 import signal
 import tempfile
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from dualhead.detector.nn import Detector
 
 
 def ensure_writable(folder, option: str) -> Path:
@@ -100,10 +104,54 @@ def load_checkpoint(path, map_location="cpu", option: str = "--weights") -> dict
     return ckpt
 
 
+def make_checkpoint(run, cfg, names, epoch: int, best_map: float, metrics: dict) -> dict:
+    """A checkpoint's fields, all of them: what resume_training and load_model read back (below).
+    run: the TrainStep (model, optimiser, scheduler, scaler, EMA); cfg: the TrainConfig."""
+    return {
+        "model": run.model.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "model_config": run.model.config,
+        "train_config": asdict(cfg),
+        "names": names,
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epoch,
+        "best_map": best_map,
+        "metrics": metrics,
+        "rng": {"torch": torch.get_rng_state()},
+    }
+
+
+def finished_epochs(ckpt: dict) -> int:
+    return ckpt["epoch"] + 1
+
+
+def check_same_model(ckpt: dict, model, path) -> None:
+    """ValueError when the checkpoint at `path` holds another model than the options build."""
+    diff = config_mismatch(ckpt["model_config"], model.config)
+    if diff:
+        raise ValueError(
+            f"--resume: {path} holds a different model ({'; '.join(diff)}): resume with the options "
+            "it was trained with, or train into a new --out"
+        )
+
+
+def resume_training(ckpt: dict, run) -> tuple[int, float]:
+    """The training state of `ckpt` put back into `run` (the TrainStep): model, optimiser,
+    scheduler, scaler, EMA and the torch generator. Returns (the next epoch, the best mAP so far)."""
+    run.model.load_state_dict(ckpt["model"])
+    run.opt.load_state_dict(ckpt["optimizer"])
+    run.sched.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    if run.ema is not None and ckpt.get("ema"):
+        run.ema.load_state_dict(ckpt["ema"])
+    torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+    return finished_epochs(ckpt), ckpt["best_map"]
+
+
 def load_model(path, device="cpu", use_ema: bool = True):
     """A Detector from a checkpoint (EMA weights when saved), in eval mode, and its class names."""
-    from dualhead.detector.nn import Detector
-
     ckpt = load_checkpoint(path)
     try:
         model = Detector(**ckpt["model_config"])

@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 
-from dualhead.settings import O2M, O2O_E2E, dual_settings
+from dualhead.settings import O2M, O2O_E2E, HeadSettings, dual_settings
 
 MODE_BRANCHES = {"dual": ("o2m", "o2o"), "o2m": ("o2m",), "o2o": ("o2o",)}  # mode -> the model's head branches
 MODES = tuple(MODE_BRANCHES)
@@ -141,8 +141,8 @@ class TrainConfig:
         need(is_num(self.width) and self.width > 0, "width", "a number > 0")
         need(is_num(self.r) and self.r > 0, "r", "a number > 0")
         need((self.o2o_alpha is None) == (self.o2o_beta is None), "o2o_alpha", "given together with --o2o-beta")
-        try:  # the heads' own settings: checked by HeadSettings, the one place
-            self.heads()
+        try:  # the heads' own settings: built, and so checked, by HeadSettings, the one place
+            self._heads = (self._head_options(), dual_settings(*self._head_options()))
         except ValueError as e:  # its message names the option as the library does: o2o_topk -> --o2o-topk
             name, rest = str(e).split(" ", 1)
             raise ValueError(f"--{name.replace('_', '-')} {rest}") from None
@@ -166,11 +166,25 @@ class TrainConfig:
         need(isinstance(self.out, str) and self.out.strip() != "", "out", "a folder path")
         return self
 
-    def heads(self):
-        """The (o2m, o2o) HeadSettings of these options (dualhead.settings.dual_settings)."""
-        return dual_settings(
-            self.o2m_topk, self.o2o_topk, self.o2o_topk2, self.alpha, self.beta, self.r, self.o2o_alpha, self.o2o_beta
+    def _head_options(self) -> tuple:
+        return (
+            self.o2m_topk,
+            self.o2o_topk,
+            self.o2o_topk2,
+            self.alpha,
+            self.beta,
+            self.r,
+            self.o2o_alpha,
+            self.o2o_beta,
         )
+
+    def heads(self) -> tuple[HeadSettings, HeadSettings]:
+        """The (o2m, o2o) HeadSettings of these options (dualhead.settings.dual_settings), built once
+        by validate() and handed on as they are to the loss and the library call."""
+        built = getattr(self, "_heads", None)
+        if built is None or built[0] != self._head_options():  # not validated, or an option changed since
+            self.validate()
+        return self._heads[1]
 
     def loader_workers(self, device, world: int = 1, in_memory: bool = False) -> int:
         """--workers, or its default for the device. On CPU the step's threads need every core: a

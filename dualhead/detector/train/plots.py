@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
+
 
 def read_csv(path) -> dict:
     with open(path, newline="") as f:
@@ -98,7 +100,6 @@ def plot_ablation(curves: dict, out_path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     panels = (
         ("map", "mAP@.5:.95 (inference head; dashed: o2o + NMS)"),

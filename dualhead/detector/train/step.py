@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from dualhead.detector.data import as_float
+from dualhead.detector.loss import DetectionLoss
+from dualhead.detector.nn import Detector
+from dualhead.detector.train.config import MODE_BRANCHES
+from dualhead.detector.train.ema import ModelEMA
 
 if TYPE_CHECKING:
     from dualhead.detector.train.config import TrainConfig
@@ -111,11 +115,6 @@ class TrainStep:
     def build(cls, cfg, nc: int, device: torch.device, total_iters: int) -> TrainStep:
         """The step of a TrainConfig: Detector, DetectionLoss, AdamW with warm-up + cosine over
         total_iters, GradScaler (fp16 AMP on CUDA), EMA; the trainer checkpoints these attributes."""
-        from dualhead.detector.loss import DetectionLoss
-        from dualhead.detector.nn import Detector
-        from dualhead.detector.train.config import MODE_BRANCHES
-        from dualhead.detector.train.ema import ModelEMA
-
         branches = MODE_BRANCHES[cfg.mode]
         amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
         amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16

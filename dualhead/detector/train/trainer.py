@@ -8,22 +8,25 @@ import gc
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+import dualhead.detector.train.dist as dist
 from dualhead.detector.data import Augment, DetectionSet, EpochIndices, build_dataset, collate
 from dualhead.detector.device import resolve_device
 from dualhead.detector.evaluate import coco_ground_truth, evaluate
-from dualhead.detector.train import dist
 from dualhead.detector.train.checkpoint import (
-    config_mismatch,
+    check_same_model,
     ensure_writable,
+    finished_epochs,
     load_checkpoint,
+    make_checkpoint,
     remove_stale_temps,
+    resume_training,
     save_atomic,
 )
 from dualhead.detector.train.config import MODE_BRANCHES, TrainConfig
@@ -134,19 +137,48 @@ def train(cfg: TrainConfig) -> dict:
         dist.cleanup()
 
 
-def _train(cfg: TrainConfig, device: torch.device) -> dict:
-    rank, _, world = dist.world()
-    main = dist.is_main()
-    seed_all(cfg.seed + rank)
-    out_dir = Path(cfg.out)
-    last, best_path, csv_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "results.csv"
-    if main:
-        ensure_writable(out_dir, "--out")
-        for p in (last, best_path):
-            remove_stale_temps(p)
-    if cfg.resume and not last.is_file():
-        raise ValueError(f"--resume: no checkpoint {last} to continue (run without --resume to start one)")
+@dataclass
+class RunFiles:
+    """The run folder's files (--out)."""
 
+    out: Path
+
+    @property
+    def last(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.out / "best.pt"
+
+    @property
+    def csv(self) -> Path:
+        return self.out / "results.csv"
+
+
+@dataclass
+class RunData:
+    """A run's data: the training set and its loader (the sampler and generator that order each
+    epoch), the validation set and its loader."""
+
+    base: object
+    train_set: DetectionSet
+    val_base: object
+    loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    sampler: EpochIndices
+    order_gen: torch.Generator
+    workers: int
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        # The shuffle of epoch e depends on (seed, e) alone, never on how many epochs this process
+        # has run: a resumed run, with or without workers, sees the same order as an uninterrupted one.
+        self.sampler.set_epoch(epoch)
+        self.order_gen.manual_seed(seed * 1_000_003 + epoch)
+
+
+def build_data(cfg: TrainConfig, device: torch.device, world: int, main: bool) -> RunData:
+    """The datasets of --data, the embedded images drawn up front, and their loaders."""
     base = build_dataset(cfg.data, "train", cfg.imgsz, cfg.train_len, cfg.images)
     train_set = DetectionSet(base, Augment() if cfg.augment else None, seed=cfg.seed)
     val_base = build_dataset(cfg.data, "val", cfg.imgsz, cfg.val_len, cfg.images)
@@ -159,8 +191,6 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
             ds.prerender(render_processes(), progress=main)
     if cfg.batch % world:
         raise ValueError(f"batch must be divisible by the number of processes ({world}), got {cfg.batch}")
-    # The shuffle of epoch e depends on (seed, e) alone, never on how many epochs this process
-    # has run: a resumed run, with or without workers, sees the same order as an uninterrupted one.
     order_gen = torch.Generator()
     sampler = EpochIndices(
         torch.utils.data.DistributedSampler(train_set, seed=cfg.seed)
@@ -182,109 +212,121 @@ def _train(cfg: TrainConfig, device: torch.device) -> dict:
     if len(loader) == 0:
         raise ValueError(f"batch {cfg.batch} is larger than the training set ({len(train_set)} images)")
     val_loader = torch.utils.data.DataLoader(val_set, 32, collate_fn=collate, num_workers=0)
+    return RunData(base, train_set, val_base, loader, val_loader, sampler, order_gen, workers)
 
-    branches = MODE_BRANCHES[cfg.mode]
-    run = TrainStep.build(cfg, base.nc, device, cfg.epochs * len(loader))
-    model, criterion, opt, sched, scaler, ema = run.model, run.criterion, run.opt, run.sched, run.scaler, run.ema
+
+def resume(cfg: TrainConfig, run: TrainStep, files: RunFiles, main: bool) -> tuple[int, float, dict | None]:
+    """--resume: the state of last.pt put back into run. Returns (first epoch to train, best mAP so
+    far, the checkpoint's metrics if it has finished every epoch already, else None)."""
+    ckpt = load_checkpoint(files.last, map_location=run.device, option="--resume")
+    check_same_model(ckpt, run.model, files.last)
+    if finished_epochs(ckpt) >= cfg.epochs:
+        if main:
+            print(
+                f"{files.last} has finished all {finished_epochs(ckpt)} epochs (mAP@.5:.95 "
+                f"{ckpt['metrics'].get('map', float('nan')):.4f}): nothing to resume; raise --epochs to train on"
+            )
+        return 0, -1.0, ckpt["metrics"]
+    start_epoch, best = resume_training(ckpt, run)
+    if main:
+        reconcile_csv(files.csv, ckpt["metrics"])
+        print(f"resuming from {files.last} at epoch {start_epoch + 1}")
+    return start_epoch, best, None
+
+
+def distribute(cfg: TrainConfig, run: TrainStep, device: torch.device, world: int) -> None:
+    """Under torchrun: the model wrapped in DistributedDataParallel (and compiled after wrapping)."""
+    run.ddp = torch.nn.parallel.DistributedDataParallel(
+        run.model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+    # DDP averages gradients over processes; the loss is scaled back by the world size so the
+    # step matches one process seeing the whole batch (ultralytics does the same)
+    run.scale = world
+    if cfg.compile:
+        run.compile()
+
+
+def train_epoch(cfg: TrainConfig, run: TrainStep, data: RunData, epoch: int, main: bool) -> dict:
+    """One pass over the training set: the epoch's mean losses, consistency and pace."""
+    data.set_epoch(cfg.seed, epoch)
+    run.criterion.set_epoch(epoch)
+    run.ddp.train()
+    meter, pace = EpochMeter(), Throughput(data.loader)
+    # no bar unless a terminal shows it (disable=None): logs of ablation runs get the epoch lines only
+    bar = tqdm(pace, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if main else True, leave=False, mininterval=2)
+    for step, batch in enumerate(bar):
+        loss, items, stats = run(batch)
+        meter.add(items, stats)
+        if main and step % 25 == 0:  # reading the loss is a host sync on a GPU: not every step
+            p = pace.result()
+            bar.set_postfix(
+                loss=f"{float(loss.detach()) / len(batch['images']):.3f}",
+                img_s=f"{p['img_s']:.0f}",
+                data_wait=f"{p['data_wait']:.0%}",
+                refresh=False,
+            )
+    check_errors()  # CUDA reports bad targets at the next assign call; the epoch's last batch too
+    metrics = {"lr": run.opt.param_groups[0]["lr"]}
+    metrics.update({k: round(v, 3) for k, v in pace.result().items()})
+    metrics.update(meter.result())
+    return metrics
+
+
+def evaluate_epoch(cfg: TrainConfig, run: TrainStep, data: RunData, gt: dict) -> dict:
+    """The EMA model (else the model) evaluated on the validation set: the inference head's mAP and
+    false-positive kinds, the o2m head's mAP with NMS beside it."""
+    eval_model = run.ema.module if run.ema is not None else run.model
+    ev = evaluate(eval_model, data.val_loader, gt, run.device, max_det=cfg.eval_max_det)
+    inf = eval_model.head.infer_branch
+    metrics = dict(map=ev[inf]["map"], map50=ev[inf]["map50"])
+    # the inference head's false positives at score 0.25 by kind (dualhead.detector.diagnose)
+    metrics.update({k: v for k, v in ev[inf].items() if k.startswith("fp_") or k in ("prec", "rec")})
+    if "map_nms" in ev[inf]:
+        metrics["map_o2o_nms"] = ev[inf]["map_nms"]
+    if "o2m" in ev and inf != "o2m":
+        metrics.update(map_o2m_nms=ev["o2m"]["map"], map50_o2m_nms=ev["o2m"]["map50"])
+    return metrics
+
+
+def _train(cfg: TrainConfig, device: torch.device) -> dict:
+    rank, _, world = dist.world()
+    main = dist.is_main()
+    seed_all(cfg.seed + rank)
+    files = RunFiles(Path(cfg.out))
+    if main:
+        ensure_writable(files.out, "--out")
+        for p in (files.last, files.best):
+            remove_stale_temps(p)
+    if cfg.resume and not files.last.is_file():
+        raise ValueError(f"--resume: no checkpoint {files.last} to continue (run without --resume to start one)")
+    data = build_data(cfg, device, world, main)
+    run = TrainStep.build(cfg, data.base.nc, device, cfg.epochs * len(data.loader))
     start_epoch, best = 0, -1.0
     if cfg.resume:
-        ckpt = load_checkpoint(last, map_location=device, option="--resume")
-        diff = config_mismatch(ckpt["model_config"], model.config)
-        if diff:
-            raise ValueError(
-                f"--resume: {last} holds a different model ({'; '.join(diff)}): resume with the options "
-                "it was trained with, or train into a new --out"
-            )
-        if ckpt["epoch"] + 1 >= cfg.epochs:
-            if main:
-                print(
-                    f"{last} has finished all {ckpt['epoch'] + 1} epochs (mAP@.5:.95 "
-                    f"{ckpt['metrics'].get('map', float('nan')):.4f}): nothing to resume; raise --epochs to train on"
-                )
-            return ckpt["metrics"]
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None and ckpt.get("ema"):
-            ema.load_state_dict(ckpt["ema"])
-        start_epoch, best = ckpt["epoch"] + 1, ckpt["best_map"]
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if main:
-            reconcile_csv(csv_path, ckpt["metrics"])
-            print(f"resuming from {last} at epoch {start_epoch + 1}")
+        start_epoch, best, done = resume(cfg, run, files, main)
+        if done is not None:
+            return done
     if world > 1:
-        run.ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-        # DDP averages gradients over processes; the loss is scaled back by the world size so the
-        # step matches one process seeing the whole batch (ultralytics does the same)
-        run.scale = world
-        if cfg.compile:
-            run.compile()
-    gt = coco_ground_truth(val_base) if main else None
+        distribute(cfg, run, device, world)
+    gt = coco_ground_truth(data.val_base) if main else None
     t0, metrics = time.time(), {}
     if main:
         print(
-            f"training {cfg.mode} ({', '.join(branches)}) on {cfg.data}: {len(train_set)} images, "
-            f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {device}, "
-            f"{world} process(es), {workers} data worker(s), amp {'on' if run.amp else 'off'}"
-            f"{', compiled' if cfg.compile else ''} -> {out_dir}"
+            f"training {cfg.mode} ({', '.join(MODE_BRANCHES[cfg.mode])}) on {cfg.data}: {len(data.train_set)} "
+            f"images, {sum(p.numel() for p in run.model.parameters()) / 1e6:.2f} M parameters, {device}, "
+            f"{world} process(es), {data.workers} data worker(s), amp {'on' if run.amp else 'off'}"
+            f"{', compiled' if cfg.compile else ''} -> {files.out}"
         )
     # the set-up's objects (rendered images, model, datasets: hundreds of thousands) out of the
     # cyclic garbage collector's reach: every full collection would walk them all again
     gc.freeze()
     for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        order_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
-        criterion.set_epoch(epoch)
-        run.ddp.train()
-        meter, pace = EpochMeter(), Throughput(loader)
-        # no bar unless a terminal shows it (disable=None): logs of ablation runs get the epoch lines only
-        bar = tqdm(
-            pace, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if main else True, leave=False, mininterval=2
-        )
-        for step, batch in enumerate(bar):
-            loss, items, stats = run(batch)
-            meter.add(items, stats)
-            if main and step % 25 == 0:  # reading the loss is a host sync on a GPU: not every step
-                p = pace.result()
-                bar.set_postfix(
-                    loss=f"{float(loss.detach()) / len(batch['images']):.3f}",
-                    img_s=f"{p['img_s']:.0f}",
-                    data_wait=f"{p['data_wait']:.0%}",
-                    refresh=False,
-                )
-        check_errors()  # CUDA reports bad targets at the next assign call; the epoch's last batch too
-        metrics = {"epoch": epoch + 1, "time_s": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"]}
-        metrics.update({k: round(v, 3) for k, v in pace.result().items()})
-        metrics.update(meter.result())
+        trained = train_epoch(cfg, run, data, epoch, main)
+        metrics = {"epoch": epoch + 1, "time_s": round(time.time() - t0, 1), **trained}
         if main:
-            eval_model = ema.module if ema is not None else model
-            ev = evaluate(eval_model, val_loader, gt, device, max_det=cfg.eval_max_det)
-            inf = eval_model.head.infer_branch
-            metrics.update(map=ev[inf]["map"], map50=ev[inf]["map50"])
-            # the inference head's false positives at score 0.25 by kind (dualhead.detector.diagnose)
-            metrics.update({k: v for k, v in ev[inf].items() if k.startswith("fp_") or k in ("prec", "rec")})
-            if "map_nms" in ev[inf]:
-                metrics["map_o2o_nms"] = ev[inf]["map_nms"]
-            if "o2m" in ev and inf != "o2m":
-                metrics.update(map_o2m_nms=ev["o2m"]["map"], map50_o2m_nms=ev["o2m"]["map50"])
-            ckpt = {
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "model_config": model.config,
-                "train_config": asdict(cfg),
-                "names": base.names,
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch,
-                "best_map": max(best, metrics["map"]),
-                "metrics": metrics,
-                "rng": {"torch": torch.get_rng_state()},
-            }
-            end_epoch(ckpt, metrics, metrics["map"] > best, out_dir)
+            metrics.update(evaluate_epoch(cfg, run, data, gt))
+            ckpt = make_checkpoint(run, cfg, data.base.names, epoch, max(best, metrics["map"]), metrics)
+            end_epoch(ckpt, metrics, metrics["map"] > best, files.out)
             best = max(best, metrics["map"])
             print(_summary(metrics))
         dist.barrier()

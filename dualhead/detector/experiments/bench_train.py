@@ -13,10 +13,16 @@ import time
 
 import torch
 
+from dualhead.detector.data import Augment, DetectionSet, EpochIndices, build_dataset, collate
+from dualhead.detector.device import resolve_device
+from dualhead.detector.evaluate import coco_ground_truth, evaluate
+from dualhead.detector.train.config import TrainConfig
+from dualhead.detector.train.heap import retain_freed_memory
+from dualhead.detector.train.step import TrainStep
+from dualhead.detector.train.trainer import render_processes
+
 
 def _loader(train_set, batch, workers, seed=0, pin=False):
-    from dualhead.detector.data import EpochIndices, collate
-
     sampler = EpochIndices(torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(seed)))
     return sampler, torch.utils.data.DataLoader(
         train_set,
@@ -41,13 +47,6 @@ def _images_per_s(loader, sampler, epoch, limit):
 
 
 def run(args) -> int:
-    from dualhead.detector.data import Augment, DetectionSet, build_dataset, collate
-    from dualhead.detector.device import resolve_device
-    from dualhead.detector.evaluate import coco_ground_truth, evaluate
-    from dualhead.detector.train.config import TrainConfig
-    from dualhead.detector.train.heap import retain_freed_memory
-    from dualhead.detector.train.step import TrainStep
-
     retain_freed_memory()  # as dualhead train
     device = resolve_device(args.device)
     cfg = TrainConfig(device=args.device, workers=args.workers)
@@ -86,7 +85,6 @@ def run(args) -> int:
     rows["step (batch in memory)"] = dict(img_s=n * batch / (time.perf_counter() - t))
     # the whole loop: loader + step, and the time blocked waiting for data; a first epoch, as in a
     # run's: the images drawn up front on all cores first (ShapesDataset.prerender), as the trainer does
-    from dualhead.detector.train.trainer import render_processes
 
     procs, t = render_processes(), time.perf_counter()
     n = train_set.base.prerender(procs)

@@ -12,11 +12,14 @@ import time
 
 import torch
 
+from dualhead.bench import machine
+from dualhead.integrations import ultralytics as dh_ultralytics
+from dualhead.integrations.ultralytics import loss_heads
+from dualhead.synthetic import make_batch
+
 
 def _batch_dict(B, imgsz, seed=0):
     """W1-like ground truths (1-50 COCO-sized boxes per image) in ultralytics' batch format."""
-    from dualhead.synthetic import make_batch
-
     bt = make_batch(B=B, imgsz=imgsz, C=80, n_gt=(1, 50), seed=seed)
     idx, cls, boxes = [], [], []
     for b in range(B):
@@ -37,8 +40,6 @@ def _batch_dict(B, imgsz, seed=0):
 
 
 def _timed_assigners(criterion, log):
-    from dualhead.integrations.ultralytics import loss_heads
-
     for h in loss_heads(criterion):
         fwd = h.assigner.forward
 
@@ -54,8 +55,6 @@ def _timed_assigners(criterion, log):
 def measure(model_cfg="yolov10n.yaml", batch=16, imgsz=640, steps=3, threads=2):
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
-
-    from dualhead.integrations import ultralytics as dh_ultralytics
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -118,7 +117,6 @@ def run(args) -> int:
         f"{u['assign_s'] / d['assign_s']:.1f}x faster; "
         f"{rows[0]['model']} batch {u['batch']} at {u['imgsz']} px, {u['threads']} threads"
     )
-    from dualhead.bench import machine
 
     meta = dict(
         date=time.strftime("%Y-%m-%d %H:%M"),

@@ -1,7 +1,7 @@
 """The paper's ablation on the embedded data (YOLOv10 Table 3 and the metric study), over seeds:
 o2m only (evaluated with NMS), o2o only, dual (o2o evaluated without NMS), and dual with an
 inconsistent o2o metric (alpha 0.5, beta 2 against the o2m head's 0.5, 6); optionally
-ultralytics' own YOLOv10n / YOLOv8n trained on the same images (dualhead.detector.ultralytics_anchor)
+ultralytics' own YOLOv10n / YOLOv8n trained on the same images (dualhead.detector.experiments.ultralytics_anchor)
 as an outside anchor, evaluated by the same pycocotools code.
 
 Every (configuration, seed) is its own process, `jobs` at a time (on CPU each gets cores / jobs
@@ -24,7 +24,12 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
+
+from dualhead.detector.experiments.ultralytics_anchor import require_ultralytics
 from dualhead.detector.train import TrainConfig
+from dualhead.detector.train.checkpoint import ensure_writable
+from dualhead.detector.train.plots import plot_ablation, read_csv
 
 CONFIGS = {
     "o2m": ("o2m only (NMS)", dict(mode="o2m")),
@@ -105,8 +110,6 @@ def plan(base: TrainConfig, out: Path, configs, seeds: int, anchors=()) -> list[
 
 def last_row(run_dir) -> dict | None:
     """The last results.csv row of a run, numbers as floats (None if the run has none)."""
-    from dualhead.detector.train.plots import read_csv
-
     p = Path(run_dir) / "results.csv"
     if not p.is_file():
         return None
@@ -126,17 +129,15 @@ def _command(run: dict) -> list[str]:
     spec = dict(run["spec"])
     if run["kind"] == "dualhead":
         spec["resume"] = (Path(run["dir"]) / "last.pt").is_file()
-        module = "dualhead.detector.ablate"
+        module = "dualhead.detector.experiments.ablate"
     else:
-        module = "dualhead.detector.ultralytics_anchor"
+        module = "dualhead.detector.experiments.ultralytics_anchor"
     path = Path(run["dir"]) / "run.json"
     path.write_text(json.dumps(spec, indent=1))
     return [sys.executable, "-m", module, str(path)]
 
 
 def default_jobs(device: str) -> int:
-    import torch
-
     if device != "cpu" and torch.cuda.is_available():
         return 4  # small models: one process leaves a GPU mostly idle, several keep it busy
     return max(1, (os.cpu_count() or 1) // 2)
@@ -246,11 +247,8 @@ def ablate(
     if not (isinstance(jobs, int) and jobs >= 0):
         raise ValueError(f"--jobs must be an int >= 0 (0: automatic), got {jobs!r}")
     if anchors and train:
-        from dualhead.detector.ultralytics_anchor import require_ultralytics
-
         require_ultralytics()
     out = Path(out)
-    from dualhead.detector.train.checkpoint import ensure_writable
 
     ensure_writable(out, "--ablate-out")
     runs = plan(base, out, configs, seeds, anchors)
@@ -277,7 +275,6 @@ def ablate(
     print(table)
     (out / "ablation.md").write_text(table + "\n")
     (out / "ablation.json").write_text(json.dumps({"summary": summary, "runs": per_seed}, indent=1))
-    from dualhead.detector.train.plots import plot_ablation
 
     curves = {}
     for r in runs:
@@ -292,7 +289,7 @@ def ablate(
 
 if (
     __name__ == "__main__"
-):  # one dualhead run of the ablation (a child process): python -m dualhead.detector.ablate run.json
+):  # one dualhead run of the ablation (a child process): python -m dualhead.detector.experiments.ablate run.json
     from dualhead.detector.train import train
 
     train(TrainConfig(**json.loads(Path(sys.argv[1]).read_text())))

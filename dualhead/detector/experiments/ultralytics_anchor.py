@@ -7,7 +7,7 @@ epochs, image size and batch as the dualhead runs; then evaluated by dualhead's 
 If ultralytics' NMS-free model trails its NMS model by as much as dualhead's dual head trails its
 o2m head at the same schedule, the gap belongs to the schedule; if not, to dualhead.
 
-    python -m dualhead.detector.ultralytics_anchor run.json   (what `dualhead ablate --anchors` runs)
+    python -m dualhead.detector.experiments.ultralytics_anchor run.json   (what `dualhead ablate --anchors` runs)
 
 Writes <out>/results.csv (one row: the last epoch's weights, with time_s) beside ultralytics' own
 run folder <out>/ultralytics/.
@@ -22,6 +22,13 @@ import time
 from pathlib import Path
 
 import torch
+
+from dualhead.detector.data import build_dataset
+from dualhead.detector.data.export import export_yolo
+from dualhead.detector.device import resolve_device
+from dualhead.detector.evaluate import coco_ground_truth, detection_metrics
+from dualhead.detector.train import TrainConfig
+from dualhead.detector.train.plots import write_csv
 
 MODELS = {"yolov10n": "yolov10n.yaml", "yolov8n": "yolov8n.yaml"}
 
@@ -38,8 +45,6 @@ def require_ultralytics():
 def ensure_export(data: str, export_dir, imgsz: int, train_len, val_len) -> Path:
     """The embedded data as a YOLO folder, exported once and shared by the anchor runs (a lock
     file keeps two processes from writing it at the same time)."""
-    from dualhead.detector.data.export import export_yolo
-
     d = Path(export_dir)
     marker = d / "export.json"
     want = dict(data=data, imgsz=imgsz, train_len=train_len, val_len=val_len)
@@ -91,18 +96,11 @@ def detections(weights, images, imgsz: int, max_det: int, device: str) -> dict:
 def anchor_workers(workers, device) -> int:
     """--workers, or what `dualhead train` gives a dataset on disk on that device (1 on CPU):
     ultralytics refuses None."""
-    from dualhead.detector.train import TrainConfig
-
     return TrainConfig(workers=workers).loader_workers(device)
 
 
 def run(spec: dict) -> dict:
     from ultralytics import YOLO
-
-    from dualhead.detector.data import build_dataset
-    from dualhead.detector.device import resolve_device
-    from dualhead.detector.evaluate import coco_ground_truth, detection_metrics
-    from dualhead.detector.train.plots import write_csv
 
     out = Path(spec["out"])
     data_dir = ensure_export(spec["data"], spec["export_dir"], spec["imgsz"], spec["train_len"], spec["val_len"])
