@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from dualhead.detector.experiments.ablate import ablate, format_table, mean_std, parse_list, plan
 from dualhead.detector.data import CLASSES, ShapesDataset, YoloDataset
 from dualhead.detector.data.export import export_yolo
+from dualhead.detector.experiments.ablate import ablate, format_table, mean_std, parse_list, plan
 from dualhead.detector.train import TrainConfig
 
 TINY = dict(data="shapes-easy", imgsz=64, train_len=48, val_len=16, epochs=1, batch=8, workers=0, eval_max_det=20)
