@@ -60,7 +60,7 @@ def add_arguments(p):
 
 def have_ultralytics() -> bool:
     try:
-        import ultralytics.utils.tal  # noqa: F401
+        import ultralytics.utils.tal  # noqa: F401  (optional: the baseline)
 
         return True
     except Exception:

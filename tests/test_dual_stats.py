@@ -78,8 +78,8 @@ def test_rank_matches_sorted_o2m_metric():
         bt.pd_scores, bt.pd_bboxes, s2, b2, bt.anc_points, bt.gt_labels, bt.gt_bboxes, bt.mask_gt
     )
     from dualhead.conventions import Convention
+    from dualhead.iou import iou_aligned
     from dualhead.reference.assign import candidate_region
-    from dualhead.reference.iou import iou_aligned
 
     anc = bt.anc_points
     for b in range(2):

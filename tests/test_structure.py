@@ -324,3 +324,28 @@ def test_a_heads_settings_are_one_value_from_the_config_to_the_op(monkeypatch, m
     assert cfg.heads() is heads
     cfg.o2o_topk = 3  # an option changed after validate(): the heads follow it, checked again
     assert cfg.heads()[1].topk == 3
+
+
+def _defined(path: Path) -> set[str]:
+    """The names a module defines itself (functions, classes, assignments at its top level)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_names_are_imported_from_their_home():
+    """A module's name is imported from the module that defines it, or from a package __init__
+    that hands it on: never through another module that merely imported it (an arrow the
+    architecture does not show)."""
+    for path in MODULES.values():
+        for module, names, node in _imports(path, "top"):
+            home = MODULES.get(module)
+            if home is None or home.name == "__init__.py":
+                continue
+            stray = [n for n in names if f"{module}.{n}" not in MODULES and n not in _defined(home)]
+            assert not stray, f"{path}:{node.lineno}: {stray} imported from {module}, which does not define them"

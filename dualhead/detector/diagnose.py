@@ -22,7 +22,7 @@ KINDS = ("dup", "cls", "loc", "bkg")
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    from torchvision.ops import box_iou
+    from torchvision.ops import box_iou  # here: torchvision's import costs ~1 s of start-up
 
     if len(a) == 0 or len(b) == 0:
         return torch.zeros(len(a), len(b))

@@ -53,6 +53,7 @@ def coco_eval(gt: dict, detections: dict, engine: str | None = None):
     tests/test_evaluate.py checks one against the other)."""
     engine = engine or ("faster" if _has_faster_coco_eval() else "pycocotools")
     if engine == "faster":
+        # whichever evaluator is installed, imported when it is used
         from faster_coco_eval import COCO
         from faster_coco_eval import COCOeval_faster as COCOeval
     elif engine == "pycocotools":
@@ -115,7 +116,7 @@ def _has_faster_coco_eval() -> bool:
 
 def with_nms(dets: dict, iou: float = 0.7) -> dict:
     """Per-class NMS (torchvision) applied to already-decoded detections {id: (K, 6)}."""
-    from torchvision.ops import batched_nms
+    from torchvision.ops import batched_nms  # here: torchvision's import costs ~1 s of start-up
 
     return {i: d[batched_nms(d[:, :4], d[:, 4], d[:, 5].long(), iou)] for i, d in dets.items()}
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from dualhead.detector.data import ShapesDataset
+from dualhead.detector.data.images import IMAGE_SUFFIXES, read_image
 from dualhead.detector.data.transforms import letterbox
-from dualhead.detector.data.yolo import IMAGE_SUFFIXES, read_image
 from dualhead.detector.device import resolve_device
 from dualhead.detector.nn.postprocess import branch_detections
 from dualhead.detector.train.checkpoint import ensure_writable, load_model

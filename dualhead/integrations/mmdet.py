@@ -44,7 +44,7 @@ def _iou_aligned(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.T
 
 def _assign_result(num_gts, gt_inds, max_overlaps, labels, metrics):
     try:
-        from mmdet.models.task_modules.assigners import AssignResult
+        from mmdet.models.task_modules.assigners import AssignResult  # optional: mmdet's users have it
     except ImportError:
         r = SimpleNamespace(num_gts=num_gts, gt_inds=gt_inds, max_overlaps=max_overlaps, labels=labels)
     else:

@@ -46,7 +46,7 @@ class UnsupportedRelease(RuntimeError):
 def release(version: str | None = None) -> tuple[int, int, int]:
     """(major, minor, patch) of the installed ultralytics (or of `version`)."""
     if version is None:
-        import ultralytics
+        import ultralytics  # optional: the patch's users have it
 
         version = ultralytics.__version__
     m = re.match(r"(\d+)\.(\d+)\.(\d+)", version)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from dualhead.assignment import RANK_DEPTH, Assignment
-from dualhead.reference.iou import iou_aligned
+from dualhead.iou import iou_aligned
 
 CHUNK = 1 << 22  # in-box mask / metric elements evaluated at a time (bounded memory)
 

@@ -53,6 +53,7 @@ def _timed_assigners(criterion, log):
 
 
 def measure(model_cfg="yolov10n.yaml", batch=16, imgsz=640, steps=3, threads=2):
+    # optional (the test extra): --train-step needs it, nothing else does
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
 

@@ -35,7 +35,7 @@ MODELS = {"yolov10n": "yolov10n.yaml", "yolov8n": "yolov8n.yaml"}
 
 def require_ultralytics():
     try:
-        import ultralytics  # noqa: F401
+        import ultralytics  # noqa: F401  (optional: the test extra)
     except ImportError:
         raise ValueError(
             "--anchors needs ultralytics: pip install 'dualhead[test]' (or ultralytics==8.4.190)"
@@ -71,7 +71,7 @@ def ensure_export(data: str, export_dir, imgsz: int, train_len, val_len) -> Path
 def detections(weights, images, imgsz: int, max_det: int, device: str) -> dict:
     """{index: (K, 6) x1 y1 x2 y2 score class} of ultralytics' own predictor (its NMS for v8, its
     NMS-free top-k for v10), at the validation settings conf 0.001, IoU 0.7."""
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # optional: require_ultralytics() names the install
 
     model = YOLO(str(weights))
     out = {}
@@ -100,7 +100,7 @@ def anchor_workers(workers, device) -> int:
 
 
 def run(spec: dict) -> dict:
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # optional: require_ultralytics() names the install
 
     out = Path(spec["out"])
     data_dir = ensure_export(spec["data"], spec["export_dir"], spec["imgsz"], spec["train_len"], spec["val_len"])
