@@ -33,6 +33,9 @@ LAZY = {
     "pycocotools": "the COCO evaluator, or faster_coco_eval: whichever is installed",
     "faster_coco_eval": "the faster COCO evaluator, when installed",
     "torch.utils.benchmark": "imports torch.utils.cpp_extension, which logs a CUDA_HOME warning",
+    "onnx": "optional (the export extra): dualhead export checks for it first and names the install",
+    "onnxruntime": "optional (the export extra)",
+    "openvino": "optional (the export extra)",
 }
 
 

@@ -1,4 +1,5 @@
-"""The `dualhead` command: train, predict, ablate, export-data, bench (assignment benchmarks), info (what was built)."""
+"""The `dualhead` command: train, predict, export (the NMS-free model as one graph), ablate, export-data,
+bench (assignment benchmarks), info (what was built)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torch
 from dualhead import __version__, bench
 from dualhead.detector.data import EMBEDDED, build_dataset
 from dualhead.detector.data.check import DatasetError
-from dualhead.detector.data.export import export
+from dualhead.detector.data.export import export as export_data
 from dualhead.detector.experiments import bench_train, bench_train_step
 from dualhead.detector.experiments.ablate import ANCHORS, CONFIGS, ablate, parse_list
+from dualhead.detector.export import FORMATS, OPSET
+from dualhead.detector.export import export as export_model
 from dualhead.detector.predict import predict
 from dualhead.detector.train import TrainConfig, train
 from dualhead.info import report
@@ -72,9 +75,26 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_export_data(args) -> int:
-    out = export(args.data, args.out, args.imgsz, args.train_len, args.val_len, args.overwrite, args.format)
+    out = export_data(args.data, args.out, args.imgsz, args.train_len, args.val_len, args.overwrite, args.format)
     what = "images/, labels/, classes.txt" if args.format == "yolo" else "train/, val/, annotations/*.json"
     print(f"wrote {out} ({what}, data.yaml): train on it with --data {out / 'data.yaml'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    path, imgsz = export_model(
+        args.weights, args.format, args.out, args.max_det, args.batch, not args.fixed_batch, args.with_o2m
+    )
+    batch = args.batch if args.fixed_batch else "batch"
+    what = {"onnx": f"ONNX opset {OPSET}", "torchscript": "TorchScript", "openvino": "OpenVINO IR (model.xml + .bin)"}
+    outs = "detections (batch, max_det, 6): x1 y1 x2 y2 score class, input pixels, best first, no threshold"
+    if args.with_o2m:
+        outs += "; o2m_boxes (batch, N, 4), o2m_scores (batch, N, C)"
+    print(
+        f"wrote {path} ({what[args.format]}; no NMS): input images ({batch}, 3, {imgsz}, {imgsz}) float in [0, 1], "
+        f"letterboxed; output {outs.replace('batch', str(batch)).replace('max_det', str(args.max_det))}; "
+        "checked against the PyTorch model on the embedded validation images"
+    )
     return 0
 
 
@@ -83,12 +103,27 @@ def cmd_predict(args) -> int:
     if args.data is not None:
         if args.source is not None:
             raise ValueError("give --source or --data, not both")
-
         source = build_dataset(args.data, args.split, 32, images=args.images)
     elif args.images is not None:
         raise ValueError("--images goes with a COCO JSON --data")
-    paths = predict(args.weights, source or "shapes", args.out, args.conf, args.max_det, args.limit, args.device)
-    print(f"wrote {len(paths)} images to {args.out}")
+    paths = predict(
+        args.weights,
+        source or "shapes",
+        args.out,
+        args.conf,
+        args.max_det,
+        args.limit,
+        args.device,
+        save_json=args.save_json,
+    )
+    videos = [p for p in paths if p.suffix == ".mp4"]
+    if videos:
+        frames = sum(1 for p in paths if p.suffix == ".jsonl" for _ in open(p))
+        print(f"wrote {', '.join(str(p) for p in paths)} ({frames} frames)")
+    else:
+        n = sum(1 for p in paths if p.suffix == ".png" and not p.name.startswith("contact_sheet"))
+        extra = " and predictions.json (COCO results)" if args.save_json else ""
+        print(f"wrote {n} images{extra} to {args.out}")
     return 0
 
 
@@ -130,7 +165,7 @@ def _interrupted(args) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dualhead", description=__doc__)
     p.add_argument("--version", action="version", version=f"dualhead {__version__}")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,ablate,export-data,bench,info}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{train,predict,export,ablate,export-data,bench,info}")
     fmt = argparse.ArgumentDefaultsHelpFormatter
     t = sub.add_parser("train", help="train the dual-head detector (default: the embedded data)")
     _add_train_options(t)
@@ -166,13 +201,16 @@ def main(argv=None) -> int:
     e.add_argument("--val-len", type=int, default=None, help="validation images (unset: 200)")
     e.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     pr = sub.add_parser(
-        "predict", help="NMS-free inference (o2o head); draws boxes onto the images", formatter_class=fmt
+        "predict",
+        help="NMS-free inference (o2o head) on images, videos or a webcam; draws the boxes",
+        formatter_class=fmt,
     )
     pr.add_argument("--weights", default="runs/train/best.pt", help="a dualhead checkpoint (best.pt / last.pt)")
     pr.add_argument(
         "--source",
         default=None,
-        help="an image, a folder of images, or 'shapes' (embedded validation images) (default: shapes)",
+        help="an image, a folder of images, a video (.mp4, .avi, .mov, .mkv, ...), a webcam number (0: "
+        "/dev/video0), or 'shapes' (embedded validation images) (default: shapes)",
     )
     pr.add_argument(
         "--data", default=None, help="instead of --source: the images of a dataset, any form train's --data takes"
@@ -182,8 +220,27 @@ def main(argv=None) -> int:
     pr.add_argument("--out", default="runs/predict", help="folder for <name>_pred.png and contact_sheet.png")
     pr.add_argument("--conf", type=float, default=0.25, help="score threshold in [0, 1]")
     pr.add_argument("--max-det", type=int, default=100, help="detections per image (>= 1)")
-    pr.add_argument("--limit", type=int, default=16, help="images at most (>= 1)")
+    pr.add_argument(
+        "--limit", type=int, default=None, help="images at most (default 16), or frames of a video (default: all)"
+    )
+    pr.add_argument(
+        "--save-json", action="store_true", help="also write predictions.json: every detection as COCO results"
+    )
     pr.add_argument("--device", default="cpu", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    x = sub.add_parser(
+        "export",
+        help="the NMS-free model as one graph (ONNX, TorchScript, OpenVINO): o2o head + top-k decoding",
+        formatter_class=fmt,
+    )
+    x.add_argument("--weights", default="runs/train/best.pt", help="a dualhead checkpoint (best.pt / last.pt)")
+    x.add_argument("--format", default="onnx", choices=tuple(FORMATS), help="ultralytics' names for the formats")
+    x.add_argument("--out", default=None, help="file (folder for openvino) to write (default: beside --weights)")
+    x.add_argument("--max-det", type=int, default=300, help="detections per image in the output")
+    x.add_argument(
+        "--batch", type=int, default=1, help="batch of the traced sample (the batch itself with --fixed-batch)"
+    )
+    x.add_argument("--fixed-batch", action="store_true", help="a fixed batch instead of a dynamic one")
+    x.add_argument("--with-o2m", action="store_true", help="also output the o2m head's decoded boxes and scores")
     sub.add_parser("info", help="what was built: CPU/CUDA kernels, CUDA archs, torch version, GPU")
     b = sub.add_parser(
         "bench", help="assignment benchmarks (contract §5 workloads) against the baselines", formatter_class=fmt
@@ -216,6 +273,7 @@ def main(argv=None) -> int:
             "ablate": cmd_ablate,
             "predict": cmd_predict,
             "export-data": cmd_export_data,
+            "export": cmd_export,
             "bench": cmd_bench,
         }[args.cmd](args)
     except KeyboardInterrupt:  # Ctrl-C: a clean stop, and how to go on

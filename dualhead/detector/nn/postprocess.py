@@ -8,17 +8,17 @@ from __future__ import annotations
 import torch
 
 
-def topk_detections(
-    boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, conf: float = 0.0, one_class: bool = False
-):
-    """NMS-free selection (ultralytics v10 postprocess, contract §1 'Inference'): the max_det anchors
-    with the best class score, then the max_det best of their (anchor, class) scores -- so one
+def topk_all(boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, one_class: bool = False) -> torch.Tensor:
+    """NMS-free selection (ultralytics v10 postprocess, contract §1 'Inference') as one tensor
+    (B, k, 6) x1 y1 x2 y2 score class, k = min(max_det, N), best first and no threshold: the k
+    anchors with the best class score, then the k best of their (anchor, class) scores -- so one
     anchor may appear with several classes. one_class: each of those anchors with its best class
-    only. boxes (B, N, 4), scores (B, N, C) probabilities."""
+    only. boxes (B, N, 4), scores (B, N, C) probabilities. Tensor operations only, with shapes
+    fixed by N and C: the exported graph (dualhead.detector.export) runs this very function."""
     if max_det < 1:
         raise ValueError(f"max_det must be >= 1, got {max_det!r}")
-    B, N, C = scores.shape
-    k = min(max_det, N)
+    C = scores.shape[2]
+    k = min(max_det, scores.shape[1])
     best, idx = scores.amax(-1).topk(k, dim=1)
     if one_class:
         s, anchor = best, idx
@@ -26,11 +26,17 @@ def topk_detections(
     else:
         cand = scores.gather(1, idx.unsqueeze(-1).expand(-1, -1, C))  # (B, k, C)
         s, flat = cand.flatten(1).topk(k, dim=1)
-        anchor = idx.gather(1, flat // C)
-        cls = (flat % C).float()
+        anchor = idx.gather(1, torch.div(flat, C, rounding_mode="floor"))
+        cls = torch.remainder(flat, C).float()
     box = boxes.gather(1, anchor.unsqueeze(-1).expand(-1, -1, 4))
-    out = torch.cat((box.float(), s.unsqueeze(-1).float(), cls.unsqueeze(-1)), -1)
-    return [o[o[:, 4] > conf] for o in out]
+    return torch.cat((box.float(), s.unsqueeze(-1).float(), cls.unsqueeze(-1)), -1)
+
+
+def topk_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, max_det: int = 300, conf: float = 0.0, one_class: bool = False
+):
+    """topk_all's rows above conf, one (K, 6) tensor per image."""
+    return [o[o[:, 4] > conf] for o in topk_all(boxes, scores, max_det, one_class)]
 
 
 def nms_detections(
@@ -43,7 +49,8 @@ def nms_detections(
 ):
     """The o2m head's decoding: every (anchor, class) above conf (multi-label, as ultralytics'
     validator), per-class NMS (torchvision batched_nms), the max_det best kept."""
-    from torchvision.ops import batched_nms  # only the o2m head needs it: the kernels and o2o path do not
+    # here: torchvision costs ~1 s of start-up and only the o2m head needs it
+    from torchvision.ops import batched_nms
 
     if max_det < 1:
         raise ValueError(f"max_det must be >= 1, got {max_det!r}")
