@@ -183,3 +183,26 @@ def test_save_json_is_coco_results_that_pycocotools_scores(weights, tmp_path):
     ev.accumulate()
     ev.summarize()
     assert 0 <= ev.stats[0] <= 1
+
+
+def test_bench_infer_times_both_pipelines(weights, monkeypatch, tmp_path):
+    """dualhead bench --infer on a tiny model: each runtime, size and batch has the o2o pipeline
+    and the o2m + NMS one at both score thresholds, split into model and post-processing."""
+    from dualhead.detector.experiments import bench_infer
+
+    monkeypatch.setattr(bench_infer, "SIZES", (64,))
+    monkeypatch.setattr(bench_infer, "BATCHES", (1, 2))
+    model, _ = load_model(weights)
+    rows = bench_infer.measure(model, min_time=0.0, threads=1, log=lambda *_: None)
+    assert len(rows) == 2 * 2 * 3  # runtimes x batches x pipelines
+    assert {r["runtime"] for r in rows} == {"torch", "onnxruntime"}
+    for r in rows:
+        assert r["model_ms"] > 0 and r["post_ms"] > 0 and 0 < r["post_share"] < 1
+        assert r["total_ms"] == pytest.approx(r["model_ms"] + r["post_ms"])
+    o2o = [r for r in rows if r["pipeline"].startswith("o2o")]
+    assert all(r["one_graph_ms"] > 0 for r in o2o)
+    loose = [r["kept_per_image"] for r in rows if r["pipeline"].endswith("0.001")]
+    strict = [r["kept_per_image"] for r in rows if r["pipeline"].endswith("0.25")]
+    assert all(a >= b for a, b in zip(loose, strict))
+    r = cli("bench", "--infer", "--weights", str(tmp_path / "none.pt"))
+    assert r.returncode == 2 and "no checkpoint" in r.stderr

@@ -15,7 +15,7 @@ from dualhead import __version__, bench
 from dualhead.detector.data import EMBEDDED, build_dataset
 from dualhead.detector.data.check import DatasetError
 from dualhead.detector.data.export import export as export_data
-from dualhead.detector.experiments import bench_train, bench_train_step
+from dualhead.detector.experiments import bench_infer, bench_train, bench_train_step
 from dualhead.detector.experiments.ablate import ANCHORS, CONFIGS, ablate, parse_list
 from dualhead.detector.export import FORMATS, OPSET
 from dualhead.detector.export import export as export_model
@@ -129,12 +129,14 @@ def cmd_predict(args) -> int:
 
 def cmd_bench(args) -> int:
     """The assignment benchmarks (dualhead.bench), or the training ones of this detector."""
-    if args.train_step or args.train_loop:
+    if args.train_step or args.train_loop or args.infer:
         torch.set_num_threads(args.threads)
     if args.train_step:
         return bench_train_step.run(args)
     if args.train_loop:
         return bench_train.run(args)
+    if args.infer:
+        return bench_infer.run(args)
     return bench.run(args)
 
 
@@ -264,6 +266,12 @@ def main(argv=None) -> int:
         help="data workers for --train-loop (default: dualhead train's for the embedded data: 0 on CPU, "
         "up to 8 on a GPU)",
     )
+    b.add_argument(
+        "--infer",
+        action="store_true",
+        help="instead: inference latency per image, o2o end to end against o2m + NMS, PyTorch and onnxruntime",
+    )
+    b.add_argument("--weights", default="runs/train/best.pt", help="the checkpoint --infer times")
     b.add_argument("--loop-images", type=int, default=512, help="training images --train-loop renders and loads")
     args = p.parse_args(argv)
     try:

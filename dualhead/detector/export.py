@@ -61,13 +61,19 @@ def output_names(with_o2m: bool) -> list[str]:
     return ["detections", "o2m_boxes", "o2m_scores"] if with_o2m else ["detections"]
 
 
-def _onnx(module, sample, path: Path, dynamic: bool, with_o2m: bool) -> None:
-    shapes = {"images": {0: torch.export.Dim("batch", min=1, max=1024)}} if dynamic else None
+def to_onnx(module, sample, path: Path, dynamic: bool, names: list[str], inputs=("images",)) -> None:
+    """module traced on sample (a tensor, or a tuple of them called inputs) into an ONNX file at
+    path (opset OPSET, the batch dynamic or fixed), outputs called names; checked by onnx."""
+    sample = sample if isinstance(sample, tuple) else (sample,)
+    # the batch dimension is called "batch" (one per input when there are several: torch.export
+    # finds that they are equal, and one Dim shared by name draws a warning)
+    dims = {k: "batch" if len(inputs) == 1 else f"batch_{k}" for k in inputs}
+    shapes = {k: {0: torch.export.Dim(dims[k], min=1, max=1024)} for k in inputs} if dynamic else None
     prog = torch.onnx.export(
         module,
-        (sample,),
-        input_names=["images"],
-        output_names=output_names(with_o2m),
+        sample,
+        input_names=list(inputs),
+        output_names=names,
         opset_version=OPSET,
         dynamic_shapes=shapes,
         dynamo=True,
@@ -90,7 +96,7 @@ def _openvino(module, sample, path: Path, dynamic: bool, with_o2m: bool) -> None
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        _onnx(module, sample, onnx_path, dynamic, with_o2m)
+        to_onnx(module, sample, onnx_path, dynamic, output_names(with_o2m))
         ov_model = ov.convert_model(str(onnx_path))
     if path.exists():
         shutil.rmtree(path)
@@ -165,7 +171,7 @@ def export(
         check_images = sample_images(imgsz, max(batch, 2) if dynamic else batch)
     sample = check_images[:batch] if not dynamic else check_images[:1]
     if fmt == "onnx":
-        _onnx(module, sample, path, dynamic, with_o2m)
+        to_onnx(module, sample, path, dynamic, output_names(with_o2m))
     elif fmt == "torchscript":
         _torchscript(module, sample, path)
     else:
