@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from dualhead.detector.cli import main
 from dualhead.detector.data import ShapesDataset, as_float
 from dualhead.detector.export import EndToEnd, differences, export, run_exported
+from dualhead.detector.nn import Detector
 from dualhead.detector.nn.postprocess import topk_all
 from dualhead.detector.predict import detect, predict, unletterbox
 from dualhead.detector.train import TrainConfig, train
@@ -85,24 +87,25 @@ def test_the_graph_is_the_decoding_predict_runs(weights):
     assert torch.equal(got, want)
 
 
-def test_export_mistakes_are_one_line(weights, tmp_path, monkeypatch):
-    r = cli("export", "--weights", str(weights), "--format", "tflite")
-    assert r.returncode == 2 and "invalid choice: 'tflite'" in r.stderr
-    r = cli("export", "--weights", str(tmp_path / "none.pt"))
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "not found" in r.stderr
-    o2m = tmp_path / "o2m"
-    train(TrainConfig(**{**TINY, "epochs": 1, "mode": "o2m"}, out=str(o2m)))
-    r = cli("export", "--weights", str(o2m / "last.pt"))
-    assert r.returncode == 2 and "no one-to-one head" in r.stderr and "Traceback" not in r.stderr
+def test_export_mistakes_are_one_line(weights, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):  # argparse: exit 2 naming the choices
+        main(["export", "--weights", str(weights), "--format", "tflite"])
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+    assert main(["export", "--weights", str(tmp_path / "none.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
+    o2m = Detector(5, 0.0625, ("o2m",), 64)  # an o2m-only model's checkpoint: the fields load_model reads
+    torch.save({"model_config": o2m.config, "model": o2m.state_dict(), "ema": None}, tmp_path / "o2m.pt")
+    assert main(["export", "--weights", str(tmp_path / "o2m.pt")]) == 2
+    assert "no one-to-one head" in capsys.readouterr().err
+    assert main(["export", "--weights", str(weights), "--out", str(tmp_path / "cli.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX opset 18; no NMS" in out and "(batch, 3, 64, 64)" in out and "(batch, 300, 6)" in out
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == "onnxruntime" else real(m, *a))
-    with pytest.raises(ValueError, match=r"--format onnx needs onnxruntime: pip install 'dualhead\[export\]'"):
-        export(weights, "onnx", tmp_path / "x.onnx")
-    r = cli("export", "--weights", str(weights), "--out", str(tmp_path / "cli.onnx"))
-    assert r.returncode == 0, r.stderr
-    assert "ONNX opset 18; no NMS" in r.stdout and "(batch, 3, 64, 64)" in r.stdout and "(batch, 300, 6)" in r.stdout
+    assert main(["export", "--weights", str(weights), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "--format onnx needs onnxruntime: pip install 'dualhead[export]'" in capsys.readouterr().err
 
 
 def _clip(path, frames=11, imgsz=64, fps=5):
@@ -185,6 +188,7 @@ def test_save_json_is_coco_results_that_pycocotools_scores(weights, tmp_path):
     assert 0 <= ev.stats[0] <= 1
 
 
+@pytest.mark.slow
 def test_bench_infer_times_both_pipelines(weights, monkeypatch, tmp_path):
     """dualhead bench --infer on a tiny model: each runtime, size and batch has the o2o pipeline
     and the o2m + NMS one at both score thresholds, split into model and post-processing."""
