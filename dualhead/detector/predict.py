@@ -3,8 +3,8 @@
 Sources: an image, a folder of images, a dataset (--data), 'shapes' (the embedded validation
 images), a video file, or a webcam (its number, '0' for /dev/video0). Images are written as
 <name>_pred.png (+ a contact sheet); a video as <name>_pred.mp4 with <name>_pred.jsonl, one line
-of detections per frame. save_json: every detection in COCO's results format (predictions.json),
-for scoring with one's own tools. Videos are read and written with PyAV (FFmpeg's libraries).
+of detections per frame (video.py reads and writes them). save_json: every detection in COCO's
+results format (predictions.json), for scoring with one's own tools.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -25,8 +24,8 @@ from dualhead.detector.data.transforms import letterbox
 from dualhead.detector.device import resolve_device
 from dualhead.detector.nn.postprocess import branch_detections
 from dualhead.detector.train.checkpoint import ensure_writable, load_model
+from dualhead.detector.video import VIDEO_SUFFIXES, VideoWriter, batches, frames, is_stream, open_stream
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".gif"}
 ACCEPTED = (
     f"an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a folder of images, a video "
     f"({', '.join(sorted(VIDEO_SUFFIXES))}), a webcam number (0 for /dev/video0), 'shapes', or --data"
@@ -238,34 +237,6 @@ def write_json(results: list, path: Path) -> Path:
 # ------------------------------------------------------------------------------ video, webcam
 
 
-def is_stream(source) -> bool:
-    """A video file or a webcam number."""
-    if not isinstance(source, (str, Path)):
-        return False
-    return str(source).isdigit() or Path(source).suffix.lower() in VIDEO_SUFFIXES
-
-
-def open_stream(source):
-    """(PyAV container, its video stream, output name) of a video file or a webcam number."""
-    name = f"webcam{source}" if str(source).isdigit() else Path(source).stem
-    try:
-        if str(source).isdigit():
-            container = av.open(f"/dev/video{source}", format="v4l2")
-        else:
-            if not Path(source).is_file():
-                raise ValueError(f"--source {str(source)!r}: no such video file")
-            container = av.open(str(source))
-    except av.FFmpegError as e:
-        what = f"webcam /dev/video{source}" if str(source).isdigit() else "a readable video"
-        raise ValueError(f"--source {str(source)!r} is not {what} ({e})") from None
-    if not container.streams.video:
-        container.close()
-        raise ValueError(f"--source {str(source)!r} has no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    return container, stream, name
-
-
 def predict_stream(model, names, source, out: Path, conf, max_det, limit, device, save_json) -> list[Path]:
     """Every frame (up to limit) of a video or webcam: the annotated video (H.264, the source's
     frame rate) and one JSON line of detections per frame, frames in batches of 8."""
@@ -279,7 +250,7 @@ def predict_stream(model, names, source, out: Path, conf, max_det, limit, device
     bar = tqdm(total=total, desc=f"predict {name}", unit="frame", disable=None)
     try:
         with open(lines, "w") as jl:
-            for batch in _batches(_frames(container, stream, limit), 8):
+            for batch in batches(frames(container, stream, limit), 8):
                 if writer is None:
                     writer = VideoWriter(video, batch[0].shape[1], batch[0].shape[0], fps)
                 for img, dets in zip(batch, _detect_frames(model, batch, imgsz, conf, max_det, device)):
@@ -305,46 +276,9 @@ def predict_stream(model, names, source, out: Path, conf, max_det, limit, device
     return written
 
 
-def _frames(container, stream, limit):
-    """The stream's frames as uint8 RGB arrays, at most limit of them."""
-    for i, frame in enumerate(container.decode(stream)):
-        if limit and i >= limit:
-            return
-        yield frame.to_ndarray(format="rgb24")
-
-
-def _batches(items, n: int):
-    batch = []
-    for x in items:
-        batch.append(x)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _detect_frames(model, frames, imgsz, conf, max_det, device):
-    boxed = [letterbox(f, np.zeros((0, 4), np.float32), imgsz) for f in frames]
+def _detect_frames(model, images, imgsz, conf, max_det, device):
+    """Each frame's detections in its own pixels (letterboxed for the network, mapped back, clipped)."""
+    boxed = [letterbox(f, np.zeros((0, 4), np.float32), imgsz) for f in images]
     x = torch.stack([torch.from_numpy(b.copy()).permute(2, 0, 1).float() / 255 for b, _, _ in boxed]).to(device)
-    for (_, _, frame), f, d in zip(boxed, frames, detect(model, x, conf, max_det)):
+    for (_, _, frame), f, d in zip(boxed, images, detect(model, x, conf, max_det)):
         yield unletterbox(d.cpu(), frame, f.shape[1], f.shape[0])
-
-
-class VideoWriter:
-    """An H.264 MP4 (yuv420p: even width and height, an odd last row or column is cropped)."""
-
-    def __init__(self, path: Path, w: int, h: int, fps):
-        self.c = av.open(str(path), mode="w")
-        self.s = self.c.add_stream("libx264", rate=fps)
-        self.s.width, self.s.height, self.s.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-
-    def write(self, rgb: np.ndarray) -> None:
-        rgb = np.ascontiguousarray(rgb[: self.s.height, : self.s.width])
-        for packet in self.s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-            self.c.mux(packet)
-
-    def close(self) -> None:
-        for packet in self.s.encode():
-            self.c.mux(packet)
-        self.c.close()
