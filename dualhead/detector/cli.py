@@ -236,7 +236,11 @@ def main(argv=None) -> int:
     )
     x.add_argument("--weights", default="runs/train/best.pt", help="a dualhead checkpoint (best.pt / last.pt)")
     x.add_argument("--format", default="onnx", choices=tuple(FORMATS), help="ultralytics' names for the formats")
-    x.add_argument("--out", default=None, help="file (folder for openvino) to write (default: beside --weights)")
+    x.add_argument(
+        "--out",
+        default=None,
+        help="file (folder for openvino) to write; None: beside --weights (best.onnx, best.torchscript, best_openvino/)",
+    )
     x.add_argument("--max-det", type=int, default=300, help="detections per image in the output")
     x.add_argument(
         "--batch", type=int, default=1, help="batch of the traced sample (the batch itself with --fixed-batch)"
