@@ -237,6 +237,10 @@ def test_mmdet_drop_in_per_image_equals_batched():
         SimpleNamespace(bboxes=gt[0][:0], labels=lab[0, :0, 0].long()),
     )
     assert not empty.gt_inds.any()
+    # a batch without ground-truth slots: every prior background, as the per-image call says
+    gi0, mo0, lab0, met0 = a.assign_batch(priors, b, s, gt[:, :0], lab[:, :0, 0], mask[:, :0, 0])
+    assert not gi0.any() and bool((mo0 == -1e8).all()) and bool((lab0 == -1).all()) and not met0.any()
+    assert gi0.shape == mo0.shape == lab0.shape == met0.shape == b.shape[:2]
     with pytest.raises(ValueError, match="iou_calculator must be BboxOverlaps2D"):
         TaskAlignedAssigner(13, iou_calculator=dict(type="BboxOverlaps3D"))
 

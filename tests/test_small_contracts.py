@@ -11,6 +11,7 @@ import torch
 import dualhead
 from dualhead import ops, reference
 from dualhead.assignment import ConsistencyStats
+from dualhead.conventions import IOU_KINDS
 from dualhead.synthetic import make_batch
 
 C = dualhead.Convention
@@ -165,3 +166,47 @@ def test_drop_ins_default_arguments_are_their_codebases(cls_path, defaults):
         assert b.use_ciou is True and b.convention.iou_type == "ciou" and b.eps == b.convention.eps == 1e-6
     else:
         assert a.num_classes == 80 and cls(eps=1e-7).convention.eps == 1e-7
+
+
+def test_box_iou_runs_the_compiled_kernel_when_there_is_one(monkeypatch):
+    """ops.box_iou dispatches to torch.ops.dualhead.box_iou for a tensor it has a kernel for (the
+    reference gives the same numbers, so only the call shows which one ran)."""
+    calls = []
+
+    class Spy:
+        def box_iou(self, *args):
+            calls.append(args[2])
+            return torch.ops.dualhead.box_iou(*args)
+
+    monkeypatch.setattr(ops, "_lib", Spy())
+    b = torch.tensor([[0.0, 0, 10, 10], [5, 5, 15, 15]])
+    ops.box_iou(b, b, "giou")
+    assert calls == [IOU_KINDS["giou"]]  # the kind's code as the op takes it
+
+
+def test_the_yolov10_preset_is_ultralytics_8_1_34_renamed():
+    """THU-MIG/yolov10 forks ultralytics 8.1.34: no small-box floor; keywords go through."""
+    from dataclasses import replace
+
+    y = C.yolov10()
+    assert y == replace(C.ultralytics("8.1.34"), name="THU-MIG/yolov10")
+    assert (y.floor_below, y.floor_to, y.round_trip, y.name) == (0.0, 0.0, False, "THU-MIG/yolov10")
+    assert C.yolov10(eps=1e-7).eps == 1e-7
+
+
+def test_yolov9_drop_in_keeps_its_background_index():
+    from dualhead.integrations.yolov9 import TaskAlignedAssigner
+
+    assert TaskAlignedAssigner(topk=10, num_classes=7).bg_idx == 7  # yolov9's attribute: the class count
+
+
+def test_mmdet_plain_iou_of_aligned_boxes():
+    """mmdet's bbox_overlaps (mode iou, eps 1e-6): no overlap is 0, the union floored at 1e-6."""
+    from dualhead.integrations.mmdet import _iou_aligned
+
+    a = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 1e-4, 1e-3]])
+    b = torch.tensor([[20.0, 20, 30, 30], [5, 0, 15, 10], [0, 0, 1e-4, 1e-3]])
+    got = _iou_aligned(a, b)
+    assert got[0] == 0  # disjoint
+    assert got[1] == pytest.approx(50 / 150)
+    assert got[2] == pytest.approx(1e-7 / 1e-6, rel=1e-3)  # area 1e-7 < eps: the union is eps

@@ -88,10 +88,13 @@ class TaskAlignedAssigner:
         )
         fg, gi = a.fg_mask, a.gt_idx
         gt_inds = torch.where(fg, gi + 1, torch.zeros_like(gi))
+        if gt_bboxes.shape[1] == 0:  # no ground-truth slots in the batch: every prior is background
+            zeros = torch.zeros(B, N, device=bboxes.device)
+            return gt_inds, torch.full_like(zeros, -INF), torch.full_like(gi, -1), zeros
         bi = torch.arange(B, device=gi.device)[:, None].expand_as(gi)
         tb = gt_bboxes[bi, gi].float()
         iou = _iou_aligned(bboxes.detach().float(), tb)
-        lab = gt_labels.reshape(B, -1).long()[bi, gi] if gt_labels.numel() else torch.zeros_like(gi)
+        lab = gt_labels.reshape(B, -1).long()[bi, gi]
         p = scores.detach().float().gather(2, lab.clamp(min=0)[..., None]).squeeze(-1)
         metrics = torch.where(fg, p**alpha * iou**beta, torch.zeros_like(iou))
         max_overlaps = torch.where(fg, iou, torch.full_like(iou, -INF))
