@@ -28,6 +28,7 @@ The op receives these fields by name (csrc/assign_settings.h is the one list of 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 ORDERS = {"in_box_first": 0, "topk_first": 1}
@@ -192,10 +193,11 @@ def op_settings(heads, convention: Convention, layout: list[str]) -> list[float]
 
 
 def _release(v) -> tuple[int, int, int]:
+    """A release as (major, minor, patch): a tuple as it is, or a string such as "8.4.190" (a
+    suffix after the numbers, as in "8.4.0.dev1", is ignored); anything else is an error."""
     if isinstance(v, tuple):
         return v
-    parts = str(v).split(".")
-    try:
-        return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in (parts + ["0", "0"])[:3])
-    except ValueError as e:
-        raise ValueError(f"cannot read the release {v!r}") from e
+    m = re.match(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?", v.strip()) if isinstance(v, str) else None
+    if m is None:
+        raise ValueError(f"cannot read the release {v!r} (expected a version such as '8.4.190')")
+    return tuple(int(g or 0) for g in m.groups())

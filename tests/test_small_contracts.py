@@ -192,6 +192,10 @@ def test_the_yolov10_preset_is_ultralytics_8_1_34_renamed():
     assert y == replace(C.ultralytics("8.1.34"), name="THU-MIG/yolov10")
     assert (y.floor_below, y.floor_to, y.round_trip, y.name) == (0.0, 0.0, False, "THU-MIG/yolov10")
     assert C.yolov10(eps=1e-7).eps == 1e-7
+    assert C.ultralytics("8.4.0.dev1") == C.ultralytics((8, 4, 0))  # a suffix after the numbers
+    for bad in (None, "XX8.1.34XX", "latest"):
+        with pytest.raises(ValueError, match="cannot read the release"):
+            C.ultralytics(bad)
 
 
 def test_yolov9_drop_in_keeps_its_background_index():
