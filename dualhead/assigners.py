@@ -8,7 +8,7 @@ from torch import nn
 from dualhead import ops
 from dualhead.assignment import DualAssignment
 from dualhead.conventions import Convention
-from dualhead.settings import O2M, O2O, dual_settings
+from dualhead.settings import O2M, O2O, heads_or_options
 
 
 def _min_side(stride) -> float:
@@ -128,11 +128,7 @@ class DualAssigner(nn.Module):
     ):
         super().__init__()
         self.num_classes = num_classes
-        self.o2m, self.o2o = (
-            heads
-            if heads is not None
-            else dual_settings(o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
-        )
+        self.o2m, self.o2o = heads_or_options(heads, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
         self.stride = tuple(stride)
         self.min_side = _min_side(self.stride) if min_side is None else min_side
         self.conflict, self.iou_type, self.eps = conflict, iou_type, eps

@@ -13,7 +13,7 @@ from dualhead.assignment import Assignment, ConsistencyStats, DualAssignment, ch
 from dualhead.checks import check_dual_inputs, check_inputs
 from dualhead.conventions import IOU_KINDS, Convention, op_settings, resolve
 from dualhead.reference.assign import empty_assignment
-from dualhead.settings import O2M, O2O, HeadSettings, dual_settings, single_settings
+from dualhead.settings import O2M, O2O, HeadSettings, heads_or_options, single_settings
 
 __all__ = ["box_iou", "assign", "dual_assign", "to_dense", "check_errors"]
 
@@ -163,8 +163,7 @@ def dual_assign(
     (o2m, o2o) HeadSettings instead of those options (dualhead.settings). convention: another
     codebase's rules instead of min_side / conflict / iou_type / eps (dualhead.Convention)."""
     conv = resolve(convention, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
-    if heads is None:
-        heads = dual_settings(o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
+    heads = heads_or_options(heads, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
     kernel = _use_kernel("assign", o2m_scores)
     if kernel:
         labels, mask = check_dual_inputs(

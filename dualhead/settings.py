@@ -98,6 +98,11 @@ def dual_settings(
     return o2m, HeadSettings(topk=o2o_topk, topk2=o2o_topk2, alpha=a2, beta=b2, head="o2o")
 
 
+def heads_or_options(heads, *options):
+    """A dual call's settings: `heads` (o2m, o2o) as they are, else dual_settings(*options)."""
+    return heads if heads is not None else dual_settings(*options)
+
+
 def single_settings(head: HeadSettings | None, topk, topk2, alpha, beta) -> HeadSettings:
     """A single-head call's settings: `head` as it is, else built (and so checked) from the
     keywords; both at once is an error (the keywords would be silently ignored)."""

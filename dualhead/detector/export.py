@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dualhead.detector.data import ShapesDataset, as_float
+from dualhead.detector.data import ShapesDataset, stack_images
 from dualhead.detector.nn.postprocess import topk_all
 from dualhead.detector.train.checkpoint import ensure_writable, load_model
 
@@ -128,13 +128,14 @@ def run_exported(path, images: np.ndarray) -> list[np.ndarray]:
     raise ValueError(f"{path}: not an exported dualhead model (.onnx, .torchscript or an _openvino folder)")
 
 
-def _needs(fmt: str) -> None:
-    """The format's Python packages, checked before any work (a one-line error naming them)."""
+def require_format(fmt: str, option: str | None = None) -> None:
+    """The format's Python packages, checked before any work (a one-line error naming them and
+    `option`, by default --format fmt)."""
     mods = {"onnx": ["onnx", "onnxscript", "onnxruntime"], "openvino": ["onnx", "onnxscript", "openvino"]}
     missing = [m for m in mods.get(fmt, []) if importlib.util.find_spec(m) is None]
     if missing:
         raise ValueError(
-            f"--format {fmt} needs {', '.join(missing)}: pip install 'dualhead[export]' "
+            f"{option or '--format ' + fmt} needs {', '.join(missing)}: pip install 'dualhead[export]' "
             "(onnx, onnxscript, onnxruntime, openvino)"
         )
 
@@ -160,7 +161,7 @@ def export(
         raise ValueError(f"--max-det must be an int >= 1, got {max_det!r}")
     if not (isinstance(batch, int) and batch >= 1):
         raise ValueError(f"--batch must be an int >= 1, got {batch!r}")
-    _needs(fmt)
+    require_format(fmt)
     model, _ = load_model(weights, "cpu")
     module = EndToEnd(model, max_det, with_o2m)
     imgsz = model.config["imgsz"]
@@ -183,7 +184,7 @@ def export(
 def sample_images(imgsz: int, n: int) -> torch.Tensor:
     """n embedded validation images (B, 3, imgsz, imgsz) in [0, 1]: what an export is checked on."""
     ds = ShapesDataset("val", n, imgsz)
-    return as_float(torch.stack([torch.from_numpy(ds[i][0].copy()).permute(2, 0, 1) for i in range(n)]))
+    return stack_images([ds[i][0] for i in range(n)])
 
 
 def compare(module: EndToEnd, path: Path, images: torch.Tensor) -> None:

@@ -120,7 +120,6 @@ class DetectionLoss:
         gains: LossGains = LossGains(),
         o2o_gain: float = 1.0,
     ):
-
         if weighting not in ("equal", "schedule"):
             raise ValueError(f"weighting must be 'equal' or 'schedule', got {weighting!r}")
         self.nc, self.branches, self.reg_max, self.gains = nc, tuple(branches), reg_max, gains

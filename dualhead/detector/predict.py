@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from dualhead.detector.data import ShapesDataset
+from dualhead.detector.data import ShapesDataset, stack_images
 from dualhead.detector.data.images import IMAGE_SUFFIXES, read_image
 from dualhead.detector.data.transforms import letterbox
 from dualhead.detector.device import resolve_device
@@ -171,9 +171,7 @@ def predict(
     ids, cats = coco_ids(source)
     for k in range(0, len(items), 16):
         chunk = items[k : k + 16]
-        x = torch.stack([torch.from_numpy(b.copy()).permute(2, 0, 1).float() / 255 for _, _, _, b, _ in chunk]).to(
-            device
-        )
+        x = stack_images([b for _, _, _, b, _ in chunk], device)
         for (name, _, img, _, frame), fname, d in zip(chunk, output_names(chunk, out), detect(model, x, conf, max_det)):
             dets = unletterbox(d.cpu(), frame, img.shape[1], img.shape[0])
             pic = draw(img, dets, names)
@@ -279,6 +277,6 @@ def predict_stream(model, names, source, out: Path, conf, max_det, limit, device
 def _detect_frames(model, images, imgsz, conf, max_det, device):
     """Each frame's detections in its own pixels (letterboxed for the network, mapped back, clipped)."""
     boxed = [letterbox(f, np.zeros((0, 4), np.float32), imgsz) for f in images]
-    x = torch.stack([torch.from_numpy(b.copy()).permute(2, 0, 1).float() / 255 for b, _, _ in boxed]).to(device)
+    x = stack_images([b for b, _, _ in boxed], device)
     for (_, _, frame), f, d in zip(boxed, images, detect(model, x, conf, max_det)):
         yield unletterbox(d.cpu(), frame, f.shape[1], f.shape[0])

@@ -10,7 +10,7 @@ from dualhead.checks import check_dual_inputs, check_inputs
 from dualhead.conventions import Convention, resolve
 from dualhead.reference.assign import candidate_pairs, head_assign
 from dualhead.reference.dual import consistency_stats
-from dualhead.settings import O2M, O2O, HeadSettings, dual_settings, single_settings
+from dualhead.settings import O2M, O2O, HeadSettings, heads_or_options, single_settings
 
 
 @torch.no_grad()
@@ -79,11 +79,7 @@ def dual_assign(
     HeadSettings instead of those options (dualhead.settings). convention: another codebase's
     rules (dualhead.Convention) instead of min_side / conflict / iou_type / eps."""
     conv = resolve(convention, min_side=min_side, conflict=conflict, iou_type=iou_type, eps=eps)
-    o2m_h, o2o_h = (
-        heads
-        if heads is not None
-        else dual_settings(o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
-    )
+    o2m_h, o2o_h = heads_or_options(heads, o2m_topk, o2o_topk, o2o_topk2, alpha, beta, r, o2o_alpha, o2o_beta)
     labels, mask = check_dual_inputs(
         o2m_scores,
         o2m_bboxes,

@@ -73,6 +73,11 @@ def collate(samples):
     return dict(images=torch.stack(imgs), gt_bboxes=gb, gt_labels=gl, mask_gt=mask, index=torch.tensor(idx))
 
 
+def stack_images(images, device=None) -> torch.Tensor:
+    """uint8 HWC images of one size (numpy) as the network's float (B, 3, H, W) batch on device."""
+    return as_float(torch.stack([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images]), device)
+
+
 def as_float(images: torch.Tensor, device=None, memory_format=torch.contiguous_format) -> torch.Tensor:
     """A batch of uint8 (B, 3, H, W) images as float in [0, 1] on device (copied as uint8), laid
     out in memory_format (the permute done on the uint8 bytes, a quarter of the float ones)."""

@@ -18,7 +18,6 @@ exporter runs offline.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from dualhead.bench import machine
-from dualhead.detector.export import EndToEnd, sample_images, to_onnx
+from dualhead.detector.export import EndToEnd, require_format, sample_images, to_onnx
 from dualhead.detector.nn.postprocess import nms_detections, topk_all
 from dualhead.detector.train.checkpoint import load_model
 
@@ -214,8 +213,7 @@ def format_row(r: dict) -> str:
 
 
 def run(args) -> int:
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ValueError("--infer needs onnxruntime and onnxscript: pip install 'dualhead[export]'")
+    require_format("onnx", "--infer")  # the graphs it times are ONNX exports run by onnxruntime
     weights = Path(args.weights)
     if not weights.is_file():
         raise ValueError(f"--weights {str(weights)!r}: no checkpoint (train one first: make train)")

@@ -142,7 +142,8 @@ class TrainConfig:
         need(is_num(self.r) and self.r > 0, "r", "a number > 0")
         need((self.o2o_alpha is None) == (self.o2o_beta is None), "o2o_alpha", "given together with --o2o-beta")
         try:  # the heads' own settings: built, and so checked, by HeadSettings, the one place
-            self._heads = (self._head_options(), dual_settings(*self._head_options()))
+            options = self._head_options()
+            self._heads = (options, dual_settings(*options))
         except ValueError as e:  # its message names the option as the library does: o2o_topk -> --o2o-topk
             name, rest = str(e).split(" ", 1)
             raise ValueError(f"--{name.replace('_', '-')} {rest}") from None

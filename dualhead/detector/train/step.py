@@ -12,18 +12,14 @@ made the CPU wait for the GPU every step).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
 from dualhead.detector.data import as_float
 from dualhead.detector.loss import DetectionLoss
 from dualhead.detector.nn import Detector
-from dualhead.detector.train.config import MODE_BRANCHES
+from dualhead.detector.train.config import MODE_BRANCHES, TrainConfig
 from dualhead.detector.train.ema import ModelEMA
-
-if TYPE_CHECKING:
-    from dualhead.detector.train.config import TrainConfig
 
 
 def lr_lambda(cfg: TrainConfig, total_iters: int):
