@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 export MAX_JOBS ?= 2
 
-.PHONY: install train test test-slow lint format bench ablate info compat compat-ultralytics cuda-emu cuda-emu-mutants mutation clean
+.PHONY: install train test test-slow lint format bench ablate info compat compat-ultralytics cuda-emu cuda-emu-mutants cuda-emu-coverage mutation clean
 install: $(VENV)/.installed
 $(VENV)/.installed: setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,17 +54,33 @@ format: install
 # The CUDA kernels on CPU (csrc/cuda/emu, tests/test_cuda.py) under AddressSanitizer +
 # UndefinedBehaviorSanitizer with each launch's blocks in reverse order, then under ThreadSanitizer
 # with them shuffled (the seed is logged: DH_EMU_BLOCK_ORDER=shuffle:SEED replays it); ends with every __global__ kernel of
-# csrc/cuda and its launch count (fails if one never ran). ~4 min on 2 cores.
+# csrc/cuda and its launch count (fails if one never ran). Several blocks run at once; every launch is
+# checked against the register file of sm_80/sm_90 (ptxas' counts: tests/cuda_emu.py resources). ~3 min on 2 cores.
 cuda-emu: install
 	DH_EMU_BLOCK_ORDER=reverse bash tests/cuda_emu_run.sh asan
 	DH_EMU_BLOCK_ORDER=shuffle bash tests/cuda_emu_run.sh tsan
 	$(BIN)/python tests/cuda_emu.py report build/cuda_emu/asan.counts.json build/cuda_emu/tsan.counts.json
 
-# The layer's teeth: kernels with a planted defect each (a barrier removed, a shared-memory
-# index off by one, a block above its launch bound) must be caught, each by the catcher it names,
-# after the clean build passed the same tests (docs/testing.md). ~5 min on 2 cores.
+# The layer's teeth: kernels with a planted defect each (barriers removed, atomics made plain
+# within and across blocks, shared memory out of bounds, a host read of device memory, a block
+# over its launch bound or the register file, a device-scope atomic on host-mapped memory, flipped
+# tie-breaks ...) must be caught, each by the catcher it names, after the clean build passed the
+# same tests (docs/cuda_emu.md, docs/testing.md). Race mutants run 3 times each.
 cuda-emu-mutants: install
 	$(BIN)/python tests/cuda_emu_mutants.py
+
+# Line and branch coverage of the CUDA source (csrc/cuda/*.cu, assign_core.h, anchor_grid.h) by
+# the emulated tests (gcov through gcovr); figures and the uncovered branches in RESULTS.md. ~2 min.
+cuda-emu-coverage: install
+	$(BIN)/pip install -q gcovr==8.8
+	$(BIN)/python tests/cuda_emu.py build cov
+	find build/cuda_emu/cov -name '*.gcda' -delete
+	DUALHEAD_CUDA_EMU_PREBUILT=1 bash tests/cuda_emu_run.sh cov
+	$(BIN)/gcovr --root . --object-directory build/cuda_emu/cov/obj --gcov-ignore-parse-errors=negative_hits.warn \
+	  --filter 'csrc/cuda/.*\.cu$$' --filter 'csrc/assign_core\.h$$' --filter 'csrc/anchor_grid\.h$$' \
+	  --exclude-throw-branches --exclude-unreachable-branches --txt-metric branch --txt-summary \
+	  --txt build/cuda_emu/coverage.txt --json-summary build/cuda_emu/coverage.json
+	cat build/cuda_emu/coverage.txt
 
 # Mutation testing of the Python library and the detector's loss and data check (mutmut, set up
 # in pyproject.toml [tool.mutmut]); the score and the survivors: tests/mutation_score.py, RESULTS.md.

@@ -17,6 +17,7 @@
 #include <torch/headeronly/util/Exception.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -86,7 +87,11 @@ inline bool same_device(const Tensor& a, const Tensor& b) {
 namespace dualhead {
 
 inline Tensor empty(std::vector<int64_t> sizes, ScalarType dtype, const Tensor& like) {
-  return torch::stable::empty(sizes, dtype, std::nullopt, like.device());
+  Tensor t = torch::stable::empty(sizes, dtype, std::nullopt, like.device());
+#if defined(DH_CUDA_EMU)
+  ::dh_emu::allocated_like(t.data_ptr(), like.data_ptr());  // where `like` is, the new tensor is
+#endif
+  return t;
 }
 
 // t as a contiguous tensor of dtype (no copy when it already is one).
@@ -96,8 +101,13 @@ inline Tensor contiguous_as(const Tensor& t, ScalarType dtype) {
 
 inline Tensor to_cpu(const Tensor& t) { return t.is_cpu() ? t : torch::stable::to(t, Device(DeviceType::CPU)); }
 
+// A tensor's data for a kernel. In the CUDA emulation (csrc/cuda/emu) the CUDA host code's
+// tensors are device memory: registered here, poisoned while no kernel runs.
 template <typename T>
 T* ptr(const Tensor& t) {
+#if defined(DH_CUDA_EMU)
+  ::dh_emu::device_memory(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), std::make_shared<Tensor>(t));
+#endif
   return static_cast<T*>(t.data_ptr());
 }
 

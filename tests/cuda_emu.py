@@ -8,14 +8,20 @@ Variants (DUALHEAD_CUDA_EMU): plain (what `make test` runs), asan (AddressSaniti
 UndefinedBehaviorSanitizer) and tsan (ThreadSanitizer); the sanitizer variants need their
 runtime preloaded into Python (`make cuda-emu` does that).
 
-    python tests/cuda_emu.py build [variant]     # build (no sanitizer runtime needed)
+    python tests/cuda_emu.py build [variant]     # build (no sanitizer runtime needed) + register table
+    python tests/cuda_emu.py resources           # the register table, printed
     python tests/cuda_emu.py report FILE...      # every __global__ of csrc/cuda with its launches
 
 The emulation build copies csrc/ into its build folder (each file starting with a #line that
-names the original, so every report points at the real source) and makes one change there: each
-`__launch_bounds__(n) kernel(...) {` gets `DH_EMU_LAUNCH_BOUNDS(n);` as its first statement, on
-the same line, so a launch above the bound fails as it does on a GPU. A mutant build applies
-text substitutions to that copy (tests/cuda_emu_mutants.py).
+names the original, so every report points at the real source) and makes two changes there, each
+on the same line: each `__launch_bounds__(n) kernel(...) {` gets `DH_EMU_LAUNCH_BOUNDS(n);` as its
+first statement, so a launch above the bound fails as it does on a GPU; each `__shared__ T
+name[dims];` becomes `DH_EMU_SHARED(name, T[dims]);`, the block's own copy in its shared-memory
+arena. A mutant build applies text substitutions to that copy (tests/cuda_emu_mutants.py).
+
+The register table (`resources`): ptxas' registers and static shared memory of every kernel
+instantiation, for each arch the wheel is built for (nvcc --resource-usage), which the runtime
+checks each launch against (DH_EMU_RESOURCES). Built when nvcc is found; cached by the sources.
 """
 
 from __future__ import annotations
@@ -45,14 +51,20 @@ COMMON = [
 VARIANTS = {
     "plain": (["-O2"], []),
     "asan": (
-        ["-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
+        # bounds-strict: UBSan's bounds check on trailing arrays of structs too (plain bounds skips them)
+        ["-O1", "-fno-omit-frame-pointer", "-fsanitize=address,undefined,bounds-strict", "-fno-sanitize-recover=all"],
         ["-fsanitize=address,undefined"],
     ),
     "tsan": (["-O1", "-fsanitize=thread"], ["-fsanitize=thread"]),
+    "cov": (["-O0", "--coverage", "-fprofile-update=atomic"], ["--coverage"]),
 }
+# The runtime's own bookkeeping is not under ThreadSanitizer (runtime.cpp says why).
+UNINSTRUMENTED = {"tsan": {os.path.join("cuda", "emu", "runtime.cpp"): "-fsanitize=thread"}}
+DEFAULT_ARCHS = "8.0;9.0"  # setup.py's DEFAULT_ARCHS (tests/test_cuda.py checks they agree)
 RUNTIMES = {"asan": "libasan.so", "tsan": "libtsan.so"}
 
 _LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\(((?:[^()]|\([^()]*\))*)\)\s*(\w+)\s*\(")
+_SHARED = re.compile(r"__shared__\s+([^;{}()=]+?)\s+(\w+)\s*((?:\[[^\]]+\])*)\s*;")
 
 
 def variant() -> str:
@@ -78,6 +90,16 @@ def _bound_checks(text: str, path: str) -> str:
         out += [text[pos : brace + 1], f" DH_EMU_LAUNCH_BOUNDS({m.group(1)});"]
         pos = brace + 1
     return "".join(out) + text[pos:]
+
+
+def _shared_decls(text: str, path: str) -> str:
+    """Rewrites each `__shared__ T name[dims];` into `DH_EMU_SHARED(name, T[dims]);` (same line);
+    any other use of __shared__ (an initializer, extern) is an error here."""
+    text = _SHARED.sub(lambda m: f"DH_EMU_SHARED({m.group(2)}, {m.group(1)}{m.group(3)});", text)
+    if "__shared__" in text:
+        line = text[: text.index("__shared__")].count("\n") + 1
+        raise RuntimeError(f"{path}:{line}: a __shared__ declaration the emulation build cannot rewrite")
+    return text
 
 
 def _write_if_changed(path: str, text: str) -> None:
@@ -106,6 +128,8 @@ def _copy_tree(dst: str, mutations: dict[str, list[tuple[str, str]]]) -> list[st
         target = os.path.join(dst, rel)
         if rel.endswith(".cu"):
             text, target = _bound_checks(text, rel), target + ".cpp"
+        if rel.endswith((".cu", ".h", ".cuh")) and not rel.startswith(os.path.join("cuda", "emu")):
+            text = _shared_decls(text, rel)
         _write_if_changed(target, f'#line 1 "{src}"\n{text}')
         top = rel.split(os.sep)[0]
         compiled = (
@@ -168,10 +192,14 @@ def _build(name: str, mutations, verbose: bool) -> str:
         "  command = $cxx $in $ldflags -o $out",
     ]
     objs = []
+    plain = UNINSTRUMENTED.get(kind, {})
     for src in sources:
-        obj = os.path.join(out, os.path.relpath(src, tree).replace(os.sep, "_") + ".o")
+        rel = os.path.relpath(src, tree)
+        obj = os.path.join(out, rel.replace(os.sep, "_") + ".o")
         objs.append(obj)
         lines.append(f"build {obj}: cxx {src}")
+        if rel in plain:
+            lines.append(f"  flags = {' '.join(f for f in flags if f != plain[rel])}")
     lines.append(f"build {lib}: link {' '.join(objs)}")
     _write_if_changed(os.path.join(out, "build.ninja"), "\n".join(lines) + "\n")
     jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 2))
@@ -184,6 +212,100 @@ def _build(name: str, mutations, verbose: bool) -> str:
     if run.returncode:
         raise RuntimeError(f"building the CUDA emulation library {name} failed:\n{run.stdout}")
     return lib
+
+
+def _nvcc() -> str | None:
+    """The toolkit's nvcc (CUDA_HOME, /usr/local/cuda, or nvcc on PATH resolved to its toolkit)."""
+    import shutil
+
+    for root in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if root and os.path.isfile(os.path.join(root, "bin", "nvcc")):
+            return os.path.join(root, "bin", "nvcc")
+    found = shutil.which("nvcc")
+    return os.path.realpath(found) if found else None
+
+
+_ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+)'")
+_USED = re.compile(r"Used (\d+) registers(?:.*?(\d+) bytes smem)?")
+
+
+def _signature(demangled: str) -> str:
+    """'void ns::(anonymous namespace)::k<float>(float const*, long)' -> 'k(float const*, long)':
+    the key a launch looks its kernel up by (cuda_emu.h: the base name and the parameter types)."""
+    text = demangled.replace("(anonymous namespace)::", "")
+    head, _, params = text.partition("(")
+    depth, name = 0, ""
+    for ch in head.removeprefix("void "):  # template arguments dropped
+        depth += {"<": 1, ">": -1}.get(ch, 0)
+        name += ch if depth == 0 and ch != ">" else ""
+    return f"{name.split('::')[-1].strip()}({params}"
+
+
+def resources(verbose: bool = False) -> str | None:
+    """The register table of the kernels (see the module's doc), built if needed; None without
+    nvcc. One nvcc run per .cu and arch (~5 s each), cached by the sources and the toolkit."""
+    import concurrent.futures
+    import hashlib
+    import subprocess
+
+    nvcc = _nvcc()
+    if nvcc is None:
+        return None
+    archs = [a.strip().replace(".", "") for a in os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS).split(";")]
+    archs = [a.split("+")[0] for a in archs if a]
+    flags = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", "-std=c++20", f"-I{CSRC}"]
+    key = hashlib.sha256()
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    key.update((version + " ".join(flags + archs)).encode())
+    with open(__file__, "rb") as f:  # the parsing below
+        key.update(f.read())
+    for src in sorted(glob.glob(os.path.join(CSRC, "**", "*"), recursive=True)):
+        if src.endswith((".cu", ".h", ".cuh")) and os.sep + "emu" + os.sep not in src:
+            with open(src, "rb") as f:
+                key.update(src.encode() + f.read())
+    out = os.path.join(BUILD, "resources.tsv")
+    stamp = f"# {key.hexdigest()}\n"
+    if os.path.exists(out):
+        with open(out) as f:
+            if f.readline() == stamp:
+                return out
+    os.makedirs(os.path.join(BUILD, "ptxas"), exist_ok=True)
+
+    def one(job):
+        src, arch = job
+        cubin = os.path.join(BUILD, "ptxas", f"{os.path.basename(src)}.sm_{arch}.cubin")
+        r = subprocess.run(
+            [nvcc, "-cubin", f"-arch=sm_{arch}", "--resource-usage", *flags, "-o", cubin, src],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode:
+            raise RuntimeError(f"nvcc --resource-usage {src} sm_{arch} failed:\n{r.stderr[-2000:]}")
+        return r.stdout + r.stderr
+
+    jobs = [(src, arch) for src in sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu"))) for arch in archs]
+    workers = int(os.environ.get("MAX_JOBS", str(os.cpu_count() or 2)))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        reports = list(pool.map(one, jobs))
+    rows, mangled = [], []
+    for report in reports:
+        entry = None
+        for line in report.splitlines():
+            m = _ENTRY.search(line)
+            if m:
+                entry = m.groups()
+                continue
+            m = _USED.search(line)
+            if m and entry:
+                rows.append((entry[1], entry[0], int(m.group(1)), int(m.group(2) or 0)))
+                mangled.append(entry[0])
+                entry = None
+    names = subprocess.run(["c++filt"], input="\n".join(mangled), capture_output=True, text=True).stdout.splitlines()
+    lines = [f"{arch}\t{_signature(d)}\t{regs}\t{smem}\n" for (arch, _, regs, smem), d in zip(rows, names)]
+    if verbose:
+        print("".join(lines), end="")
+    _write_if_changed(out, stamp + "".join(sorted(set(lines))))
+    return out
 
 
 def _ninja() -> str:
@@ -233,9 +355,14 @@ def load() -> str:
         why = runtime_missing(name.split("-")[0])
         if why:
             raise RuntimeError(why)
-        # A sanitizer or mutant build is made beforehand (make cuda-emu, cuda_emu_mutants.py):
-        # compiling from inside an instrumented process is slow and needs no instrumentation.
-        path = build(name) if name == "plain" else _built(name)
+        # A sanitizer build is made beforehand (make cuda-emu), and so is a mutant build of any
+        # variant (cuda_emu_mutants.py, DUALHEAD_CUDA_EMU_PREBUILT=1): compiling from inside an
+        # instrumented process is slow, and a rebuild here would undo the mutation.
+        prebuilt = name != "plain" or os.environ.get("DUALHEAD_CUDA_EMU_PREBUILT") == "1"
+        path = _built(name) if prebuilt else build(name)
+        table = resources()
+        if table and not os.environ.get("DH_EMU_RESOURCES"):
+            os.environ["DH_EMU_RESOURCES"] = table  # read by the runtime at its first launch
         import torch
 
         if not torch._C._dispatch_has_kernel("dualhead_emu::assign"):
@@ -309,6 +436,9 @@ if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "build"
     if cmd == "build":
         print(build(sys.argv[2] if len(sys.argv) > 2 else None, verbose="-v" in sys.argv))
+        print(resources() or "no nvcc: no register table, the register check is off")
+    elif cmd == "resources":
+        print(resources(verbose=True))
     elif cmd == "report":
         sys.exit(report(sys.argv[2:]))
     else:

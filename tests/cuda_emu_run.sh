@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the CUDA tests on the emulation library of VARIANT (plain, asan, tsan) in a Python whose
+# Runs the CUDA tests on the emulation library of VARIANT (plain, asan, tsan, cov) in a Python whose
 # sanitizer runtime comes first, as an instrumented library loaded into Python needs:
 #   bash tests/cuda_emu_run.sh asan [pytest args]     (make cuda-emu runs both sanitizers)
 # libstdc++ is preloaded too: ASan intercepts C++ exceptions and must find them at start-up.
@@ -21,7 +21,7 @@ case "${variant%%-*}" in
   tsan) export LD_PRELOAD="$($CXX -print-file-name=libtsan.so) $stdcxx"
         export TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0:second_deadlock_stack=1
         export OMP_NUM_THREADS=1 ;;
-  plain) ;;
+  plain|cov) ;;
   *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 export DUALHEAD_CUDA_EMU=$variant

@@ -13,6 +13,7 @@ anchors: dualhead.compare). Shapes are small: an emulated block is up to 512 OS 
 """
 
 import contextlib
+import os
 
 import cuda_emu
 import pytest
@@ -140,10 +141,85 @@ def test_tiles_big_rows_and_fallback(dev, grid):
         _compare(dev, args, f"grid={grid} {kw}", **kw)
 
 
+def test_big_rows_overlap(dev):
+    """Only big rows, two per image over the same anchors: every claim comes from gt_big_kernel,
+    one writer per anchor in each block and two blocks per anchor (a cross-block conflict)."""
+    args = _dual_args(fresh_seed(), imgsz=128, n_gt=(2, 2))
+    hi = args[4].max(0).values
+    args[6] = torch.tensor([[2.0, 3.0, hi[0], hi[1]], [1.0, 1.0, hi[0] - 2, hi[1] - 1]]).expand(2, 2, 4).contiguous()
+    args[7] = torch.ones(2, 2, 1, dtype=torch.bool)
+    got = _compare(dev, args, o2m_topk=13, o2o_topk=4)
+    assert (got.o2m.gt_idx[got.o2m.fg_mask] == 1).any() and (got.o2m.gt_idx[got.o2m.fg_mask] == 0).any()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_score_dtypes(dev, dtype):
-    """Scores read in their own dtype and widened per element (each launch_typed instantiation)."""
-    _compare(dev, _dual_args(fresh_seed(), dtype=dtype, imgsz=128, n_gt=(1, 20)))
+    """Scores read in their own dtype and widened per element: each launch_typed instantiation
+    through the tiles, big rows, the statistics' own ordering, both conflict rules of the
+    ultralytics conventions, the all-pairs rule and the top-k-first scan."""
+    args = _whole_image_box(_dual_args(fresh_seed(), dtype=dtype, imgsz=128, n_gt=(1, 20)))
+    _compare(dev, args)
+    _compare(dev, args, o2m_topk=5, o2o_topk=4, o2o_topk2=2, conflict="claimants")
+    one = [args[i] for i in (0, 1, 4, 5, 6, 7)]
+    for conv in (dualhead.Convention.yolov9(), dualhead.Convention.tood()):
+        cpu = dualhead.ops.assign(*one, convention=conv, topk=10)
+        with dev:
+            got = dualhead.ops.assign(*dev.put(one), convention=conv, topk=10)
+        dev.same(cpu, got, f"{dtype} {conv.name}")
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=["fp32", "fp16", "bf16", "fp64"]
+)
+def test_fallback_in_every_score_dtype(dev, dtype):
+    """The thread-per-row fallback (a topk above the tiles' 32) in each score dtype: every
+    gt_rows_kernel instantiation runs, and launches within the register file of its GPUs (its fp64
+    instantiation needs the most registers); a padded slot, and the general scan (no grid)."""
+    args = _dual_args(fresh_seed(), dtype=dtype, imgsz=128, n_gt=(1, 12))
+    args[7] = args[7].clone()
+    args[7][0, -1] = False
+    _compare(dev, args, o2m_topk=40, o2o_topk=33)
+    _compare(dev, args, o2m_topk=5, o2o_topk=40)  # the statistics' own ordering (o2m's list is shorter)
+    one = [args[i] for i in (0, 1, 4, 5, 6, 7)]
+    for conv in (None, dualhead.Convention.tood()):  # single head, no statistics; the top-k-first scan
+        cpu = dualhead.ops.assign(*one, topk=40, convention=conv)
+        with dev:
+            got = dualhead.ops.assign(*dev.put(one), topk=40, convention=conv)
+        dev.same(cpu, got, f"{dtype} single head {conv}")
+    args[:4] = [t.flip(1) for t in args[:4]]
+    args[4] = args[4].flip(0)
+    _compare(dev, args, o2m_topk=40, o2o_topk=33)
+
+
+def _tied(args):
+    """Every anchor predicts the same box with the same scores: within a ground truth every
+    candidate has the same metric, so the tie-breaks (the smaller anchor first) alone decide."""
+    a = list(args)
+    for i in (0, 2):
+        a[i] = torch.full_like(a[i], 0.5)
+    for i in (1, 3):
+        a[i] = a[6][:, :1].expand_as(a[i]).contiguous()  # image b's first ground truth's box
+    return a
+
+
+@pytest.mark.parametrize("o2o", [dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=40, o2o_topk=33)], ids=["tiles", "rows"])
+def test_exact_ties(dev, o2o):
+    """Exact ties between candidates, in the tiles' ranks and the one-to-one picks: the order is
+    the CPU kernel's (smaller anchor first), whatever the lanes or the blocks' order."""
+    args = _tied(_whole_image_box(_dual_args(fresh_seed(), imgsz=128, n_gt=(3, 12))))
+    got = _compare(dev, args, **o2o)
+    assert got.o2o.fg_mask.any(), "the ties were not exercised"
+
+
+def test_rows_without_candidates(dev):
+    """Ground truths outside the image hold no anchor: their rows have no candidate cells
+    (beside ordinary ones, in the tiles and in the fallback)."""
+    args = _dual_args(fresh_seed(), imgsz=128, n_gt=(4, 12))
+    args[6] = args[6].clone()
+    args[6][:, ::2] = torch.tensor([300.0, 310.0, 340.0, 330.0])  # every other slot: beyond the 128 px image
+    for kw in (dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=40, o2o_topk=33)):
+        got = _compare(dev, args, **kw)
+        assert not (got.o2m.gt_idx[got.o2m.fg_mask] % 2 == 0).any(), "a ground truth outside the image won an anchor"
 
 
 def test_single_head_and_conflict_rules(dev):
@@ -231,6 +307,9 @@ def test_box_iou_and_to_dense(dev):
         out = torch.full((3, 50, C), 7.0, device=la.device)
         dev.ops.to_dense_out(la, sc, out)
         assert torch.equal(out.cpu(), want)
+        # empty inputs: the launchers' early returns
+        assert dualhead.ops.box_iou(*dev.put([b1[:0], b2]), "iou").shape == (0, 23)
+        assert dev.ops.to_dense(la[:, :0], sc[:, :0], C).shape == (3, 0, C)
 
 
 # --- bad input: the device check drops the row and reports it to the next call -----------------
@@ -241,6 +320,9 @@ BAD_ROWS = [
     ("box nan", lambda a: _set_box(a, [1.0, float("nan"), 5.0, 9.0]), r"gt_bboxes must be finite.*nan"),
     ("box inf", lambda a: _set_box(a, [1.0, 2.0, float("inf"), 9.0]), r"gt_bboxes must be finite.*inf"),
     ("box inverted", lambda a: _set_box(a, [30.0, 2.0, 10.0, 9.0]), r"gt_bboxes must be xyxy with x2 >= x1"),
+    ("box y inverted", lambda a: _set_box(a, [1.0, 20.0, 10.0, 9.0]), r"gt_bboxes must be xyxy with x2 >= x1"),
+    ("box x1 nan", lambda a: _set_box(a, [float("nan"), 2.0, 5.0, 9.0]), r"gt_bboxes must be finite.*nan"),
+    ("box y2 -inf", lambda a: _set_box(a, [1.0, 2.0, 5.0, float("-inf")]), r"gt_bboxes must be finite.*inf"),
 ]
 
 
@@ -291,13 +373,37 @@ def test_bad_anchor_reported(dev, monkeypatch):
     error reaches the next call."""
     monkeypatch.delenv("DUALHEAD_SYNC_CHECKS", raising=False)
     args = _dual_args(fresh_seed(), imgsz=128, n_gt=(2, 10))
-    args[4] = args[4].clone()
-    args[4][17, 1] = float("nan")
+    for col, bad in ((1, float("nan")), (0, float("inf"))):
+        args[4] = args[4].clone()
+        args[4][17, col] = bad
+        with dev:
+            dualhead.ops.dual_assign(*dev.put(args))
+            dev.sync()
+            with pytest.raises(ValueError, match=r"anc_points must be finite, got \(.*(nan|inf).*\) at index 17"):
+                dualhead.ops.check_errors()
+        args[4][17, col] = 0.0
+
+
+def test_first_bad_row_recorded_stays(dev, monkeypatch):
+    """Two bad rows in one call: one error is recorded (whichever thread claims the record
+    first), the other does not overwrite it; both rows are left out."""
+    monkeypatch.delenv("DUALHEAD_SYNC_CHECKS", raising=False)
+    args = _dual_args(fresh_seed(), B=2, imgsz=128, n_gt=(3, 10))
+    args[5], args[7] = args[5].clone(), args[7].clone()
+    args[5][0, 0] = -1
+    args[5][1, 1] = C
+    args[7][0, 0] = args[7][1, 1] = True
     with dev:
         dualhead.ops.dual_assign(*dev.put(args))
         dev.sync()
-        with pytest.raises(ValueError, match=r"anc_points must be finite, got \(.*nan\) at index 17"):
+        with pytest.raises(ValueError, match=r"got (-1 \(image 0, slot 0\)|11 \(image 1, slot 1\))"):
             dualhead.ops.check_errors()
+        dualhead.ops.check_errors()  # one record, cleared: the second error was not kept beside it
+
+
+def test_more_ground_truths_than_anchors(dev):
+    """A 32 px image has 21 anchors; 2 x 30 ground-truth rows (the check kernel's range is the rows)."""
+    _compare(dev, _dual_args(fresh_seed(), imgsz=32, n_gt=(30, 30), kind="tiny"))
 
 
 def test_check_errors_reads_the_named_device(monkeypatch):
@@ -345,6 +451,7 @@ LAYOUTS = {
     "four levels": ([(16, 16), (8, 8), (4, 4), (2, 2)], (8, 16, 32, 64)),
     "one level, one row": ([(1, 40)], (8,)),
     "one column": ([(40, 1), (20, 1)], (8, 16)),
+    "64 rows": ([(64, 10)], (8,)),  # the rows search's first round: all 32 probes hold, the next row breaks
 }
 
 
@@ -371,6 +478,16 @@ def test_grid_recognised_on_the_device(dev, name):
         assert dev.ops.anchor_grid(dev.put([anc.flip(0)])[0]).shape == (0, 4)
         assert dev.ops.anchor_grid(dev.put([off])[0]).shape == (0, 4)
     assert torch.ops.dualhead.anchor_grid(off).shape == (0, 4)
+
+
+def test_grid_edge_layouts(dev):
+    """No anchors; a first anchor at 0 (stride 0) or beyond the search's range: no grid, on the
+    device as on the CPU."""
+    square = _layout(*LAYOUTS["square"])
+    for name, anc in (("empty", torch.zeros(0, 2)), ("at zero", square - square[0]), ("huge", square * 1e7)):
+        assert torch.ops.dualhead.anchor_grid(anc).shape == (0, 4), name
+        with dev:
+            assert dev.ops.anchor_grid(dev.put([anc])[0]).shape == (0, 4), name
 
 
 def test_grid_not_recognised_beyond_eight_levels(dev):
@@ -535,6 +652,26 @@ def test_cuda_training_step_amp(tmp_path):
     assert load_checkpoint(tmp_path / "last.pt") is not None
 
 
+def test_register_table_covers_every_kernel():
+    """The register table the emulated launches are checked against (tests/cuda_emu.py
+    resources): every kernel, each arch setup.py builds for, registers within the 255 a thread
+    may have; the archs are setup.py's. Without nvcc there is no table: skipped, saying so."""
+    import re
+
+    with open(os.path.join(cuda_emu.ROOT, "setup.py")) as f:
+        archs = re.search(r'DEFAULT_ARCHS = "([^"]+)"', f.read()).group(1)
+    assert archs == cuda_emu.DEFAULT_ARCHS
+    table = cuda_emu.resources()
+    if table is None:
+        pytest.skip("no nvcc: no register table, the emulated launches are not checked against the register file")
+    rows = [line.rstrip("\n").split("\t") for line in open(table) if not line.startswith("#")]
+    for arch in archs.split(";"):
+        names = {sig.split("(")[0] for a, sig, _, _ in rows if a == f"sm_{arch.replace('.', '')}"}
+        assert names == set(cuda_emu.kernels()), (arch, names)
+    assert all(0 < int(regs) <= 255 for _, _, regs, _ in rows)
+    assert os.environ.get("DH_EMU_RESOURCES") == table  # what the runtime of this process reads
+
+
 def test_emulated_launch_counts_cover_every_kernel():
     """Every __global__ kernel of csrc/cuda/ has run in this process's emulation library (runs
     last in this file: pytest keeps file order)."""
@@ -559,7 +696,7 @@ def test_conventions_equal_cpu_kernel(dev, conv):
     anchors), the floor rules; single head and dual with statistics."""
     args = _dual_args(fresh_seed(), imgsz=320, n_gt=(5, 30), kind="tiny")
     one = [args[i] for i in (0, 1, 4, 5, 6, 7)]
-    for kw in (dict(topk=10), dict(topk=7, topk2=1)):
+    for kw in (dict(topk=10), dict(topk=7, topk2=1), dict(topk=40)):  # topk 40: the fallback
         cpu = dualhead.ops.assign(*one, convention=conv, **kw)
         with dev:
             got = dualhead.ops.assign(*dev.put(one), convention=conv, **kw)

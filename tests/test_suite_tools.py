@@ -65,14 +65,27 @@ def test_another_catcher_or_any_other_failure_is_broken():
     assert mm.verdict("race", 1, wrong, IDS).startswith("broken")  # wrong results, but no race report
 
 
+def _failure(node, raised, reason="..."):
+    """pytest -q's output of one failed test: the traceback's last line, then the summary."""
+    return f"E   assert 1 == 2\n\ntests/test_cuda.py:42: {raised}\nFAILED {node} - {reason}\n1 failed in 3s"
+
+
 def test_assertion_counts_only_for_a_selected_test():
-    ok = "FAILED tests/test_cuda.py::test_a[x] - AssertionError: differs\n1 failed in 3s"
+    ok = _failure("tests/test_cuda.py::test_a[x]", "AssertionError")
     assert mm.verdict("assert", 1, ok, IDS) == "caught (assertion of test_a[x])"
-    other = "FAILED tests/test_cuda.py::test_c - AssertionError: differs\n1 failed in 3s"
+    spaced = _failure("tests/test_cuda.py::test_g[emu-64 rows]", "AssertionError", "assert [] == [[0]]")
+    assert mm.verdict("assert", 1, spaced, IDS + ["tests/test_cuda.py::test_g[emu-64 rows]"]).startswith("caught")
+    other = _failure("tests/test_cuda.py::test_c", "AssertionError")
     assert mm.verdict("assert", 1, other, IDS).startswith("broken")
-    crash = "FAILED tests/test_cuda.py::test_a[x] - RuntimeError: illegal\n1 failed in 3s"
+    crash = _failure("tests/test_cuda.py::test_a[x]", "RuntimeError", "RuntimeError: illegal")
     assert mm.verdict("assert", 1, crash, IDS).startswith("broken")
     assert mm.verdict("assert", 0, "2 passed in 3s", IDS) == "escaped"
+
+
+def test_either_catcher_of_an_alternative():
+    ubsan = "csrc/anchor_grid.h:70:27: runtime error: pointer index expression with base 0x1 overflowed"
+    assert mm.verdict("asan|ubsan", 1, ubsan, IDS).startswith("caught (runtime error: pointer index")
+    assert mm.verdict("asan|ubsan", 66, RACE, IDS).startswith("broken (expected asan|ubsan, got race")
 
 
 def test_clean_build_must_pass_the_same_selection(monkeypatch):

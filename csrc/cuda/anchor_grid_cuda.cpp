@@ -15,7 +15,7 @@ Tensor anchor_grid_cuda(Tensor anc_points) {
   const Tensor grid = empty({(static_cast<int64_t>(sizeof(AnchorGrid)) + 7) / 8}, ScalarType::Long, anc);
   launch_anchor_grid(ptr<float>(anc), anc.size(0), ptr<AnchorGrid>(grid), current_stream(device));
   launch_check("anchor grid kernels");
-  const Tensor host = to_cpu(grid);
+  const Tensor host = copy_to_host(grid);
   return torch::stable::to(grid_rows(*ptr<AnchorGrid>(host), host), anc.device());
 }
 

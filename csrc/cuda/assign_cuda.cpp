@@ -137,7 +137,7 @@ AssignResult assign_cuda(Tensor scores, Tensor bboxes, std::optional<Tensor> sco
   launch_value_check(p, s, stream);  // reads mask_gt, writes mask_ok: what every later kernel reads
   launch_check("check_kernel");
   p.mask = s.mask_ok;
-  launch_assign(p, call.scores0.data_ptr(), call.scores1.data_ptr(), score_dtype(call.scores0), s, stream);
+  launch_assign(p, ptr<const void>(call.scores0), ptr<const void>(call.scores1), score_dtype(call.scores0), s, stream);
   launch_check("assign kernels");
   if (sync_checks()) {
     cuda_check(cudaStreamSynchronize(stream), "DUALHEAD_SYNC_CHECKS");

@@ -39,14 +39,14 @@ constexpr int64_t kMaxBigBlocks = 1024;  // gt_big_kernel: blocks striding over 
 // error is recorded for the host (DeviceErrors: claim, details, fence, publish).
 __device__ void report(DeviceErrors* e, int code, int64_t index, int64_t label, const float* v, int nv, int64_t C,
                        int64_t M) {
-  if (atomicCAS(&e->code, 0, -1) != 0) return;  // an earlier error stays
+  if (atomicCAS_system(&e->code, 0, -1) != 0) return;  // an earlier error stays
   e->index = index;
   e->label = label;
   e->C = C;
   e->M = M;
   for (int i = 0; i < 4; ++i) e->v[i] = i < nv ? v[i] : 0.f;
   __threadfence_system();  // the details are visible to the host before the code
-  atomicExch(&e->code, code);
+  atomicExch_system(&e->code, code);  // host-mapped memory: system scope
 }
 
 __global__ void check_kernel(const __grid_constant__ AssignParams p, const bool* mask_in, AssignScratch s) {

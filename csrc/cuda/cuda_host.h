@@ -11,12 +11,24 @@
 
 #if defined(DH_CUDA_EMU)
 // The CPU execution layer (csrc/cuda/emu): CPU tensors, no device to guard, kernels run to
-// completion on the host, so there is no stream to order them on.
+// completion on the host, so there is no stream to order them on. The guard's scope is the host
+// op: the device memory it hands to kernels (ptr) is poisoned from its first launch to its end.
 namespace dualhead {
 struct CudaGuard {
-  explicit CudaGuard(int) {}
+  explicit CudaGuard(int) { ::dh_emu::enter_host_op(); }
+  ~CudaGuard() { ::dh_emu::leave_host_op(); }
+  CudaGuard(const CudaGuard&) = delete;
+  CudaGuard& operator=(const CudaGuard&) = delete;
 };
 inline cudaStream_t current_stream(int) { return nullptr; }
+
+// A device tensor's host copy: the one way host code reads device memory.
+inline Tensor copy_to_host(const Tensor& t) {
+  ::dh_emu::host_copy_begin();
+  Tensor c = torch::stable::clone(t);
+  ::dh_emu::host_copy_end(c.data_ptr());
+  return c;
+}
 }  // namespace dualhead
 #define DH_CUDA_BACKEND CPU
 #else
@@ -27,6 +39,9 @@ inline cudaStream_t current_stream(int) { return nullptr; }
 
 namespace dualhead {
 using CudaGuard = torch::stable::accelerator::DeviceGuard;
+
+// A device tensor's host copy (a sync): the one way host code reads device memory.
+inline Tensor copy_to_host(const Tensor& t) { return to_cpu(t); }
 
 inline cudaStream_t current_stream(int device) {
   void* stream = nullptr;
