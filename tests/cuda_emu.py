@@ -243,14 +243,24 @@ def _signature(demangled: str) -> str:
 
 def resources(verbose: bool = False) -> str | None:
     """The register table of the kernels (see the module's doc), built if needed; None without
-    nvcc. One nvcc run per .cu and arch (~5 s each), cached by the sources and the toolkit."""
-    import concurrent.futures
-    import hashlib
-    import subprocess
+    nvcc. One nvcc run per .cu and arch (~5 s each), cached by the sources and the toolkit; one
+    process at a time (parallel test workers share it)."""
+    import fcntl
 
     nvcc = _nvcc()
     if nvcc is None:
         return None
+    os.makedirs(BUILD, exist_ok=True)
+    with open(os.path.join(BUILD, "resources.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _resources(nvcc, verbose)
+
+
+def _resources(nvcc: str, verbose: bool) -> str:
+    import concurrent.futures
+    import hashlib
+    import subprocess
+
     archs = [a.strip().replace(".", "") for a in os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS).split(";")]
     archs = [a.split("+")[0] for a in archs if a]
     flags = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", "-std=c++20", f"-I{CSRC}"]

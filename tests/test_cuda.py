@@ -217,6 +217,7 @@ def test_rows_without_candidates(dev):
     args = _dual_args(fresh_seed(), imgsz=128, n_gt=(4, 12))
     args[6] = args[6].clone()
     args[6][:, ::2] = torch.tensor([300.0, 310.0, 340.0, 330.0])  # every other slot: beyond the 128 px image
+    args[6][:, 2::4] = torch.tensor([10.0, 300.0, 60.0, 330.0])  # some only below it (columns inside)
     for kw in (dict(o2o_topk=7, o2o_topk2=1), dict(o2m_topk=40, o2o_topk=33)):
         got = _compare(dev, args, **kw)
         assert not (got.o2m.gt_idx[got.o2m.fg_mask] % 2 == 0).any(), "a ground truth outside the image won an anchor"
@@ -473,11 +474,16 @@ def test_grid_recognised_on_the_device(dev, name):
     assert torch.ops.dualhead.anchor_grid(anc).tolist() == want
     off = anc.clone()
     off[len(off) // 2, 0] = torch.nextafter(off[len(off) // 2, 0], torch.tensor(1e9))
+    row_start = anc.clone()  # the first anchor of level 0's last row, its x off: the rows search's probe
+    h, w = shapes[0]
+    row_start[(h - 1) * w, 0] = torch.nextafter(row_start[(h - 1) * w, 0], torch.tensor(1e9))
     with dev:
         assert dev.ops.anchor_grid(dev.put([anc])[0]).tolist() == want
         assert dev.ops.anchor_grid(dev.put([anc.flip(0)])[0]).shape == (0, 4)
         assert dev.ops.anchor_grid(dev.put([off])[0]).shape == (0, 4)
+        assert dev.ops.anchor_grid(dev.put([row_start])[0]).shape == (0, 4)
     assert torch.ops.dualhead.anchor_grid(off).shape == (0, 4)
+    assert torch.ops.dualhead.anchor_grid(row_start).shape == (0, 4)
 
 
 def test_grid_edge_layouts(dev):

@@ -100,3 +100,24 @@ def test_clean_build_must_pass_the_same_selection(monkeypatch):
     assert "rc=1" in mm.clean_failure("tsan", "b", IDS)
     assert "rc=0" in mm.clean_failure("tsan", "c", IDS)  # a selected test did not run
     assert mm.clean_failure("tsan", "d", []) == "-k 'd' selects no test"
+
+
+def test_clean_runs_take_the_union_once_and_split_on_failure(monkeypatch):
+    class R:
+        def __init__(self, rc, out):
+            self.returncode, self.stdout = rc, out
+
+    sel = {"a": IDS[:1], "b": IDS[1:]}
+    calls = []
+    monkeypatch.setattr(mm, "selected", lambda build, t: sel[t])
+    monkeypatch.setattr(mm, "_clean", {})
+    monkeypatch.setattr(mm, "_pytest", lambda *a: calls.append(a) or R(0, "2 passed in 1s"))
+    mm.clean_runs("asan", ["a", "b"])
+    assert len(calls) == 1 and calls[0][-1] == "(a) or (b)"
+    assert mm._clean == {("asan", "a"): None, ("asan", "b"): None}
+    # the union fails: each selection alone, and only the failing one is recorded as such
+    runs = iter([R(1, "FAILED x\n1 failed, 1 passed in 1s"), R(0, "1 passed in 1s"), R(1, "1 failed in 1s")])
+    monkeypatch.setattr(mm, "_clean", {})
+    monkeypatch.setattr(mm, "_pytest", lambda *a: next(runs))
+    mm.clean_runs("tsan", ["a", "b"])
+    assert mm._clean[("tsan", "a")] is None and "rc=1" in mm._clean[("tsan", "b")]
