@@ -45,7 +45,7 @@ __device__ void report(DeviceErrors* e, int code, int64_t index, int64_t label, 
   e->C = C;
   e->M = M;
   for (int i = 0; i < 4; ++i) e->v[i] = i < nv ? v[i] : 0.f;
-  __threadfence_system();  // the details are visible to the host before the code
+  __threadfence_system();             // the details are visible to the host before the code
   atomicExch_system(&e->code, code);  // host-mapped memory: system scope
 }
 

@@ -43,12 +43,12 @@
 #define __host__
 #define __forceinline__ inline
 #define __grid_constant__
-#define DH_EMU_SHARED(name, ...)                                                                         \
-  auto& name = ::dh_emu::shared<__VA_ARGS__>(                                                            \
-      [] {                                                                                               \
-        static const char key = 0; /* one per declaration and template instantiation */                 \
-        return &key;                                                                                     \
-      }(),                                                                                               \
+#define DH_EMU_SHARED(name, ...)                                                        \
+  auto& name = ::dh_emu::shared<__VA_ARGS__>(                                           \
+      [] {                                                                              \
+        static const char key = 0; /* one per declaration and template instantiation */ \
+        return &key;                                                                    \
+      }(),                                                                              \
       #name)
 // The emulation build moves each __launch_bounds__(n) into a check at the kernel's entry
 // (DH_EMU_LAUNCH_BOUNDS, inserted by tests/cuda_emu.py), where n can be evaluated.
@@ -83,8 +83,8 @@ T& shared(const void* key, const char* name) {
 void enter_host_op();
 void leave_host_op();
 void device_memory(const void* p, size_t bytes, std::shared_ptr<void> keep);
-void host_copy_begin();                  // an explicit device -> host copy reads them ...
-void host_copy_end(const void* copy);    // ... and its result is host memory
+void host_copy_begin();                                // an explicit device -> host copy reads them ...
+void host_copy_end(const void* copy);                  // ... and its result is host memory
 void allocated_like(const void* t, const void* like);  // host.h's empty(): t is where like is
 void device_memset(void* p, int value, size_t bytes);
 
@@ -110,8 +110,8 @@ void run_grid_erased(const char* kernel, const char* params, dim3 grid, dim3 blo
 template <typename F>
 void run_grid(const char* kernel, const char* params, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
               Site site, F& body) {
-  run_grid_erased(kernel, params, grid, block, shared_bytes, stream, site, [](void* f) { (*static_cast<F*>(f))(); },
-                  &body);
+  run_grid_erased(
+      kernel, params, grid, block, shared_bytes, stream, site, [](void* f) { (*static_cast<F*>(f))(); }, &body);
 }
 
 // A launch: kernel<<<grid, block, shared, stream>>>(args...). The arguments are converted to

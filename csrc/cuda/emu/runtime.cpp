@@ -776,7 +776,8 @@ void run_blocks(const std::string& at, dim3 grid, dim3 block, void (*call)(void*
   pool().drain();
   if (g.fault_pos != ~size_t{0})
     set_error(g.fault_code, at + ", block (" + std::to_string(g.fault_block.x) + ", " +
-                                std::to_string(g.fault_block.y) + ", " + std::to_string(g.fault_block.z) + "): " + g.fault);
+                                std::to_string(g.fault_block.y) + ", " + std::to_string(g.fault_block.z) +
+                                "): " + g.fault);
 }
 
 }  // namespace
