@@ -16,7 +16,7 @@ from PIL import Image
 
 from dualhead.detector.data import CocoDataset, ShapesDataset, YoloDataset, build_dataset
 from dualhead.detector.data import yolo as yolo_mod
-from dualhead.detector.data.check import DatasetError
+from dualhead.detector.data.check import DatasetError, Problems
 from dualhead.detector.data.export import export
 from dualhead.detector.evaluate import coco_ground_truth, coco_map, evaluate
 
@@ -479,3 +479,24 @@ def test_coco_file_listed_twice_is_a_warning_not_an_error(tmp_path, capsys):
     assert len(ds) == 1 and ds[0][1].tolist() == [[0, 0, 10, 10]]
     err = capsys.readouterr().err
     assert "1 duplicate images" in err and "image ids 1 and 2" in err and "not in 'images'" not in err
+
+
+def test_problems_report_is_exact():
+    """The report's exact text: its head (errors counted, or 'checked'), a line per kind with its
+    count, each problem as added ('where: what', or 'where' alone), the first `shown` of a kind
+    and a '... and N more' line only when some are left out; an unknown kind is named."""
+    p = Problems()
+    with pytest.raises(KeyError, match="nonsense"):
+        p.add("nonsense", "a.txt")
+    p.add("zero", "b.txt:3")
+    p.add("zero", "b.txt:4", "w = 0")
+    assert p.report("d", shown=2) == (
+        "dataset d: checked\n  warning: 2 zero-size boxes (dropped)\n    b.txt:3\n    b.txt:4: w = 0"
+    )
+    p.add("class", "c.txt:1", "class 7")
+    p.add("zero", "b.txt:5")
+    assert p.report("d", shown=2) == (
+        "dataset d: 1 error(s)\n"
+        "  error: 1 class ids not in the dataset's names\n    c.txt:1: class 7\n"
+        "  warning: 3 zero-size boxes (dropped)\n    b.txt:3\n    b.txt:4: w = 0\n    ... and 1 more"
+    )
