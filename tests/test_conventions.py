@@ -122,6 +122,45 @@ def test_topk_first_takes_the_best_over_all_anchors_then_the_box():
         assert ul.fg_mask[0].tolist() == [True, True, False]
 
 
+def test_topk_first_takes_no_zero_metric_anchor():
+    """TOOD: anchors 1 and 2 lie in the box but predict boxes far from it (metric 0); with top-3
+    over all anchors they fill the top-k behind anchor 0, yet only a positive metric is a positive."""
+    args = _scene(
+        [[0, 0, 20, 20]], [[1, 1, 19, 19], [100, 100, 110, 110], [120, 120, 130, 130]], [[5, 5], [10, 10], [15, 15]]
+    )
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        assert fn(*args, topk=3, convention=C.tood()).fg_mask[0].tolist() == [True, False, False]
+
+
+def test_all_pairs_without_any_overlap_takes_the_first_object():
+    """Anchors 1 and 2 lie in both boxes (claimed by both) but predict boxes that meet neither:
+    'all_pairs' gives them to object 0 (the first of all-zero overlaps, as YOLOv9's argmax), with
+    a zero target."""
+    gts = [[0, 0, 20, 20], [0, 0, 30, 30]]
+    preds = [[2, 2, 18, 18], [100, 100, 110, 110], [120, 120, 130, 130]]
+    args = _scene(gts, preds, [[5, 5], [10, 10], [15, 15]])
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        r = fn(*args, topk=3, convention=C.yolov9())
+        assert r.fg_mask[0].tolist() == [True, True, True] and r.gt_idx[0].tolist() == [0, 0, 0]
+        assert r.scores[0, 1:].tolist() == [0.0, 0.0]
+
+
+def test_all_pairs_ignores_padding_boxes():
+    """A padded slot whose (unused) box overlaps a contested anchor's prediction best changes
+    nothing under 'all_pairs': padding counts 0."""
+    gts = [[0, 0, 20, 20], [0, 0, 30, 30], [12, 0, 40, 10]]
+    preds = [[12, 0, 40, 10], [1, 1, 21, 21], [0, 0, 30, 30]]
+    anc = [[5, 15], [6, 16], [25, 25]]
+    plain = _scene(gts, preds, anc)
+    padded = list(_scene(gts + [[1, 1, 21, 21]], preds, anc))  # anchor 1's prediction exactly
+    padded[5] = torch.tensor([[[1.0], [1.0], [1.0], [0.0]]])
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        want = fn(*plain, topk=3, convention=C.yolov9())
+        got = fn(*padded, topk=3, convention=C.yolov9())
+        for n in ("fg_mask", "gt_idx", "scores"):
+            assert torch.equal(getattr(want, n), getattr(got, n)), (fn, n)
+
+
 @pytest.mark.parametrize(
     "conv,fg",
     [(C.ultralytics("8.3.0"), [False, False]), (C.ultralytics("8.4.0"), [True, False]), (C(), [True, True])],
