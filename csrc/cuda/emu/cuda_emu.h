@@ -177,14 +177,21 @@ inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v)
   dh_emu::device_scope(a, "atomicAdd");
   return __atomic_fetch_add(a, v, __ATOMIC_RELAXED);
 }
-inline int atomicCAS(int* a, int expected, int desired) {
-  dh_emu::device_scope(a, "atomicCAS");
+// The _system variants: on a GPU they order against the host too (the host-mapped error record
+// is published with them); on x86 every atomic is already that. The device-scope ones are they
+// plus the scope check.
+inline int atomicCAS_system(int* a, int expected, int desired) {
   __atomic_compare_exchange_n(a, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   return expected;  // the old value
 }
+inline int atomicExch_system(int* a, int v) { return __atomic_exchange_n(a, v, __ATOMIC_RELAXED); }
+inline int atomicCAS(int* a, int expected, int desired) {
+  dh_emu::device_scope(a, "atomicCAS");
+  return atomicCAS_system(a, expected, desired);
+}
 inline int atomicExch(int* a, int v) {
   dh_emu::device_scope(a, "atomicExch");
-  return __atomic_exchange_n(a, v, __ATOMIC_RELAXED);
+  return atomicExch_system(a, v);
 }
 inline int atomicOr(int* a, int v) {
   dh_emu::device_scope(a, "atomicOr");
@@ -196,13 +203,6 @@ inline unsigned long long atomicMax(unsigned long long* a, unsigned long long v)
   while (v > cur && !__atomic_compare_exchange_n(a, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
   }
   return cur;
-}
-// The _system variants: on a GPU they order against the host too (the host-mapped error record
-// is published with them); on x86 every atomic is already that.
-inline int atomicExch_system(int* a, int v) { return __atomic_exchange_n(a, v, __ATOMIC_RELAXED); }
-inline int atomicCAS_system(int* a, int expected, int desired) {
-  __atomic_compare_exchange_n(a, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-  return expected;
 }
 inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

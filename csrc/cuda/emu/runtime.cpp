@@ -134,11 +134,13 @@ struct Block {
     exited = 0;
     for (int i = 0; i < n; ++i) state[i].store(kRunning);
     hb.reset(new char[2 * (kMaxWarps + 1)]);
-    int k = 0;
-    for (Barrier* bar : {&all}) bar->hb = hb.get() + 2 * k++;
-    for (auto& w : warps) w->hb = hb.get() + 2 * k++;
-    for (Barrier* bar : {&all}) bar->arrived = 0, bar->gen = 0;
-    for (auto& w : warps) w->arrived = 0, w->gen = 0;
+    const auto fresh = [](Barrier& bar, char* hb_pair) {
+      bar.hb = hb_pair;
+      bar.arrived = 0;
+      bar.gen = 0;
+    };
+    fresh(all, hb.get());
+    for (int w = 0; w < kMaxWarps; ++w) fresh(*warps[w], hb.get() + 2 * (w + 1));
     aborted = false;
     fault.clear();
     fault_code = cudaSuccess;
@@ -800,12 +802,12 @@ void run_grid_erased(const char* kernel, const char* params, dim3 grid, dim3 blo
     return set_error(cudaErrorInvalidValue, at + ": dynamic shared memory is not emulated (" +
                                                 std::to_string(shared_bytes) + " bytes requested)");
   std::lock_guard<std::mutex> lk(g_launch_mu);
-  const std::string sig = base_name(kernel) + "(" + params + ")";
-  const std::string problem = resources_problem(sig, threads);
+  const std::string name = base_name(kernel);
+  const std::string problem = resources_problem(name + "(" + params + ")", threads);
   if (!problem.empty()) return set_error(cudaErrorLaunchOutOfResources, at + ": " + problem);
   {
     std::lock_guard<std::mutex> c(g_counts_mu);
-    ++g_counts[base_name(kernel)];
+    ++g_counts[name];
   }
   const auto start = std::chrono::steady_clock::now();
   poison_regions(false);
