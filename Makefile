@@ -85,11 +85,14 @@ cuda-emu-coverage: install
 # Mutation testing of the Python library and the detector's loss and data check (mutmut, set up
 # in pyproject.toml [tool.mutmut]); the score and the survivors: tests/mutation_score.py, RESULTS.md.
 # Not in CI: about 3 h on 2 cores (a stopped run resumes where it left off). mutmut forks the test
-# process per mutant; one OpenMP thread keeps the fork safe (a forked OpenMP pool hangs).
+# process per mutant (from a fork server: pyproject.toml). One OpenMP thread per process, and
+# idle OpenMP threads that sleep: the tests that set two threads (the thread-determinism test,
+# `dualhead bench`) would otherwise spin against the other child on the 2 cores, ten times slower,
+# and their mutants would be scored as killed by time.
 MUTMUT := mutmut==3.8.1
 mutation: install
 	$(BIN)/pip install -q $(MUTMUT)
-	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/mutmut run --max-children 2
 	$(BIN)/python tests/mutation_score.py
 
 bench: install

@@ -21,8 +21,10 @@ def dense_torch(a: Assignment, num_classes: int, out: torch.Tensor | None = None
     check_dense_out(a, num_classes, out)
     B, N = a.fg_mask.shape
     scores = torch.zeros(B, N, num_classes, dtype=torch.float32, device=a.scores.device) if out is None else out.zero_()
+    # as the kernel: the score on class `labels`, and a label out of range writes nothing
+    ok = (a.labels >= 0) & (a.labels < num_classes)
     lab = a.labels.clamp(0, num_classes - 1).unsqueeze(-1)
-    scores.scatter_(2, lab, (a.scores * a.fg_mask).unsqueeze(-1))
+    scores.scatter_(2, lab, torch.where(ok, a.scores.float(), 0.0).unsqueeze(-1))
     return a.labels, a.bboxes, scores, a.fg_mask, a.gt_idx
 
 

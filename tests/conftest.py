@@ -77,6 +77,17 @@ def _seeded_global_rng():
     random.seed(seed)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """torch's intra-op thread count back to what it was after each test: `dualhead bench` run
+    in-process sets it, and the tests after it would otherwise run with more OpenMP threads than
+    the run was given (two test processes on two cores then spin against each other)."""
+    n = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     report = (yield).get_result()

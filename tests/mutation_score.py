@@ -64,11 +64,15 @@ def main(argv=None) -> int:
     unrun = [k for k, (_, code) in got.items() if code is None]
     stale = sorted(set(eq) - set(got))
     per_file = {}
-    survivors = []
+    survivors, wrongly_equivalent = [], []
     for name, (src, code) in sorted(got.items()):
         c = per_file.setdefault(src, Counter())
         if code is None:
             c["not run"] += 1
+        elif name in eq and code in KILLED:
+            # a test tells it from the original after all: counted killed, its line is wrong
+            c["killed"] += 1
+            wrongly_equivalent.append(name)
         elif name in eq:
             c["equivalent"] += 1
         elif code in KILLED:
@@ -93,6 +97,8 @@ def main(argv=None) -> int:
     )
     for name, src, code in survivors:
         print(f"survived: {name} ({src}, exit code {code}): `mutmut show {name}`")
+    for name in wrongly_equivalent:
+        print(f"killed, though listed equivalent: {name} (drop its line from {os.path.basename(EQUIVALENT)})")
     if stale:
         print(f"note: {len(stale)} listed equivalent mutant(s) no longer exist: {', '.join(stale[:5])}")
     if unrun and not args.partial:

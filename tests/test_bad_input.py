@@ -6,6 +6,7 @@ import torch
 from conftest import DEVICES
 
 import dualhead
+from dualhead.compare import assert_same_targets
 from dualhead.synthetic import make_batch
 
 C = 6
@@ -136,6 +137,10 @@ def test_non_finite_predictions_give_finite_targets(args, poison):
     assert torch.isfinite(dense[2]).all()
     dual = dualhead.ops.dual_assign(s, b, s, b, *a[2:])
     assert torch.isfinite(dual.o2o.scores).all() and torch.isfinite(dual.stats.gap[dual.stats.valid]).all()
+    # the oracle reads a non-finite metric as 0 too, and agrees with the kernel on it
+    want = dualhead.reference.assign(*[t.cpu() for t in a])
+    assert torch.isfinite(want.scores).all()
+    assert_same_targets(want.to_dense(C), tuple(t.cpu() for t in dense))
 
 
 def test_box_iou_bad_shapes():

@@ -145,6 +145,24 @@ def test_all_pairs_without_any_overlap_takes_the_first_object():
         assert r.scores[0, 1:].tolist() == [0.0, 0.0]
 
 
+def test_all_without_any_overlap_gives_slot_0():
+    """Rule 'all' (ultralytics): anchors 1 and 2 lie in objects 1 and 2 (claimed by both) but
+    predict boxes that meet no object: the argmax over all-zero overlaps is slot 0, an object far
+    away that never claimed them; they are positives of object 0 with a zero target, exactly as
+    ultralytics 8.4.190 gives them (its fg_mask and target_gt_idx, not only its scores; top-k of
+    all four anchors, so that no tie order among zero metrics enters)."""
+    gts = [[200, 200, 240, 240], [0, 0, 20, 20], [0, 0, 30, 30]]
+    preds = [[2, 2, 18, 18], [100, 100, 110, 110], [120, 120, 130, 130], [200, 200, 240, 240]]
+    args = _scene(gts, preds, [[5, 5], [10, 10], [15, 15], [220, 220]])
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        r = fn(*args, topk=4)
+        assert r.fg_mask[0].tolist() == [True] * 4 and r.gt_idx[0].tolist() == [1, 0, 0, 0], fn
+        assert r.scores[0, 1:3].tolist() == [0.0, 0.0] and r.scores[0, 3] > 0
+    tal = pytest.importorskip("ultralytics.utils.tal")
+    _, _, _, fg, gt = tal.TaskAlignedAssigner(topk=4, num_classes=1)(*args)
+    assert fg[0].tolist() == [True] * 4 and gt[0].tolist() == [1, 0, 0, 0]
+
+
 def test_all_pairs_ignores_padding_boxes():
     """A padded slot whose (unused) box overlaps a contested anchor's prediction best changes
     nothing under 'all_pairs': padding counts 0."""

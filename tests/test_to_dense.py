@@ -6,6 +6,7 @@ from conftest import DEVICES, fresh_seed
 
 import dualhead
 from dualhead import _ext
+from dualhead.assignment import dense_torch
 from dualhead.synthetic import make_batch
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"extension not built: {_ext.load_error()!r}")
@@ -41,3 +42,22 @@ def test_reference_to_dense_never_runs_the_kernels(monkeypatch):
     ref = dualhead.reference.assign(*bt.args())
     labels, _, scores, fg, _ = ref.to_dense(5)
     assert scores.shape == (2, bt.anc_points.shape[0], 5) and torch.equal(scores.sum(-1), ref.scores * fg)
+
+
+def test_labels_out_of_range_write_nothing_in_the_kernel_and_the_reference():
+    """The op's rule (a label outside 0..C-1 writes no score) holds for the pure-torch form too,
+    and both give fp32 scores whatever torch's default dtype."""
+    labels = torch.tensor([[-1, 5, 0, 4, 2]])
+    scores = torch.tensor([[0.5, 0.25, 0.75, 1.0, 0.0]])
+    fg = torch.tensor([[True, True, True, True, False]])
+    a = dualhead.Assignment(fg, torch.zeros_like(labels), labels, torch.zeros(1, 5, 4), scores)
+    want = torch.zeros(1, 5, 5)
+    want[0, 2, 0], want[0, 3, 4] = 0.75, 1.0
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        kernel, torch_form = dualhead.ops.to_dense(a, 5)[2], dense_torch(a, 5)[2]
+    finally:
+        torch.set_default_dtype(old)
+    assert torch.equal(kernel, want) and torch.equal(torch_form, want)
+    assert kernel.dtype == torch_form.dtype == torch.float32

@@ -89,7 +89,7 @@ class TaskAlignedAssigner:
         fg, gi = a.fg_mask, a.gt_idx
         gt_inds = torch.where(fg, gi + 1, torch.zeros_like(gi))
         if gt_bboxes.shape[1] == 0:  # no ground-truth slots in the batch: every prior is background
-            zeros = torch.zeros(B, N, device=bboxes.device)
+            zeros = torch.zeros(B, N, dtype=torch.float32, device=bboxes.device)
             return gt_inds, torch.full_like(zeros, -INF), torch.full_like(gi, -1), zeros
         bi = torch.arange(B, device=gi.device)[:, None].expand_as(gi)
         tb = gt_bboxes[bi, gi].float()

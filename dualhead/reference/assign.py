@@ -121,7 +121,7 @@ def topk_first_pairs(anc_points, pd_scores, pd_bboxes, labels, gt_bboxes, mask, 
         outs.append((r[ri], a, o.gather(1, idx)[ri, ci], vals[ri, ci], claim[ri, ci]))
     if not outs:
         z = rows.new_zeros(0)
-        f = torch.zeros(0, device=rows.device)
+        f = torch.zeros(0, dtype=torch.float32, device=rows.device)
         return Pairs(z, z, z), f, f, torch.zeros(0, dtype=torch.bool, device=rows.device)
     flat, a, o, m, claim = (torch.cat(x) for x in zip(*outs))
     order = torch.argsort(flat * N + a)
@@ -256,7 +256,7 @@ def make_assignment(fg, gt, t, labels, gt_bboxes, B, N) -> Assignment:
         labels=labels[bi, gt].view(B, N).clamp(min=0) if labels.shape[1] else torch.zeros_like(gt2),
         bboxes=gt_bboxes[bi, gt].view(B, N, 4).float()
         if gt_bboxes.shape[1]
-        else torch.zeros(B, N, 4, device=gt.device),
+        else torch.zeros(B, N, 4, dtype=torch.float32, device=gt.device),
         scores=t.view(B, N),
     )
 
@@ -264,7 +264,8 @@ def make_assignment(fg, gt, t, labels, gt_bboxes, B, N) -> Assignment:
 def empty_assignment(B, N, num_classes, device) -> Assignment:
     """M = 0 (no ground-truth slots): labels = C, everything else 0 (ultralytics)."""
     z = torch.zeros(B, N, dtype=torch.long, device=device)
-    return Assignment(z != 0, z, z + num_classes, torch.zeros(B, N, 4, device=device), torch.zeros(B, N, device=device))
+    f = dict(dtype=torch.float32, device=device)
+    return Assignment(z != 0, z, z + num_classes, torch.zeros(B, N, 4, **f), torch.zeros(B, N, **f))
 
 
 def head_assign(pairs, pd_scores, pd_bboxes, labels, mask, gt_bboxes, head, anc_points, conv):

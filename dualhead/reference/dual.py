@@ -21,7 +21,7 @@ def consistency_stats(pairs, m_o2m, o2m: Assignment, o2o: Assignment, mask: torc
     idx = fg.nonzero().squeeze(1)
     grp = (idx // N) * M + o2o.gt_idx.reshape(-1)[idx]
     t = o2o.scores.reshape(-1)[idx]
-    tmax = torch.full((G,), -1.0, device=dev).scatter_reduce_(0, grp, t, "amax")
+    tmax = torch.full((G,), -1.0, dtype=torch.float32, device=dev).scatter_reduce_(0, grp, t, "amax")
     at = t == tmax[grp]
     pick = torch.full((G,), big, dtype=torch.long, device=dev).scatter_reduce_(0, grp[at], idx[at] % N, "amin")
     has = pick != big
@@ -29,7 +29,7 @@ def consistency_stats(pairs, m_o2m, o2m: Assignment, o2o: Assignment, mask: torc
     # rank of the pick among the ground truth's candidates, ordered by o2m metric
     pgrp = pairs.b * M + pairs.g
     is_pick = pairs.a == pick[pgrp]
-    m_pick = torch.zeros(G, device=dev).index_put_((pgrp[is_pick],), m_o2m[is_pick])
+    m_pick = torch.zeros(G, dtype=torch.float32, device=dev).index_put_((pgrp[is_pick],), m_o2m[is_pick])
     mp, ap = m_pick[pgrp], pick[pgrp]
     before = (m_o2m > mp) | ((m_o2m == mp) & (pairs.a < ap))
     rank = torch.zeros(G, dtype=torch.long, device=dev).index_add_(0, pgrp, before.long())
@@ -43,7 +43,7 @@ def consistency_stats(pairs, m_o2m, o2m: Assignment, o2o: Assignment, mask: torc
     midx = fgm.nonzero().squeeze(1)
     mgrp = (midx // N) * M + o2m.gt_idx.reshape(-1)[midx]
     tm = o2m.scores.reshape(-1)[midx]
-    omega_sum = torch.zeros(G, device=dev).index_add_(0, mgrp, tm)
+    omega_sum = torch.zeros(G, dtype=torch.float32, device=dev).index_add_(0, mgrp, tm)
     bi = torch.arange(G, device=dev) // M
     pick_flat = bi * N + torch.where(has, pick, torch.zeros_like(pick))
     in_omega = has & fgm[pick_flat] & (o2m.gt_idx.reshape(-1)[pick_flat] == torch.arange(G, device=dev) % M)

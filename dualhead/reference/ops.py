@@ -96,7 +96,7 @@ def dual_assign(
     o2o, _, _ = head_assign(pairs, o2o_scores, o2o_bboxes, labels, mask, gt_bboxes, o2o_h, anc_points, conv)
     pairs = o2m_pairs
     if m_o2m is None:
-        m_o2m = torch.zeros(0, device=o2m_scores.device)
+        m_o2m = torch.zeros(0, dtype=torch.float32, device=o2m_scores.device)
     return DualAssignment(o2m, o2o, consistency_stats(pairs, m_o2m, o2m, o2o, mask))
 
 
