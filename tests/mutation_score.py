@@ -5,8 +5,12 @@
 Reads mutmut's verdicts (mutants/**/*.py.meta), counts a mutant killed when a selected test
 failed, timed out or crashed on it, and scores killed / (all - equivalent). Equivalent mutants
 (no test can tell them from the original) are listed in tests/mutation_equivalent.txt, one line
-each: `<mutant name>: <reason>`. Prints the score per file and every surviving mutant (each one
-a test to write or an equivalence to state); exits 1 below --min or when mutants were not run.
+each: `<mutant name>: <reason> || <the mutated line>`. mutmut numbers a function's mutants in
+source order, so an edit of the function gives a listed name to another mutation: the mutated
+line pins the entry to its mutation, and an entry whose mutant no longer has that line is stale
+(reported, and its mutant scored as what it is). Prints the score per file and every surviving
+mutant (each one a test to write or an equivalence to state); exits 1 below --min, when mutants
+were not run, or when an entry is stale.
 """
 
 from __future__ import annotations
@@ -38,18 +42,46 @@ def verdicts() -> dict[str, tuple[str, int | None]]:
     return out
 
 
-def equivalent() -> dict[str, str]:
+def equivalent() -> dict[str, tuple[str, str]]:
+    """{mutant name: (reason, mutated line)}."""
     eq = {}
     if os.path.exists(EQUIVALENT):
         with open(EQUIVALENT) as f:
             for n, line in enumerate(f, 1):
                 line = line.strip()
                 if line and not line.startswith("#"):
-                    name, sep, why = line.partition(":")
-                    if not sep or not why.strip():
-                        raise SystemExit(f"{EQUIVALENT}:{n}: expected `<mutant name>: <reason>`, got {line!r}")
-                    eq[name.strip()] = why.strip()
+                    name, sep, rest = line.partition(":")
+                    why, sep2, code = rest.partition(" || ")
+                    if not sep or not why.strip() or not sep2 or not code.strip():
+                        raise SystemExit(
+                            f"{EQUIVALENT}:{n}: expected `<mutant name>: <reason> || <mutated line>`, got {line!r}"
+                        )
+                    eq[name.strip()] = (why.strip(), code.strip())
     return eq
+
+
+def mutant_body(src: str, name: str) -> str | None:
+    """The source of mutant `name` in mutants/<src> (a function or method mutmut wrote there)."""
+    fn = name.rsplit(".", 1)[1]
+    try:
+        with open(os.path.join(MUTANTS, src)) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(f"def {fn}("):
+            indent = len(line) - len(line.lstrip())
+            body = [line]
+            for nxt in lines[i + 1 :]:
+                if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
+                    break
+                body.append(nxt)
+            return "\n".join(body)
+    return None
+
+
+def _squash(code: str) -> str:
+    return "".join(code.split())
 
 
 def main(argv=None) -> int:
@@ -63,6 +95,10 @@ def main(argv=None) -> int:
         return 2
     unrun = [k for k, (_, code) in got.items() if code is None]
     stale = sorted(set(eq) - set(got))
+    # a listed name whose mutant no longer makes the listed change: scored as what it is
+    moved = sorted(n for n in set(eq) & set(got) if _squash(eq[n][1]) not in _squash(mutant_body(got[n][0], n) or ""))
+    for n in moved:
+        del eq[n]
     per_file = {}
     survivors, wrongly_equivalent = [], []
     for name, (src, code) in sorted(got.items()):
@@ -101,8 +137,13 @@ def main(argv=None) -> int:
         print(f"killed, though listed equivalent: {name} (drop its line from {os.path.basename(EQUIVALENT)})")
     if stale:
         print(f"note: {len(stale)} listed equivalent mutant(s) no longer exist: {', '.join(stale[:5])}")
+    for n in moved:
+        print(f"stale: {n} no longer mutates its listed line (the function changed): re-check and re-list it")
     if unrun and not args.partial:
         print(f"{len(unrun)} mutant(s) not run yet: run `make mutation` to the end", file=sys.stderr)
+        return 1
+    if moved and not args.partial:
+        print(f"{len(moved)} stale line(s) in {os.path.basename(EQUIVALENT)}", file=sys.stderr)
         return 1
     if score < args.min:
         print(f"mutation score {score:.1f}% is below {args.min}%", file=sys.stderr)

@@ -102,17 +102,20 @@ def test_assignment_ignores_torch_defaults(defaults, impl, preset):
     _same_both_ways(defaults, lambda: mod.dual_assign(bt.pd_scores, bt.pd_bboxes, s2, b2, *bt.args()[2:], **kw))
 
 
+@pytest.mark.parametrize("preset", PRESETS, ids=["default", "ultralytics-8.4.60", "yolov9", "mmyolo", "tood"])
 @pytest.mark.parametrize("impl", ["reference", "ops"])
 @DEFAULTS
-def test_empty_cases_ignore_torch_defaults(defaults, impl):
-    """No ground-truth slots, and slots that are all padding: the early-out paths make their
-    outputs from scratch."""
+def test_empty_cases_ignore_torch_defaults(defaults, impl, preset):
+    """No ground-truth slots, and slots that are all padding: the early-out paths (one per
+    candidate order) make their outputs from scratch."""
     mod = reference if impl == "reference" else ops
     bt, s2, b2 = _batch()
     s, b, anc, lab, gt, mask = bt.args()
+    conv = preset()
+    kw = {} if conv is None else {"convention": conv}
     for lab_, gt_, mask_ in ((lab[:, :0], gt[:, :0], mask[:, :0]), (lab, gt, torch.zeros_like(mask))):
-        _same_both_ways(defaults, mod.assign, s, b, anc, lab_, gt_, mask_)
-        _same_both_ways(defaults, mod.dual_assign, s, b, s2, b2, anc, lab_, gt_, mask_)
+        _same_both_ways(defaults, mod.assign, s, b, anc, lab_, gt_, mask_, **kw)
+        _same_both_ways(defaults, mod.dual_assign, s, b, s2, b2, anc, lab_, gt_, mask_, **kw)
 
 
 @DEFAULTS

@@ -218,12 +218,12 @@ def assign_pairs(pairs, o, m, B, N, M, head, conflict, eps, claim=None, all_pair
     gt[flat[single]] = pairs.g[single]
     gt = torch.where(claims > 1, winner, gt)
     # metric and overlap of the final (anchor, gt) pair; 0 when it is not a candidate (the
-    # conflict quirk can hand an anchor to a ground truth that does not contain it)
+    # conflict quirk can hand an anchor to a ground truth that does not contain it). A pair is
+    # listed once, so under 'claimants' the hit is the claiming pair; under 'all_pairs' the
+    # contested anchors are overwritten below.
     mf = torch.zeros(B * N, dtype=torch.float32, device=dev)
     of = torch.zeros_like(mf)
-    hit = fg[flat] & (gt[flat] == pairs.g) & ((claims[flat] == 1) | (conflict != "all_pairs"))
-    if conflict == "claimants":
-        hit &= claim  # a claimant pair (the top-k-first order lists pairs that claim nothing)
+    hit = fg[flat] & (gt[flat] == pairs.g)
     mf[flat[hit]] = m[hit]
     of[flat[hit]] = o[hit]
     if conflict == "all_pairs":
@@ -236,7 +236,7 @@ def assign_pairs(pairs, o, m, B, N, M, head, conflict, eps, claim=None, all_pair
         order = torch.argsort(grp, stable=True)  # -> (group, anchor)
         keep = torch.zeros_like(fg)
         keep[idx[order]] = sparse_topk(grp[order], idx[order] % N, mf[idx[order]], head.kept)
-        fg &= keep
+        fg = keep  # written at the positives only
     # per ground truth maxima over the final positives, then t = m * Og / (Mg + eps)
     grp = (torch.arange(B * N, device=dev) // N) * M + gt
     mg = torch.zeros(B * M, dtype=torch.float32, device=dev).scatter_reduce_(0, grp[fg], mf[fg], "amax")
@@ -248,15 +248,13 @@ def assign_pairs(pairs, o, m, B, N, M, head, conflict, eps, claim=None, all_pair
 
 
 def make_assignment(fg, gt, t, labels, gt_bboxes, B, N) -> Assignment:
+    """The Assignment of per-anchor (fg, gt, t), flat; M >= 1 (M = 0 is empty_assignment)."""
     bi = torch.arange(B, device=gt.device).repeat_interleave(N)
-    gt2 = gt.view(B, N)
     return Assignment(
         fg_mask=fg.view(B, N),
-        gt_idx=gt2,
-        labels=labels[bi, gt].view(B, N).clamp(min=0) if labels.shape[1] else torch.zeros_like(gt2),
-        bboxes=gt_bboxes[bi, gt].view(B, N, 4).float()
-        if gt_bboxes.shape[1]
-        else torch.zeros(B, N, 4, dtype=torch.float32, device=gt.device),
+        gt_idx=gt.view(B, N),
+        labels=labels[bi, gt].view(B, N).clamp(min=0),
+        bboxes=gt_bboxes[bi, gt].view(B, N, 4).float(),
         scores=t.view(B, N),
     )
 
