@@ -123,6 +123,23 @@ def test_padding_rows_are_not_checked(args):
         assert torch.equal(got.labels[fg], want.labels[fg]) and torch.equal(got.bboxes[fg], want.bboxes[fg])
 
 
+def test_integer_labels_are_read_as_the_float_ones(args):
+    """gt_labels may be int64 (as ultralytics' .long() makes them) or float: the same targets,
+    and an out-of-range integer label is the same error, from the kernel and the reference."""
+    a = list(args)
+    ints = list(a)
+    ints[3] = a[3].long()
+    for assign in (dualhead.ops.assign, dualhead.reference.assign):
+        want, got = assign(*a), assign(*ints)
+        for f in ("fg_mask", "gt_idx", "scores", "labels"):
+            assert torch.equal(getattr(got, f), getattr(want, f)), (assign, f)
+        bad = list(ints)
+        bad[3] = ints[3].clone()
+        bad[3][0, 0] = C
+        with pytest.raises(ValueError, match=rf"gt_labels must be in \[0, C={C}\) for real ground truths, got {C}"):
+            assign(*bad)
+
+
 @pytest.mark.parametrize("poison", [float("nan"), float("inf"), -float("inf"), 1e30])
 def test_non_finite_predictions_give_finite_targets(args, poison):
     a = list(args)

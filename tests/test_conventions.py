@@ -204,6 +204,29 @@ def test_margin():
         assert fn(*args, topk=2, convention=C.yolov9()).fg_mask[0].tolist() == [True, True]  # 1e-9
 
 
+@pytest.mark.parametrize("conv", [C(), C.yolov9(), C.tood()], ids=["ultralytics", "yolov9", "tood"])
+def test_an_anchor_exactly_margin_inside_is_out_on_every_side(conv):
+    """'Strictly more than margin inside', on each of the four sides: an anchor whose distance to
+    one side is exactly the margin (in fp32, as the comparison is made) is not a candidate, one
+    twice as far in is. Box A has its left and top sides at 0, box B its right and bottom sides."""
+    m = float(torch.tensor(conv.margin, dtype=torch.float32))
+    gts = [[0, 0, 20, 20], [-20, -20, 0, 0]]
+    anc = [[m, 10], [10, m], [-m, -10], [-10, -m], [2 * m, 10], [10, 2 * m], [-2 * m, -10], [-10, -2 * m]]
+    preds = [[0, 0, 20, 20]] * 2 + [[-20, -20, 0, 0]] * 2 + [[0, 0, 20, 20]] * 2 + [[-20, -20, 0, 0]] * 2
+    args = _scene(gts, preds, anc)
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        assert fn(*args, topk=8, convention=conv).fg_mask[0].tolist() == [False] * 4 + [True] * 4, fn
+
+
+def test_a_side_equal_to_the_floor_threshold_is_not_widened():
+    """ultralytics 8.4.0-8.4.127 widen sides < 8 (stride[0]) to 16: a side of exactly 8 stays 8
+    (the anchor 5 px right of the centre is out), one of 7.5 becomes 16 (it is in)."""
+    for width, fg in ((8.0, False), (7.5, True)):
+        args = _scene([[100 - width / 2, 80, 100 + width / 2, 120]], [[90, 80, 110, 120]], [[105, 100]])
+        for fn in (dualhead.ops.assign, dualhead.reference.assign):
+            assert fn(*args, topk=1, convention=C.ultralytics("8.4.60")).fg_mask[0].tolist() == [fg], (fn, width)
+
+
 @pytest.mark.parametrize(
     "kw,msg",
     [

@@ -11,6 +11,7 @@ import torch
 import dualhead
 from dualhead import ops, reference
 from dualhead.assignment import ConsistencyStats
+from dualhead.compare import assert_same_targets
 from dualhead.conventions import IOU_KINDS
 from dualhead.synthetic import make_batch
 
@@ -214,3 +215,50 @@ def test_mmdet_plain_iou_of_aligned_boxes():
     assert got[0] == 0  # disjoint
     assert got[1] == pytest.approx(50 / 150)
     assert got[2] == pytest.approx(1e-7 / 1e-6, rel=1e-3)  # area 1e-7 < eps: the union is eps
+
+
+def test_the_one_reduction_value_check_is_exact():
+    """checks._values_ok is check_inputs' fast path: one device reduction (one sync on CUDA) that
+    must say yes to every valid input -- a no sends the call down the slow path of one read per
+    check -- and no to every invalid one, which the slow path then names."""
+    from dualhead.checks import _values_ok
+
+    C = 5
+    labels = torch.tensor([[0.0, 4.0, 2.0, float("nan")]])  # the NaN one is padding
+    mask = torch.tensor([[True, True, True, False]])
+    boxes = torch.tensor([[[0, 0, 10, 10], [5, 5, 5, 9], [3, 3, 8, 3], [float("nan"), 0, -5, 0]]])
+    anc = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert _values_ok(labels, mask, boxes, anc, C)  # label 0, zero width, zero height, bad padding
+    assert _values_ok(labels.nan_to_num(0).long(), mask, boxes, anc, C)
+
+    def bad(what, i, value):
+        t = {"labels": labels, "boxes": boxes, "anc": anc}[what].clone()
+        t.view(-1)[i] = value
+        kw = {"labels": labels, "boxes": boxes, "anc": anc, what: t}
+        return _values_ok(kw["labels"], mask, kw["boxes"], kw["anc"], C)
+
+    for what, i, value in [
+        ("labels", 1, float("nan")),
+        ("labels", 1, 5.0),
+        ("labels", 1, -1.0),
+        ("boxes", 2, float("inf")),
+        ("boxes", 2, -1.0),  # x2 < x1 while y2 >= x1 and x2 >= y1
+        ("boxes", 3, -1.0),  # y2 < y1 while y2 >= x2 is false and x2 >= y1
+        ("boxes", 7, 4.0),  # box 1: y2 = 4 < y1 = 5, with y2 < x2 = 5 and x2 >= x1
+        ("anc", 0, float("inf")),
+    ]:
+        assert not bad(what, i, value), (what, i, value)
+
+
+def test_dual_assign_passes_every_rule_keyword():
+    """ops.dual_assign's min_side / conflict / iou_type / eps reach the op: each equals the
+    reference given the same keyword, on a batch where it changes the targets."""
+    bt = make_batch(B=2, C=6, seed=21, n_gt=(60, 120), kind="crowded")
+    s2, b2 = bt.second_head(seed=3)
+    args = (bt.pd_scores, bt.pd_bboxes, s2, b2) + bt.args()[2:]
+    default = ops.dual_assign(*args).o2m.to_dense(6)
+    for kw in (dict(min_side=0.0), dict(min_side=40.0), dict(conflict="claimants"), dict(iou_type="giou")):
+        got, want = ops.dual_assign(*args, **kw), reference.dual_assign(*args, **kw)
+        for g, w in ((got.o2m, want.o2m), (got.o2o, want.o2o)):
+            assert_same_targets(w.to_dense(6), g.to_dense(6), what=str(kw))
+        assert not torch.equal(got.o2m.to_dense(6)[2], default[2]), f"{kw} changed nothing here"

@@ -167,3 +167,5 @@ def test_anchor_points_are_made_where_asked():
         pts, strides = dualhead.anchors.make_anchors([(8, 8), (4, 4)], (8, 16))
     assert got.device.type == "cpu" and torch.equal(got, want)
     assert pts.device.type == "cpu" and strides.device.type == "cpu"
+    there = dualhead.anchors.anchor_points(64, device="meta")
+    assert there.device.type == "meta" and there.shape == want.shape

@@ -61,14 +61,13 @@ def candidate_pairs(anc_points: torch.Tensor, gt_bboxes: torch.Tensor, mask: tor
     rows = mask.reshape(-1).nonzero().squeeze(1)
     region = candidate_region(gt_bboxes.reshape(-1, 4)[rows].float(), conv)
     ax, ay = anc_points[:, 0].float(), anc_points[:, 1].float()
-    out_rows, out_anchors = [], []
+    out_rows, out_anchors = [rows[:0]], [rows[:0]]  # no real ground truth: no pair
     step = max(1, CHUNK // max(N, 1))
     for s in range(0, rows.numel(), step):
         i, a = inside(ax, ay, region[s : s + step], conv.margin).nonzero(as_tuple=True)
         out_rows.append(rows[s + i])
         out_anchors.append(a)
-    flat = torch.cat(out_rows) if out_rows else rows.new_zeros(0)
-    a = torch.cat(out_anchors) if out_anchors else rows.new_zeros(0)
+    flat, a = torch.cat(out_rows), torch.cat(out_anchors)
     return Pairs(flat // M, flat % M, a)
 
 
