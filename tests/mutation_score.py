@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections import Counter
 
@@ -29,7 +30,8 @@ KILLED.update({-11: "crash", -9: "crash", -6: "crash"})
 
 
 def verdicts() -> dict[str, tuple[str, int | None]]:
-    """{mutant name: (source file, exit code of its test run)}."""
+    """{mutant name: (source file, exit code of its test run)}, for the mutants that exist: mutmut
+    keeps the verdicts of a changed function's former mutants in its .meta files."""
     out = {}
     for base, _, files in os.walk(MUTANTS):
         for f in files:
@@ -38,7 +40,9 @@ def verdicts() -> dict[str, tuple[str, int | None]]:
                 with open(path) as fh:
                     codes = json.load(fh)["exit_code_by_key"]
                 src = os.path.relpath(path, MUTANTS)[: -len(".meta")]
-                out.update({k: (src, v) for k, v in codes.items()})
+                with open(path[: -len(".meta")]) as fh:
+                    defined = set(re.findall(r"def (\S+?__mutmut_\d+)\(", fh.read()))
+                out.update({k: (src, v) for k, v in codes.items() if k.rsplit(".", 1)[1] in defined})
     return out
 
 

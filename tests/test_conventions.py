@@ -163,6 +163,17 @@ def test_all_without_any_overlap_gives_slot_0():
     assert fg[0].tolist() == [True] * 4 and gt[0].tolist() == [1, 0, 0, 0]
 
 
+def test_topk2_keeps_the_first_zero_metric_positives():
+    """topk2 < topk over positives whose metric is 0 (predictions meet no object): the ones kept
+    are those of smallest anchor index, as torch.topk over a row of zeros in ultralytics' order."""
+    gts = [[0, 0, 40, 40]]
+    preds = [[100, 100, 110, 110]] * 4
+    args = _scene(gts, preds, [[5, 20], [15, 20], [25, 20], [35, 20]])
+    for fn in (dualhead.ops.assign, dualhead.reference.assign):
+        r = fn(*args, topk=4, topk2=2)
+        assert r.fg_mask[0].tolist() == [True, True, False, False], fn
+
+
 def test_all_pairs_ignores_padding_boxes():
     """A padded slot whose (unused) box overlaps a contested anchor's prediction best changes
     nothing under 'all_pairs': padding counts 0."""

@@ -242,23 +242,141 @@ def test_the_one_reduction_value_check_is_exact():
         ("labels", 1, 5.0),
         ("labels", 1, -1.0),
         ("boxes", 2, float("inf")),
-        ("boxes", 2, -1.0),  # x2 < x1 while y2 >= x1 and x2 >= y1
-        ("boxes", 3, -1.0),  # y2 < y1 while y2 >= x2 is false and x2 >= y1
-        ("boxes", 7, 4.0),  # box 1: y2 = 4 < y1 = 5, with y2 < x2 = 5 and x2 >= x1
+        ("boxes", 2, -1.0),  # box 0 [0, 0, -1, 10]: x2 < x1
+        ("boxes", 3, -1.0),  # box 0 [0, 0, 10, -1]: y2 < y1
+        ("boxes", 4, 7.0),  # box 1 [7, 5, 5, 9]: x2 < x1, though y2 >= x1 and x2 >= y1
+        ("boxes", 5, 12.0),  # box 1 [5, 12, 5, 9]: y2 < y1, though y2 >= x2
+        ("boxes", 7, 4.0),  # box 1 [5, 5, 5, 4]: y2 < y1
         ("anc", 0, float("inf")),
     ]:
         assert not bad(what, i, value), (what, i, value)
 
 
 def test_dual_assign_passes_every_rule_keyword():
-    """ops.dual_assign's min_side / conflict / iou_type / eps reach the op: each equals the
-    reference given the same keyword, on a batch where it changes the targets."""
+    """ops.dual_assign's rule keywords (min_side / conflict / iou_type / eps) and o2o metric ones
+    (r, o2o_alpha, o2o_beta) reach the op: each equals the reference given the same keyword, on a
+    batch where it changes the targets."""
     bt = make_batch(B=2, C=6, seed=21, n_gt=(60, 120), kind="crowded")
     s2, b2 = bt.second_head(seed=3)
     args = (bt.pd_scores, bt.pd_bboxes, s2, b2) + bt.args()[2:]
     default = ops.dual_assign(*args).o2m.to_dense(6)
-    for kw in (dict(min_side=0.0), dict(min_side=40.0), dict(conflict="claimants"), dict(iou_type="giou")):
+    default_o2o = ops.dual_assign(*args).o2o.to_dense(6)
+    for kw in (
+        dict(min_side=0.0),
+        dict(min_side=40.0),
+        dict(conflict="claimants"),
+        dict(iou_type="giou"),
+        dict(eps=1e-3),
+        dict(o2o_alpha=2.0),
+        dict(o2o_beta=1.0),
+        dict(r=0.5),
+    ):
         got, want = ops.dual_assign(*args, **kw), reference.dual_assign(*args, **kw)
         for g, w in ((got.o2m, want.o2m), (got.o2o, want.o2o)):
             assert_same_targets(w.to_dense(6), g.to_dense(6), what=str(kw))
-        assert not torch.equal(got.o2m.to_dense(6)[2], default[2]), f"{kw} changed nothing here"
+        changed = not torch.equal(got.o2m.to_dense(6)[2], default[2])
+        changed |= not torch.equal(got.o2o.to_dense(6)[2], default_o2o[2])
+        assert changed, f"{kw} changed nothing here"
+
+
+def test_dual_settings_build_each_head_from_its_options():
+    """settings.dual_settings: the o2m head from o2m_topk / alpha / beta (named "o2m" in errors),
+    the o2o head from o2o_topk / o2o_topk2 and r * (alpha, beta) unless o2o_alpha / o2o_beta are
+    given; r = 0 is allowed, r < 0 is not."""
+    from dualhead.settings import HeadSettings, dual_settings
+
+    o2m, o2o = dual_settings()
+    assert (o2o.alpha, o2o.beta) == (o2m.alpha, o2m.beta)  # r = 1: the consistent metric
+    o2m, o2o = dual_settings(o2m_topk=5, o2o_topk=4, o2o_topk2=2, alpha=0.25, beta=3.0, r=2.0)
+    assert o2m == HeadSettings(5, None, 0.25, 3.0) and o2o == HeadSettings(4, 2, 0.5, 6.0)
+    _, o2o = dual_settings(alpha=0.25, beta=3.0, r=2.0, o2o_alpha=0.75, o2o_beta=1.5)
+    assert (o2o.alpha, o2o.beta) == (0.75, 1.5)
+    _, o2o = dual_settings(r=0)
+    assert (o2o.alpha, o2o.beta) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="r must be a finite number >= 0, got -1"):
+        dual_settings(r=-1)
+    with pytest.raises(ValueError, match="o2m_topk must be"):
+        dual_settings(o2m_topk=0)
+    with pytest.raises(ValueError, match="o2o_topk2 must be"):
+        dual_settings(o2o_topk=3, o2o_topk2=4)
+
+
+@pytest.mark.parametrize("how", ["no kernel for the device", "DUALHEAD_REFERENCE=1"])
+def test_without_the_kernel_the_ops_run_the_reference_with_every_option(monkeypatch, how):
+    """With no kernel for the tensors' device, or DUALHEAD_REFERENCE=1, ops.assign / dual_assign
+    run dualhead.reference (the compiled op is never called) with the call's heads and
+    convention, not the defaults."""
+    bt = make_batch(B=2, C=6, seed=8, n_gt=(30, 60), kind="crowded")
+    s2, b2 = bt.second_head(seed=5)
+    args = (bt.pd_scores, bt.pd_bboxes, s2, b2) + bt.args()[2:]
+    kw = dict(o2m_topk=6, o2o_topk=3, alpha=1.0, beta=2.0, convention=C.yolov9())
+    want = reference.dual_assign(*args, **kw)
+    want1 = reference.assign(*bt.args(), topk=4, convention=C.tood())
+    if how == "DUALHEAD_REFERENCE=1":
+        monkeypatch.setenv("DUALHEAD_REFERENCE", "1")
+    else:
+        monkeypatch.setattr(dualhead._ext, "has_kernel", lambda op, key: False)
+    monkeypatch.setattr(ops, "_lib", None)  # any use of the compiled ops fails
+    got = ops.dual_assign(*args, **kw)
+    for g, w in ((got.o2m, want.o2m), (got.o2o, want.o2o)):
+        assert torch.equal(g.fg_mask, w.fg_mask) and torch.equal(g.gt_idx, w.gt_idx)
+        assert torch.equal(g.scores, w.scores)
+    got1 = ops.assign(*bt.args(), topk=4, convention=C.tood())
+    assert torch.equal(got1.fg_mask, want1.fg_mask) and torch.equal(got1.scores, want1.scores)
+    assert not torch.equal(got.o2m.fg_mask, reference.dual_assign(*args).o2m.fg_mask)  # the options mattered
+
+
+def test_an_extension_without_the_settings_op_is_named():
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(ops, "_LAYOUT", None)
+    try:
+        with pytest.raises(RuntimeError) as e:
+            ops._settings_layout()
+        assert str(e.value) == "the dualhead extension has no assign_settings op: rebuild it (pip install -e .)"
+    finally:
+        monkeypatch.undo()
+
+
+def test_dual_inputs_name_their_head_and_share_a_dtype():
+    """A bad o2m / o2o input is named with its head's prefix; a shape mismatch between the heads
+    names both shapes; o2o scores of another float dtype are cast to the o2m one (the kernel takes
+    one dtype), and the reference checks the ground-truth values of a dual call."""
+    bt = make_batch(B=2, C=6, seed=9, n_gt=(3, 8))
+    s, b, anc, lab, gt, mask = bt.args()
+    for mod in (ops, reference):
+        with pytest.raises(ValueError, match=r"^o2m_pd_bboxes must be \(B, N, 4\)"):
+            mod.dual_assign(s, b[:, :, :3], s, b, anc, lab, gt, mask)
+        with pytest.raises(ValueError, match=r"^o2o_pd_bboxes must be \(B, N, 4\)"):
+            mod.dual_assign(s, b, s, b[:, :, :3], anc, lab, gt, mask)
+        n = s.shape[1]
+        with pytest.raises(ValueError) as e:
+            mod.dual_assign(s, b, s[:, :, :5], b, anc, lab, gt, mask)
+        assert str(e.value) == f"o2o_scores must match o2m_scores (2, {n}, 6), got (2, {n}, 5)"
+        bad = lab.clone()
+        bad[0, 0] = 6
+        with pytest.raises(ValueError, match=r"gt_labels must be in \[0, C=6\)"):
+            mod.dual_assign(s, b, s, b, anc, bad, gt, mask)
+    want = ops.dual_assign(s.half(), b, s.half(), b, anc, lab, gt, mask)
+    got = ops.dual_assign(s.half(), b, s, b, anc, lab, gt, mask)
+    assert torch.equal(got.o2o.fg_mask, want.o2o.fg_mask) and torch.equal(got.o2o.scores, want.o2o.scores)
+
+
+def test_the_ops_shorthand_defaults_and_a_stale_extension():
+    """Convention.from_options() with no keyword is the default Convention (ultralytics 8.4.128 on,
+    min_side 16, rule 'all', CIoU, eps 1e-9); op_settings names an extension whose settings layout
+    is not this Python layer's."""
+    from dualhead.conventions import op_settings
+    from dualhead.settings import HeadSettings
+
+    assert C.from_options() == C() and C.from_options().iou_type == "ciou"
+    assert (C().floor_below, C().conflict, C().eps) == (16.0, "all", 1e-9)
+    head = HeadSettings()
+    layout = ops._settings_layout()
+    assert len(op_settings([head], C(), layout)) == len(layout)
+    with pytest.raises(RuntimeError) as e:
+        op_settings([head], C(), layout[:-1])
+    names = sorted(set(layout))
+    assert str(e.value) == (
+        f"the compiled extension's assign settings {layout[:-1]} differ from this Python layer's {names}: "
+        "the extension is stale, rebuild it (pip install -e . / make install)"
+    )
