@@ -380,3 +380,62 @@ def test_the_ops_shorthand_defaults_and_a_stale_extension():
         f"the compiled extension's assign settings {layout[:-1]} differ from this Python layer's {names}: "
         "the extension is stale, rebuild it (pip install -e . / make install)"
     )
+
+
+@pytest.mark.parametrize("eps", [1e-7, 0.5])
+@pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
+def test_iou_aligned_is_ultralytics_bbox_iou_bit_for_bit(kind, eps):
+    """dualhead.iou.iou_aligned against ultralytics 8.4.190's bbox_iou(xywh=False), at its eps and
+    at a large one (where every place eps enters shows), on boxes that overlap, nest, touch and
+    miss; the default kind is CIoU."""
+    metrics = pytest.importorskip("ultralytics.utils.metrics")
+    from dualhead.iou import iou_aligned
+
+    g = torch.Generator().manual_seed(12)
+    xy = torch.rand(64, 2, generator=g) * 40
+    b1 = torch.cat((xy, xy + 1 + torch.rand(64, 2, generator=g) * 30), 1)
+    b2 = torch.cat((b1[:16] + 3.0, b1[16:32] * 0.5 + 10, b1[32:48].flip(0), b1[48:]), 0)
+    flags = dict(GIoU=kind == "giou", DIoU=kind == "diou", CIoU=kind == "ciou")
+    want = metrics.bbox_iou(b1, b2, xywh=False, eps=eps, **flags).squeeze(-1)
+    assert torch.equal(iou_aligned(b1, b2, kind, eps=eps), want)
+    if kind == "ciou" and eps == 1e-7:
+        assert torch.equal(iou_aligned(b1, b2), want)
+
+
+def test_assignment_needs_its_fields():
+    """Assignment refuses to be built without scores, or without labels / bboxes and the ground
+    truths to gather them from."""
+    fg = torch.ones(1, 2, dtype=torch.bool)
+    gi = torch.zeros(1, 2, dtype=torch.long)
+    lab, box, sc = torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, 4), torch.zeros(1, 2)
+    msg = "Assignment needs scores, and labels/bboxes or the gt_labels/gt_bboxes to gather them from"
+    for kw in (dict(labels=lab, bboxes=box), dict(bboxes=box, scores=sc), dict(labels=lab, scores=sc)):
+        with pytest.raises(ValueError) as e:
+            dualhead.Assignment(fg, gi, **kw)
+        assert str(e.value) == msg, kw
+    a = dualhead.Assignment(fg, gi, scores=sc, gt_labels=torch.tensor([[3]]), gt_bboxes=torch.ones(1, 1, 4))
+    assert a.labels.tolist() == [[3, 3]] and a.bboxes.shape == (1, 2, 4)
+
+
+def test_convention_messages():
+    with pytest.raises(ValueError) as e:
+        C(round_trip=1)
+    assert str(e.value) == "round_trip must be a bool, got 1"
+    for kw in (dict(floor_below=8.0, floor_to=0.0), dict(floor_below=0.0, floor_to=8.0)):
+        with pytest.raises(ValueError, match=r"^a small-box floor \(floor_below, floor_to\) needs round_trip=True"):
+            C(round_trip=False, **kw)
+    with pytest.raises(ValueError) as e:
+        C(order="topk_first", conflict="all")
+    assert str(e.value) == (
+        "conflict='all' counts the overlaps of candidate pairs, which order='topk_first' does not enumerate: "
+        "use conflict='claimants' (TOOD) or 'all_pairs'"
+    )
+
+
+@pytest.mark.parametrize("bad", [True, 2.5, "3", None])
+def test_topk_must_be_an_int_not_a_bool_or_a_float(bad):
+    from dualhead.settings import HeadSettings
+
+    with pytest.raises(ValueError, match=rf"^topk must be an int >= 1, got {bad!r}$".replace("(", r"\(")):
+        HeadSettings(topk=bad)
+    assert HeadSettings(topk=3).topk == 3
