@@ -44,34 +44,106 @@ def bad(args, i, value):
     return a
 
 
+# Each message matched whole (up to the values that differ between the kernel and the reference,
+# which adds where it found the bad value): a name or a number in it can not change unnoticed.
+SHAPE = r"\(B, M\) or \(B, M, 1\) = \(2, 4\)"
+WHERE = r"( \(image 0, slot 0\))?$"
 CASES = [
-    ("pd_scores rank", lambda a: bad(a, 0, lambda t: t[0]), "pd_scores"),
-    ("pd_scores dtype", lambda a: bad(a, 0, lambda t: (t > 0.5).long()), "pd_scores"),
-    ("pd_bboxes shape", lambda a: bad(a, 1, lambda t: t[..., :3]), "pd_bboxes"),
-    ("anc_points shape", lambda a: bad(a, 2, lambda t: t[:-1]), "anc_points"),
-    ("gt_labels shape", lambda a: bad(a, 3, lambda t: t[:, :-1]), "gt_labels"),
-    ("gt_bboxes shape", lambda a: bad(a, 4, lambda t: t[..., :2]), "gt_bboxes"),
-    ("gt_bboxes dtype", lambda a: bad(a, 4, lambda t: t.long()), "gt_bboxes"),
-    ("mask_gt shape", lambda a: bad(a, 5, lambda t: t[:1]), "mask_gt"),
-    ("device mix", lambda a: bad(a, 1, lambda t: torch.empty(t.shape, device="meta")), "device"),
-    ("label negative", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], -1.0, t)), r"gt_labels.*-1"),
-    ("label >= C", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float(C), t)), rf"gt_labels.*{C}"),
+    ("pd_scores rank", lambda a: bad(a, 0, lambda t: t[0]), r"^pd_scores must be \(B, N, C\), got \(8400, 6\)$"),
+    (
+        "pd_scores dtype",
+        lambda a: bad(a, 0, lambda t: (t > 0.5).long()),
+        r"^pd_scores must be a float tensor \(fp32/fp16/bf16\), got torch\.int64$",
+    ),
+    (
+        "pd_bboxes shape",
+        lambda a: bad(a, 1, lambda t: t[..., :3]),
+        r"^pd_bboxes must be \(B, N, 4\) = \(2, 8400, 4\), got \(2, 8400, 3\)$",
+    ),
+    (
+        "anc_points shape",
+        lambda a: bad(a, 2, lambda t: t[:-1]),
+        r"^anc_points must be \(N, 2\) = \(8400, 2\), got \(8399, 2\)$",
+    ),
+    ("gt_labels shape", lambda a: bad(a, 3, lambda t: t[:, :-1]), rf"^gt_labels must be {SHAPE}, got \(2, 3, 1\)$"),
+    (
+        "gt_bboxes shape",
+        lambda a: bad(a, 4, lambda t: t[..., :2]),
+        r"^gt_bboxes must be \(B, M, 4\) with B=2, got \(2, 4, 2\)$",
+    ),
+    (
+        "gt_bboxes batch",
+        lambda a: bad(a, 4, lambda t: t[:1]),
+        r"^gt_bboxes must be \(B, M, 4\) with B=2, got \(1, 4, 4\)$",
+    ),
+    (
+        "gt_bboxes dtype",
+        lambda a: bad(a, 4, lambda t: t.long()),
+        r"^gt_bboxes must be a float tensor \(fp32/fp16/bf16\), got torch\.int64$",
+    ),
+    ("mask_gt shape", lambda a: bad(a, 5, lambda t: t[:1]), rf"^mask_gt must be {SHAPE}, got \(1, 4, 1\)$"),
+    (
+        "gt_labels bool",
+        lambda a: bad(a, 3, lambda t: t > 0),
+        r"^gt_labels must be an integer or float tensor, got torch\.bool$",
+    ),
+    (
+        "gt_labels complex",
+        lambda a: bad(a, 3, lambda t: t.to(torch.complex64)),
+        r"^gt_labels must be an integer or float tensor, got torch\.complex64$",
+    ),
+    *[
+        (
+            f"{n} not a tensor",
+            lambda a, i=i: bad(a, i, lambda t: t.tolist()),
+            rf"^{n} must be a torch\.Tensor, got list$",
+        )
+        for i, n in enumerate(("pd_scores", "pd_bboxes", "anc_points", "gt_labels", "gt_bboxes", "mask_gt"))
+    ],
+    *[
+        (
+            f"{n} on another device",
+            lambda a, i=i: bad(a, i, lambda t: torch.empty(t.shape, dtype=t.dtype, device="meta")),
+            rf"^{n} is on meta but pd_scores is on (cpu|cuda:0): all inputs must share one device$",
+        )
+        for i, n in enumerate(("pd_scores", "pd_bboxes", "anc_points", "gt_labels", "gt_bboxes", "mask_gt"))
+        if i > 0
+    ],
+    (
+        "label negative",
+        lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], -1.0, t)),
+        rf"^gt_labels must be in \[0, C={C}\) for real ground truths, got -1{WHERE}",
+    ),
+    (
+        "label >= C",
+        lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float(C), t)),
+        rf"^gt_labels must be in \[0, C={C}\) for real ground truths, got {C}{WHERE}",
+    ),
     (
         "gt box nan",
         lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 2), torch.tensor(float("nan"), device=t.device))),
-        r"gt_bboxes.*finite",
+        r"^gt_bboxes must be finite for real ground truths, got \[[^]]*nan[^]]*\]" + WHERE,
     ),
     (
         "gt box inf",
         lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 3), torch.tensor(float("inf"), device=t.device))),
-        r"gt_bboxes.*finite",
+        r"^gt_bboxes must be finite for real ground truths, got \[[^]]*inf\]" + WHERE,
     ),
-    ("anchor nan", lambda a: bad(a, 2, lambda t: t.index_fill(0, _at(t, 5)[0], float("nan"))), r"anc_points.*finite"),
-    ("label nan", lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float("nan"), t)), r"gt_labels"),
+    (
+        "anchor nan",
+        lambda a: bad(a, 2, lambda t: t.index_fill(0, _at(t, 5)[0], float("nan"))),
+        r"^anc_points must be finite(, got \(nan, nan\) at index 5)?$",
+    ),
+    (
+        "label nan",
+        lambda a: bad(a, 3, lambda t: torch.where(t == t[0, 0], float("nan"), t)),
+        r"^gt_labels must be (finite for real ground truths$|in \[0, C=6\) for real ground truths, got -?\d+"
+        r" \(image 0, slot 0\) \(what a NaN, infinite or huge float label becomes as int64\)$)",
+    ),
     (
         "gt box inverted",
         lambda a: bad(a, 4, lambda t: t.index_put(_at(t, 0, 0, 0), t[0, 0, 2] + 5)),
-        r"gt_bboxes.*x2 >= x1",
+        r"^gt_bboxes must be xyxy with x2 >= x1 and y2 >= y1, got \[[^]]+\]" + WHERE,
     ),
 ]
 
