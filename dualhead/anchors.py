@@ -19,7 +19,7 @@ def make_anchors(shapes, strides, offset: float = 0.5, device="cpu"):
             indexing="ij",
         )
         pts.append(torch.stack((sx, sy), -1).view(-1, 2))
-        st.append(torch.full((h * w, 1), float(s), device=device))
+        st.append(torch.full((h * w, 1), float(s), dtype=torch.float32, device=device))
     return torch.cat(pts), torch.cat(st)
 
 

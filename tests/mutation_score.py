@@ -5,7 +5,7 @@
 Reads mutmut's verdicts (mutants/**/*.py.meta), counts a mutant killed when a selected test
 failed, timed out or crashed on it, and scores killed / (all - equivalent). Equivalent mutants
 (no test can tell them from the original) are listed in tests/mutation_equivalent.txt, one line
-each: `<mutant name>: <reason> || <the mutated line>`. mutmut numbers a function's mutants in
+each: `<mutant name>: <reason> || <the mutated line>` (`!<line>` for a mutant that deletes it). mutmut numbers a function's mutants in
 source order, so an edit of the function gives a listed name to another mutation: the mutated
 line pins the entry to its mutation, and an entry whose mutant no longer has that line is stale
 (reported, and its mutant scored as what it is). Prints the score per file and every surviving
@@ -65,8 +65,10 @@ def equivalent() -> dict[str, tuple[str, str]]:
 
 
 def mutant_body(src: str, name: str) -> str | None:
-    """The source of mutant `name` in mutants/<src> (a function or method mutmut wrote there)."""
+    """The source of mutant `name` in mutants/<src> (a function or method mutmut wrote there), its
+    def line under the original function's name, as the mutated line in `mutmut show` has it."""
     fn = name.rsplit(".", 1)[1]
+    original = fn.split("__mutmut_")[0].split("ǁ")[-1].removeprefix("x_")
     try:
         with open(os.path.join(MUTANTS, src)) as f:
             lines = f.read().split("\n")
@@ -75,9 +77,10 @@ def mutant_body(src: str, name: str) -> str | None:
     for i, line in enumerate(lines):
         if line.lstrip().startswith(f"def {fn}("):
             indent = len(line) - len(line.lstrip())
-            body = [line]
+            body = [line.replace(f"def {fn}(", f"def {original}(")]
             for nxt in lines[i + 1 :]:
-                if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
+                # the next definition at this depth ends it (not the `):` of a long signature)
+                if len(nxt) - len(nxt.lstrip()) <= indent and nxt.lstrip().startswith(("def ", "class ", "@")):
                     break
                 body.append(nxt)
             return "\n".join(body)
@@ -86,6 +89,15 @@ def mutant_body(src: str, name: str) -> str | None:
 
 def _squash(code: str) -> str:
     return "".join(code.split())
+
+
+def _pinned(pin: str, body: str | None) -> bool:
+    """Whether the mutant's source has its listed line (`!line`: has not, for a deletion)."""
+    if body is None:
+        return False
+    if pin.startswith("!"):
+        return _squash(pin[1:]) not in _squash(body)
+    return _squash(pin) in _squash(body)
 
 
 def main(argv=None) -> int:
@@ -100,7 +112,7 @@ def main(argv=None) -> int:
     unrun = [k for k, (_, code) in got.items() if code is None]
     stale = sorted(set(eq) - set(got))
     # a listed name whose mutant no longer makes the listed change: scored as what it is
-    moved = sorted(n for n in set(eq) & set(got) if _squash(eq[n][1]) not in _squash(mutant_body(got[n][0], n) or ""))
+    moved = sorted(n for n in set(eq) & set(got) if not _pinned(eq[n][1], mutant_body(got[n][0], n)))
     for n in moved:
         del eq[n]
     per_file = {}

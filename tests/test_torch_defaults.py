@@ -169,3 +169,7 @@ def test_anchor_points_are_made_where_asked():
     assert pts.device.type == "cpu" and strides.device.type == "cpu"
     there = dualhead.anchors.anchor_points(64, device="meta")
     assert there.device.type == "meta" and there.shape == want.shape
+    with float64_default_dtype():
+        pts, strides = dualhead.anchors.make_anchors([(8, 8), (4, 4)], (8, 16), offset=0.0)
+        got = dualhead.anchors.anchor_points(64)
+    assert pts.dtype == strides.dtype == got.dtype == torch.float32 and torch.equal(got, want)
