@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import cuda_emu_mutants as mm
+import pytest
 
 FAILS_ON_ITS_SEED = """
 import torch
@@ -121,3 +122,49 @@ def test_clean_runs_take_the_union_once_and_split_on_failure(monkeypatch):
     monkeypatch.setattr(mm, "_pytest", lambda *a: next(runs))
     mm.clean_runs("tsan", ["a", "b"])
     assert mm._clean[("tsan", "a")] is None and "rc=1" in mm._clean[("tsan", "b")]
+
+
+def _fake_mutants(tmp_path, monkeypatch, exit_codes, equivalent):
+    """A mutants/ tree of one mutated module (two mutants of a long-signature function) and its
+    verdicts, and an equivalence list, for tests/mutation_score.py."""
+    import json
+
+    import mutation_score as ms
+
+    (tmp_path / "mutants" / "pkg").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "mutants" / "pkg" / "mod.py").write_text(
+        "def x_f__mutmut_1(\n    a,\n    b,\n):\n    return a - b\n\n\n"
+        "def x_f__mutmut_2(\n    a,\n    b,\n):\n    return None\n\n\n"
+        "x_f__mutmut_mutants = {}\n"
+    )
+    codes = {f"pkg.mod.x_f__mutmut_{i}": c for i, c in exit_codes.items()}
+    codes["pkg.mod.x_f__mutmut_9"] = 0  # a former mutant: no longer in the source
+    (tmp_path / "mutants" / "pkg" / "mod.py.meta").write_text(json.dumps({"exit_code_by_key": codes}))
+    (tmp_path / "eq.txt").write_text(equivalent)
+    monkeypatch.setattr(ms, "MUTANTS", str(tmp_path / "mutants"))
+    monkeypatch.setattr(ms, "EQUIVALENT", str(tmp_path / "eq.txt"))
+    return ms
+
+
+def test_mutation_score_counts_what_exists_and_pins_each_equivalent(tmp_path, monkeypatch, capsys):
+    ms = _fake_mutants(tmp_path, monkeypatch, {1: 1, 2: 0}, "pkg.mod.x_f__mutmut_2: why || return None\n")
+    assert ms.main([]) == 0
+    out = capsys.readouterr().out
+    assert "pkg/mod.py" in out and "100.0%" in out and "x_f__mutmut_9" not in out
+    # the same name now mutates another line: stale, scored as what it is (a survivor), and a failure
+    ms = _fake_mutants(tmp_path, monkeypatch, {1: 1, 2: 0}, "pkg.mod.x_f__mutmut_2: why || return a * b\n")
+    assert ms.main([]) == 1
+    out = capsys.readouterr().out
+    assert "stale: pkg.mod.x_f__mutmut_2" in out and "survived: pkg.mod.x_f__mutmut_2" in out
+    # a listed equivalent that a test kills is counted killed, and its line named
+    ms = _fake_mutants(tmp_path, monkeypatch, {1: 1, 2: 1}, "pkg.mod.x_f__mutmut_2: why || return None\n")
+    assert ms.main([]) == 0
+    assert "killed, though listed equivalent: pkg.mod.x_f__mutmut_2" in capsys.readouterr().out
+    # a pin may name the original def line, and `!line` a line the mutant deletes
+    body = ms.mutant_body("pkg/mod.py", "pkg.mod.x_f__mutmut_1")
+    assert body.startswith("def f(") and "return a - b" in body
+    assert ms._pinned("!return a + b", body) and not ms._pinned("!return a - b", body)
+    # an entry without its pinned line is refused
+    (tmp_path / "eq.txt").write_text("pkg.mod.x_f__mutmut_2: why\n")
+    with pytest.raises(SystemExit, match="expected `<mutant name>: <reason> || <mutated line>`"):
+        ms.main([])
