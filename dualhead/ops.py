@@ -27,7 +27,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "ciou") -> t
     (ultralytics bbox_iou, eps 1e-7)."""
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {sorted(IOU_KINDS)}, got {kind!r}")
-    if _use_kernel("box_iou", boxes1):
+    if isinstance(boxes2, torch.Tensor) and _use_kernel("box_iou", boxes1):
         return _lib.box_iou(boxes1, boxes2, IOU_KINDS[kind])
     return reference.box_iou(boxes1, boxes2, kind)
 

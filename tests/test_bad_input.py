@@ -248,3 +248,11 @@ def test_box_iou_bad_shapes():
         dualhead.ops.box_iou(torch.zeros(3, 4), torch.zeros(2))
     with pytest.raises(ValueError, match="kind"):
         dualhead.ops.box_iou(torch.zeros(3, 4), torch.zeros(2, 4), kind="wiou")
+    for fn in (dualhead.ops.box_iou, dualhead.reference.box_iou):
+        for a, b, name in (
+            ([[0, 0, 1, 1.0]], torch.zeros(2, 4), "boxes1"),
+            (torch.zeros(2, 4), (0, 0, 1, 1), "boxes2"),
+        ):
+            with pytest.raises(ValueError) as e:
+                fn(a, b)
+            assert str(e.value) == f"{name} must be a torch.Tensor, got {type(a if name == 'boxes1' else b).__name__}"

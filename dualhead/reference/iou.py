@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from dualhead.checks import _tensor
 from dualhead.conventions import IOU_KINDS
 from dualhead.iou import iou_aligned
 
@@ -14,6 +15,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: str = "ciou") -> t
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {sorted(IOU_KINDS)}, got {kind!r}")
     for name, b in (("boxes1", boxes1), ("boxes2", boxes2)):
+        _tensor(name, b)
         if b.dim() != 2 or b.shape[1] != 4:
             raise ValueError(f"{name} must be (N, 4), got {tuple(b.shape)}")
     return iou_aligned(boxes1.float()[:, None, :], boxes2.float()[None, :, :], kind)
