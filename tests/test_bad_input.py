@@ -256,3 +256,17 @@ def test_box_iou_bad_shapes():
             with pytest.raises(ValueError) as e:
                 fn(a, b)
             assert str(e.value) == f"{name} must be a torch.Tensor, got {type(a if name == 'boxes1' else b).__name__}"
+
+
+def test_a_flat_box_is_valid_where_another_value_is_not(args):
+    """Zero-width and zero-height ground truths are valid (x2 >= x1, y2 >= y1): with a NaN anchor
+    beside them, the error names the anchor, not the boxes."""
+    a = list(args)
+    a[4] = a[4].clone()
+    a[4][0, 0, 2] = a[4][0, 0, 0]  # zero width
+    a[4][0, 1, 3] = a[4][0, 1, 1]  # zero height
+    a[2] = a[2].clone()
+    a[2][5] = float("nan")
+    for which in ASSIGNERS:
+        with pytest.raises(ValueError, match=r"^anc_points must be finite"):
+            ASSIGNERS[which](a)
