@@ -84,7 +84,7 @@ cuda-emu-coverage: install
 
 # Mutation testing of the Python library and the detector's loss and data check (mutmut, set up
 # in pyproject.toml [tool.mutmut]); the score and the survivors: tests/mutation_score.py, RESULTS.md.
-# Not in CI: about 2 h on 2 cores (a stopped run resumes where it left off). mutmut forks the test
+# Not in CI: roughly 2 h on 2 cores (a stopped run resumes where it left off). mutmut forks the test
 # process per mutant (from a fork server: pyproject.toml). One OpenMP thread per process, and
 # idle OpenMP threads that sleep: the tests that set two threads (the thread-determinism test,
 # `dualhead bench`) would otherwise spin against the other child on the 2 cores, ten times slower,
