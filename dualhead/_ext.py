@@ -137,14 +137,20 @@ def value_errors():
         raise ValueError(msg[len(VALUE_ERROR_TAG) :].split("\nException raised from")[0]) from None
 
 
-def warn_fallback() -> None:
-    """One warning per process when an op runs on the pure-torch reference."""
+def warn_fallback(op: str, dispatch_key: str) -> None:
+    """One warning per process when an op runs on the pure-torch reference: the extension did not
+    load, or it has no kernel of op for that device (a build without CUDA, CUDA tensors)."""
     global _warned
     if not _warned:
         _warned = True
+        why = (
+            f"the compiled extension has no {op} kernel for {dispatch_key} tensors"
+            if available()
+            else f"compiled extension not available ({_error!r})"
+        )
         warnings.warn(
-            f"dualhead: compiled extension not available ({_error!r}); using the pure-torch "
-            "reference (slower). Build with: pip install --no-build-isolation -e .",
+            f"dualhead: {why}; using the pure-torch reference (slower). "
+            "Build with: pip install --no-build-isolation -e .",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -39,9 +39,10 @@ def _use_kernel(op: str, t) -> bool:
         return False
     if _ext.reference_forced():
         return False  # DUALHEAD_REFERENCE=1: debugging against the oracle
-    if _ext.has_kernel(op, _dispatch_key(t)):
+    key = _dispatch_key(t)
+    if _ext.has_kernel(op, key):
         return True
-    _ext.warn_fallback()
+    _ext.warn_fallback(op, key)
     return False
 
 
