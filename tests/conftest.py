@@ -2,6 +2,7 @@ import json
 import os
 import random
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -136,3 +137,14 @@ def op_settings(o2m=(10, 10, 0.5, 6.0), o2o=(10, 10, 0.5, 6.0), **convention):
 
 def settings_layout():
     return [n for n in torch.ops.dualhead.assign_settings().split(",") if n]
+
+
+@contextmanager
+def float64_default_dtype():
+    """torch's default dtype float64 inside (the library must not follow it)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)

@@ -5,10 +5,10 @@
 Reads mutmut's verdicts (mutants/**/*.py.meta), counts a mutant killed when a selected test
 failed, timed out or crashed on it, and scores killed / (all - equivalent). Equivalent mutants
 (no test can tell them from the original) are listed in tests/mutation_equivalent.txt, one line
-each: `<mutant name>: <reason> || <the mutated line>` (`!<line>` for a mutant that deletes it). mutmut numbers a function's mutants in
-source order, so an edit of the function gives a listed name to another mutation: the mutated
-line pins the entry to its mutation, and an entry whose mutant no longer has that line is stale
-(reported, and its mutant scored as what it is). Prints the score per file and every surviving
+each: `<mutant name>: <reason> || <the mutated line>` (`!<line>` for a mutant that deletes it).
+mutmut numbers a function's mutants in source order, so an edit of the function gives a listed
+name to another mutation: the mutated line pins the entry to its mutation, and an entry whose
+mutant no longer has that line is stale (reported, and its mutant scored as what it is). Prints the score per file and every surviving
 mutant (each one a test to write or an equivalence to state); exits 1 below --min, when mutants
 were not run, or when an entry is stale.
 """
@@ -29,9 +29,34 @@ KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout"
 KILLED.update({-11: "crash", -9: "crash", -6: "crash"})
 
 
-def verdicts() -> dict[str, tuple[str, int | None]]:
-    """{mutant name: (source file, exit code of its test run)}, for the mutants that exist: mutmut
-    keeps the verdicts of a changed function's former mutants in its .meta files."""
+MUTANT_DEF = re.compile(r"\s*def (\S+?__mutmut_\d+)\(")
+
+
+def mutant_sources(path: str) -> dict[str, str]:
+    """{mutant function name: its source} of one file mutmut wrote, each def line under the
+    original function's name, as the mutated line in `mutmut show` has it. A mutant ends at the
+    next definition at its depth (not at the `):` of a long signature)."""
+    with open(path) as f:
+        lines = f.read().split("\n")
+    out, name, indent, body = {}, None, 0, []
+    for line in lines + ["def end_of_file():"]:
+        depth = len(line) - len(line.lstrip())
+        if name and depth <= indent and line.lstrip().startswith(("def ", "class ", "@")):
+            out[name] = "\n".join(body)
+            name = None
+        m = MUTANT_DEF.match(line)
+        if m:
+            name, indent = m.group(1), depth
+            original = name.split("__mutmut_")[0].split("ǁ")[-1].removeprefix("x_")
+            body = [line.replace(f"def {name}(", f"def {original}(")]
+        elif name:
+            body.append(line)
+    return out
+
+
+def verdicts() -> dict[str, tuple[str, int | None, str]]:
+    """{mutant name: (source file, exit code of its test run, its source)}, for the mutants that
+    exist: mutmut keeps the verdicts of a changed function's former mutants in its .meta files."""
     out = {}
     for base, _, files in os.walk(MUTANTS):
         for f in files:
@@ -40,9 +65,11 @@ def verdicts() -> dict[str, tuple[str, int | None]]:
                 with open(path) as fh:
                     codes = json.load(fh)["exit_code_by_key"]
                 src = os.path.relpath(path, MUTANTS)[: -len(".meta")]
-                with open(path[: -len(".meta")]) as fh:
-                    defined = set(re.findall(r"def (\S+?__mutmut_\d+)\(", fh.read()))
-                out.update({k: (src, v) for k, v in codes.items() if k.rsplit(".", 1)[1] in defined})
+                sources = mutant_sources(path[: -len(".meta")])
+                for k, v in codes.items():
+                    body = sources.get(k.rsplit(".", 1)[1])
+                    if body is not None:
+                        out[k] = (src, v, body)
     return out
 
 
@@ -64,37 +91,12 @@ def equivalent() -> dict[str, tuple[str, str]]:
     return eq
 
 
-def mutant_body(src: str, name: str) -> str | None:
-    """The source of mutant `name` in mutants/<src> (a function or method mutmut wrote there), its
-    def line under the original function's name, as the mutated line in `mutmut show` has it."""
-    fn = name.rsplit(".", 1)[1]
-    original = fn.split("__mutmut_")[0].split("ǁ")[-1].removeprefix("x_")
-    try:
-        with open(os.path.join(MUTANTS, src)) as f:
-            lines = f.read().split("\n")
-    except OSError:
-        return None
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith(f"def {fn}("):
-            indent = len(line) - len(line.lstrip())
-            body = [line.replace(f"def {fn}(", f"def {original}(")]
-            for nxt in lines[i + 1 :]:
-                # the next definition at this depth ends it (not the `):` of a long signature)
-                if len(nxt) - len(nxt.lstrip()) <= indent and nxt.lstrip().startswith(("def ", "class ", "@")):
-                    break
-                body.append(nxt)
-            return "\n".join(body)
-    return None
-
-
 def _squash(code: str) -> str:
     return "".join(code.split())
 
 
-def _pinned(pin: str, body: str | None) -> bool:
+def _pinned(pin: str, body: str) -> bool:
     """Whether the mutant's source has its listed line (`!line`: has not, for a deletion)."""
-    if body is None:
-        return False
     if pin.startswith("!"):
         return _squash(pin[1:]) not in _squash(body)
     return _squash(pin) in _squash(body)
@@ -109,15 +111,15 @@ def main(argv=None) -> int:
     if not got:
         print("no mutmut results under mutants/: run `make mutation` first", file=sys.stderr)
         return 2
-    unrun = [k for k, (_, code) in got.items() if code is None]
+    unrun = [k for k, (_, code, _) in got.items() if code is None]
     stale = sorted(set(eq) - set(got))
     # a listed name whose mutant no longer makes the listed change: scored as what it is
-    moved = sorted(n for n in set(eq) & set(got) if not _pinned(eq[n][1], mutant_body(got[n][0], n)))
+    moved = sorted(n for n in set(eq) & set(got) if not _pinned(eq[n][1], got[n][2]))
     for n in moved:
         del eq[n]
     per_file = {}
     survivors, wrongly_equivalent = [], []
-    for name, (src, code) in sorted(got.items()):
+    for name, (src, code, _) in sorted(got.items()):
         c = per_file.setdefault(src, Counter())
         if code is None:
             c["not run"] += 1

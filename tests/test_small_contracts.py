@@ -2,6 +2,7 @@
 messages, the pure-torch fallbacks, the drop-ins' default arguments, the empty cases. (The
 mutation run, make mutation, found each of these able to change unnoticed.)"""
 
+import contextlib
 import inspect
 import math
 
@@ -259,8 +260,8 @@ def test_dual_assign_passes_every_rule_keyword():
     bt = make_batch(B=2, C=6, seed=21, n_gt=(60, 120), kind="crowded")
     s2, b2 = bt.second_head(seed=3)
     args = (bt.pd_scores, bt.pd_bboxes, s2, b2) + bt.args()[2:]
-    default = ops.dual_assign(*args).o2m.to_dense(6)
-    default_o2o = ops.dual_assign(*args).o2o.to_dense(6)
+    default = ops.dual_assign(*args)
+    default, default_o2o = default.o2m.to_dense(6), default.o2o.to_dense(6)
     for kw in (
         dict(min_side=0.0),
         dict(min_side=40.0),
@@ -315,14 +316,13 @@ def test_without_the_kernel_the_ops_run_the_reference_with_every_option(monkeypa
     monkeypatch.setattr(dualhead._ext, "_warned", False)  # the once-per-process warning, restored after
     if how == "DUALHEAD_REFERENCE=1":
         monkeypatch.setenv("DUALHEAD_REFERENCE", "1")
+        warned = contextlib.nullcontext()  # asked for: no warning
     else:
         monkeypatch.setattr(dualhead._ext, "has_kernel", lambda op, key: False)
+        warned = pytest.warns(RuntimeWarning, match="the compiled extension has no assign kernel for CPU tensors")
     monkeypatch.setattr(ops, "_lib", None)  # any use of the compiled ops fails
-    if how == "DUALHEAD_REFERENCE=1":
-        got = ops.dual_assign(*args, **kw)  # asked for: no warning
-    else:
-        with pytest.warns(RuntimeWarning, match="the compiled extension has no assign kernel for CPU tensors"):
-            got = ops.dual_assign(*args, **kw)
+    with warned:
+        got = ops.dual_assign(*args, **kw)
     for g, w in ((got.o2m, want.o2m), (got.o2o, want.o2o)):
         assert torch.equal(g.fg_mask, w.fg_mask) and torch.equal(g.gt_idx, w.gt_idx)
         assert torch.equal(g.scores, w.scores)
@@ -331,15 +331,11 @@ def test_without_the_kernel_the_ops_run_the_reference_with_every_option(monkeypa
     assert not torch.equal(got.o2m.fg_mask, reference.dual_assign(*args).o2m.fg_mask)  # the options mattered
 
 
-def test_an_extension_without_the_settings_op_is_named():
-    monkeypatch = pytest.MonkeyPatch()
+def test_an_extension_without_the_settings_op_is_named(monkeypatch):
     monkeypatch.setattr(ops, "_LAYOUT", None)
-    try:
-        with pytest.raises(RuntimeError) as e:
-            ops._settings_layout()
-        assert str(e.value) == "the dualhead extension has no assign_settings op: rebuild it (pip install -e .)"
-    finally:
-        monkeypatch.undo()
+    with pytest.raises(RuntimeError) as e:
+        ops._settings_layout()
+    assert str(e.value) == "the dualhead extension has no assign_settings op: rebuild it (pip install -e .)"
 
 
 def test_dual_inputs_name_their_head_and_share_a_dtype():

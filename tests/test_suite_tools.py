@@ -161,7 +161,9 @@ def test_mutation_score_counts_what_exists_and_pins_each_equivalent(tmp_path, mo
     assert ms.main([]) == 0
     assert "killed, though listed equivalent: pkg.mod.x_f__mutmut_2" in capsys.readouterr().out
     # a pin may name the original def line, and `!line` a line the mutant deletes
-    body = ms.mutant_body("pkg/mod.py", "pkg.mod.x_f__mutmut_1")
+    bodies = ms.mutant_sources(str(tmp_path / "mutants" / "pkg" / "mod.py"))
+    body = bodies["x_f__mutmut_1"]
+    assert set(bodies) == {"x_f__mutmut_1", "x_f__mutmut_2"} and "return None" not in body
     assert body.startswith("def f(") and "return a - b" in body
     assert ms._pinned("!return a + b", body) and not ms._pinned("!return a - b", body)
     # an entry without its pinned line is refused

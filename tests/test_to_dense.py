@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import DEVICES, fresh_seed
+from conftest import DEVICES, float64_default_dtype, fresh_seed
 
 import dualhead
 from dualhead import _ext
@@ -53,11 +53,7 @@ def test_labels_out_of_range_write_nothing_in_the_kernel_and_the_reference():
     a = dualhead.Assignment(fg, torch.zeros_like(labels), labels, torch.zeros(1, 5, 4), scores)
     want = torch.zeros(1, 5, 5)
     want[0, 2, 0], want[0, 3, 4] = 0.75, 1.0
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with float64_default_dtype():
         kernel, torch_form = dualhead.ops.to_dense(a, 5)[2], dense_torch(a, 5)[2]
-    finally:
-        torch.set_default_dtype(old)
     assert torch.equal(kernel, want) and torch.equal(torch_form, want)
     assert kernel.dtype == torch_form.dtype == torch.float32

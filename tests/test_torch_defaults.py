@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import float64_default_dtype
 
 import dualhead
 from dualhead import ops, reference
@@ -30,16 +31,6 @@ def meta_default_device():
         yield
     finally:
         torch.set_default_device(None)
-
-
-@contextmanager
-def float64_default_dtype():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 DEFAULTS = pytest.mark.parametrize("defaults", [meta_default_device, float64_default_dtype], ids=["meta", "float64"])
